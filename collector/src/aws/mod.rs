@@ -1,0 +1,147 @@
+//! The AWS side of the collector: one [`AwsContext`] per daemon, holding an SDK configuration per account
+//! (default credential chain or an assumed role) and the counters every call feeds.
+
+pub mod calls;
+pub mod inventory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use self::calls::{ApiCallRecorder, ApiCallStats};
+
+/// One account cloudwarden reads from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountSpec {
+    /// A name for logs and metrics; the account id comes from STS.
+    pub name: String,
+    /// Role to assume in the account; `None` uses the default credential chain as it is.
+    pub role_arn: Option<String>,
+    /// External id for the assume-role call, if the role's trust policy asks for one.
+    pub external_id: Option<String>,
+}
+
+/// How cloudwarden talks to AWS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsSettings {
+    /// Endpoint override for every service (a local emulator). `None` leaves the SDK's own resolution,
+    /// which honours `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    pub accounts: Vec<AccountSpec>,
+    /// Region for account-wide calls (STS). Set explicitly so the SDK never asks the instance metadata
+    /// service for one.
+    pub home_region: String,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Timeout of one attempt of one call.
+    pub call_timeout: Duration,
+    /// Timeout to open a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            endpoint_url: None,
+            accounts: vec![AccountSpec { name: "default".into(), role_arn: None, external_id: None }],
+            home_region: "us-east-1".into(),
+            max_attempts: 3,
+            call_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An account's SDK configuration, before a region is chosen.
+#[derive(Clone)]
+pub struct AccountConfig {
+    pub spec: AccountSpec,
+    pub sdk: SdkConfig,
+}
+
+/// Shared AWS state: SDK configurations per account and the call counters.
+#[derive(Clone)]
+pub struct AwsContext {
+    pub accounts: Vec<AccountConfig>,
+    pub stats: Arc<ApiCallStats>,
+    recorder: ApiCallRecorder,
+}
+
+impl AwsContext {
+    /// Builds the SDK configuration of every account. Makes no AWS call: credentials are resolved lazily.
+    pub async fn new(settings: &AwsSettings) -> Self {
+        let stats = Arc::new(ApiCallStats::default());
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.home_region.clone()))
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(settings.connect_timeout)
+                    .operation_attempt_timeout(settings.call_timeout)
+                    .build(),
+            );
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let base = loader.load().await;
+        let mut accounts = Vec::with_capacity(settings.accounts.len());
+        for spec in &settings.accounts {
+            let sdk = match &spec.role_arn {
+                None => base.clone(),
+                Some(role) => {
+                    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
+                        .session_name("cloudwarden")
+                        .configure(&base);
+                    if let Some(ext) = &spec.external_id {
+                        builder = builder.external_id(ext);
+                    }
+                    let provider = builder.build().await;
+                    base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+                }
+            };
+            accounts.push(AccountConfig { spec: spec.clone(), sdk });
+        }
+        let recorder = ApiCallRecorder::new(stats.clone());
+        AwsContext { accounts, stats, recorder }
+    }
+
+    /// The recorder to attach to every client built from this context.
+    pub fn recorder(&self) -> ApiCallRecorder {
+        self.recorder.clone()
+    }
+}
+
+/// Builds a service client for one account and region, with the call recorder attached.
+macro_rules! client {
+    ($krate:ident, $ctx:expr, $sdk:expr, $region:expr) => {{
+        let conf = $krate::config::Builder::from($sdk)
+            .region(aws_config::Region::new($region.to_string()))
+            .interceptor($ctx.recorder())
+            .build();
+        $krate::Client::from_conf(conf)
+    }};
+}
+pub(crate) use client;
+
+/// The account id behind an account's credentials (STS `GetCallerIdentity`).
+pub async fn account_id(ctx: &AwsContext, account: &AccountConfig) -> Result<String, String> {
+    let region = account.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let sts = client!(aws_sdk_sts, ctx, &account.sdk, region);
+    let out = sts.get_caller_identity().send().await.map_err(|e| error_chain(&e))?;
+    out.account.ok_or_else(|| "GetCallerIdentity returned no account".to_string())
+}
+
+/// Renders an SDK error with its sources, for logs and the CLI (never for metric labels).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    use aws_smithy_types::error::display::DisplayErrorContext;
+    DisplayErrorContext(err).to_string()
+}

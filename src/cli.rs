@@ -1,0 +1,187 @@
+//! The command line: `run`, `check-config`, `collect --once`, `--version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::daemon::{cancel_on_signals, CycleSummary, Daemon};
+use crate::store::RunOutcome;
+use crate::telemetry;
+
+/// Exit code of a configuration that does not validate.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "cloudwarden", version, about = "Observability and cost-governance daemon for AWS")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: collect on schedule, serve /metrics, /healthz and /readyz.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and report every problem in it.
+    CheckConfig {
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+    },
+    /// Run one full collection cycle, store it, and print a summary.
+    Collect {
+        /// Run once and exit (the only mode for now; the daemon is `run`).
+        #[arg(long, required = true)]
+        once: bool,
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!("{} error(s) in {}", errors.0.len(), path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} account(s), inventory {})",
+                    config.display(),
+                    c.aws.accounts.len(),
+                    c.inventory.as_ref().map_or("disabled".to_string(), |j| format!("{}, {} region(s)", j.schedule, j.settings.regions.len()))
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            telemetry::init(config.log_format);
+            runtime().block_on(async move {
+                let daemon = match Daemon::new(config).await {
+                    Ok(d) => d,
+                    Err(e) => return fatal(e),
+                };
+                let shutdown = CancellationToken::new();
+                cancel_on_signals(shutdown.clone());
+                match daemon.run(shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fatal(e),
+                }
+            })
+        }
+        Command::Collect { once: _, config, json } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            telemetry::init(config.log_format);
+            runtime().block_on(async move {
+                let Some(job) = config.inventory.clone() else {
+                    eprintln!("no collector is enabled in the configuration");
+                    return ExitCode::from(EXIT_CONFIG);
+                };
+                let daemon = match Daemon::new(config).await {
+                    Ok(d) => d,
+                    Err(e) => return fatal(e),
+                };
+                let cancel = CancellationToken::new();
+                cancel_on_signals(cancel.clone());
+                let summary = daemon.inventory_cycle(&job.settings, &cancel).await;
+                daemon.store.close().await;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary).expect("summary serializes"));
+                } else {
+                    print!("{}", human_summary(&summary));
+                }
+                if summary.outcome == RunOutcome::Success {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+}
+
+fn fatal(e: anyhow::Error) -> ExitCode {
+    tracing::error!(error = format!("{e:#}"), "fatal");
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}
+
+/// The summary `collect --once` prints.
+pub fn human_summary(s: &CycleSummary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} run {}: {} in {:.1}s, {} resources seen, {} marked gone, {} AWS calls",
+        s.collector,
+        s.run_id.map_or("-".into(), |i| i.to_string()),
+        s.outcome.as_str(),
+        s.duration_secs,
+        s.resources_seen,
+        s.write.gone,
+        s.api_call_total()
+    );
+    if !s.inventory.is_empty() {
+        let _ = writeln!(out, "\n{:<14} {:<16} {:<22} {:>7} {:>9}", "ACCOUNT", "REGION", "TYPE", "TOTAL", "UNTAGGED");
+        let (mut total, mut untagged) = (0, 0);
+        for c in &s.inventory {
+            let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", c.account_id, c.region, c.resource_type, c.total, c.untagged);
+            total += c.total;
+            untagged += c.untagged;
+        }
+        let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", "all", "", "", total, untagged);
+    }
+    if !s.api_calls.is_empty() {
+        let _ = writeln!(out, "\nAWS calls:");
+        for (op, n) in &s.api_calls {
+            let _ = writeln!(out, "  {op:<40} {n:>6}");
+        }
+    }
+    if !s.failures.is_empty() {
+        let _ = writeln!(out, "\nFailures:");
+        for f in &s.failures {
+            let _ = writeln!(
+                out,
+                "  {} {} {}: {}",
+                f.account,
+                f.region.as_deref().unwrap_or("(all regions)"),
+                f.source,
+                f.error
+            );
+        }
+    }
+    if let Some(e) = &s.error {
+        if s.failures.is_empty() {
+            let _ = writeln!(out, "\nError: {e}");
+        }
+    }
+    out
+}

@@ -1,0 +1,124 @@
+//! Loading and validating the configuration file.
+//!
+//! The file is parsed once into the typed sections of [`schema`], then validated into [`Config`], the
+//! daemon's own types. Every problem is collected, not just the first, and each names the file, the line and
+//! the field path: `cloudwarden.toml:12: collectors.inventory.regions[1]: unknown region "us-est-1"`.
+
+pub mod schema;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use collector::aws::inventory::InventorySettings;
+use collector::AwsSettings;
+
+pub use schema::LogFormat;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: DatabaseConfig,
+    pub log_format: LogFormat,
+    pub aws: AwsSettings,
+    /// `None` when the inventory collector is disabled or not configured.
+    pub inventory: Option<Job<InventorySettings>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+/// A collector's settings and when it runs.
+#[derive(Debug, Clone)]
+pub struct Job<T> {
+    pub schedule: Schedule,
+    pub settings: T,
+}
+
+/// When a collector runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Every(Duration),
+    Cron(Box<cron::Schedule>),
+}
+
+impl Schedule {
+    /// The first run strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Schedule::Every(d) => t + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::MAX),
+            Schedule::Cron(c) => c.after(&t).next().unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Every(d) => write!(f, "every {}s", d.as_secs()),
+            Schedule::Cron(c) => write!(f, "cron \"{}\"", c.source()),
+        }
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// Field path, e.g. `collectors.inventory.regions[1]`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a configuration file, taking `${VAR}` values from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError { file: label.clone(), line: None, path: String::new(), message: format!("cannot read: {e}") }])
+    })?;
+    parse(&label, &text, &|name| std::env::var(name).ok())
+}
+
+/// Validates configuration text. `env` resolves `${VAR}` references (injected so tests need not touch the
+/// process environment).
+pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    validate::parse(file, text, env)
+}

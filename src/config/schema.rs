@@ -1,0 +1,160 @@
+//! The configuration file as written: typed serde structs, one per TOML table. Every field is documented
+//! here and in `examples/cloudwarden.toml`. [`super::validate`] turns these into the daemon's own types.
+
+use serde::Deserialize;
+
+/// `[server]`: the HTTP server serving `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port to listen on, e.g. `127.0.0.1:9464` or `[::]:9464`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+/// `[database]`: where cloudwarden keeps its history.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://PATH` (created on first run) or `postgres://user:pass@host/db`. `${VAR}` is replaced by the
+    /// environment variable VAR, so passwords need not be written in the file.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection { url: default_database_url(), max_connections: default_max_connections() }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://cloudwarden.db".into()
+}
+
+fn default_max_connections() -> u32 {
+    5
+}
+
+/// `[log]`: structured logs on standard error. The level comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (human-readable) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[aws]`: how every AWS call is made.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    /// Endpoint override for every service, e.g. a local emulator. Unset, the SDK resolves endpoints itself
+    /// and honours `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Attempts per call, the first included (retries back off with jitter).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Timeout of one attempt, in seconds.
+    #[serde(default = "default_call_timeout_secs")]
+    pub call_timeout_secs: u64,
+    /// Timeout to open a connection, in seconds.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for AwsSection {
+    fn default() -> Self {
+        AwsSection {
+            endpoint_url: None,
+            max_attempts: default_max_attempts(),
+            call_timeout_secs: default_call_timeout_secs(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+fn default_call_timeout_secs() -> u64 {
+    30
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+
+/// `[[accounts]]`: one entry per account. No entry means one account, read with the default credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// A unique name, used in logs and the CLI summary.
+    pub name: String,
+    /// IAM role to assume in the account (`arn:aws:iam::123456789012:role/Name`). Unset: the default
+    /// credential chain is used as it is.
+    pub role_arn: Option<String>,
+    /// External id the role's trust policy asks for; `${VAR}` reads it from the environment.
+    pub external_id: Option<String>,
+}
+
+/// `[collectors]`: one table per collector.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorsSection {
+    /// The resource inventory.
+    #[serde(default)]
+    pub inventory: Option<InventorySection>,
+}
+
+/// `[collectors.inventory]`: EC2, EBS, snapshots, Elastic IPs, S3, RDS, log groups and everything tagged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// Turn the collector off without deleting its table.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Regions to collect, e.g. `["us-east-1", "eu-west-1"]`.
+    pub regions: Vec<String>,
+    /// Run every this many seconds (default 300). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC: five fields (`*/10 * * * *`) or six with seconds first.
+    pub cron: Option<String>,
+    /// Page size of every paginated call, clamped to each API's range. Unset: each API's maximum (fewest
+    /// calls).
+    pub page_size: Option<i32>,
+    /// Account-regions collected at once.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_concurrency() -> usize {
+    4
+}

@@ -1,0 +1,347 @@
+//! From the file's sections to [`Config`], collecting every error with its line and field path.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+use collector::aws::inventory::InventorySettings;
+use collector::{AccountSpec, AwsSettings};
+use serde::de::DeserializeOwned;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::schema::*;
+use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
+
+/// AWS's commercial, China and GovCloud regions.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1", "cn-northwest-1",
+    "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2",
+    "eu-west-3", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1",
+    "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+];
+
+/// One step of a field path.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+}
+
+fn render(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    doc: &'a DeTable<'a>,
+    errors: Vec<ConfigError>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    /// The span of the value at `path`, or of its nearest parent present in the file.
+    fn span(&self, path: &[Seg]) -> Option<Range<usize>> {
+        let mut best = None;
+        let mut table: Option<&DeTable> = Some(self.doc);
+        let mut value: Option<&Spanned<DeValue>> = None;
+        for seg in path {
+            let next = match (seg, table, value) {
+                (Seg::Key(k), Some(t), _) => t.get(*k),
+                (Seg::Index(i), _, Some(v)) => match v.get_ref() {
+                    DeValue::Array(a) => a.get(*i),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(v) = next else { break };
+            best = Some(v.span());
+            value = Some(v);
+            table = match v.get_ref() {
+                DeValue::Table(t) => Some(t),
+                _ => None,
+            };
+        }
+        best
+    }
+
+    fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        let line = self.span(path).map(|s| self.line_of(s.start));
+        self.errors.push(ConfigError { file: self.file.to_string(), line, path: render(path), message: message.into() });
+    }
+
+    /// Deserializes one top-level section, recording its error (with the path inside the section).
+    fn section<T: DeserializeOwned>(&mut self, key: &'static str, value: &Spanned<DeValue<'_>>) -> Option<T> {
+        let mut owned = value.get_ref().clone();
+        owned.make_owned();
+        let de = ValueDeserializer::from(Spanned::new(value.span(), owned));
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let path = match inner.as_str() {
+                    "." | "" => key.to_string(),
+                    p if p.starts_with('[') => format!("{key}{p}"),
+                    p => format!("{key}.{p}"),
+                };
+                let line = e.inner().span().or(Some(value.span())).map(|s| self.line_of(s.start));
+                let message = e.inner().message().to_string();
+                self.errors.push(ConfigError { file: self.file.to_string(), line, path, message });
+                None
+            }
+        }
+    }
+
+    /// Replaces `${VAR}` with the environment variable VAR; a missing variable is an error at `path`.
+    fn expand(&mut self, path: &[Seg], value: &str) -> String {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start + 2..].find('}') else {
+                self.error(path, "unterminated ${ in value");
+                return out;
+            };
+            let name = &rest[start + 2..start + 2 + len];
+            match (self.env)(name) {
+                Some(v) => out.push_str(&v),
+                None => self.error(path, format!("environment variable {name} is not set")),
+            }
+            rest = &rest[start + 3 + len..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    let line_of = |o: usize| text[..o.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1;
+    if !syntax.is_empty() {
+        return Err(ConfigErrors(
+            syntax
+                .iter()
+                .map(|e| ConfigError {
+                    file: file.to_string(),
+                    line: e.span().map(|s| line_of(s.start)),
+                    path: String::new(),
+                    message: e.message().trim().to_string(),
+                })
+                .collect(),
+        ));
+    }
+    let doc = doc.into_inner();
+    let mut cx = Ctx { file, text, doc: &doc, errors: Vec::new(), env };
+
+    let (mut server, mut database, mut log, mut aws) =
+        (ServerSection::default(), DatabaseSection::default(), LogSection::default(), AwsSection::default());
+    let mut accounts: Vec<AccountEntry> = Vec::new();
+    let mut collectors = CollectorsSection::default();
+    for (key, value) in doc.iter() {
+        match key.get_ref().as_ref() {
+            "server" => server = cx.section("server", value).unwrap_or_default(),
+            "database" => database = cx.section("database", value).unwrap_or_default(),
+            "log" => log = cx.section("log", value).unwrap_or_default(),
+            "aws" => aws = cx.section("aws", value).unwrap_or_default(),
+            "accounts" => accounts = cx.section("accounts", value).unwrap_or_default(),
+            "collectors" => collectors = cx.section("collectors", value).unwrap_or_default(),
+            other => {
+                let line = line_of(key.span().start);
+                cx.errors.push(ConfigError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    path: other.to_string(),
+                    message: format!(
+                        "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`"
+                    ),
+                });
+            }
+        }
+    }
+
+    let listen = match SocketAddr::from_str(&server.listen) {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.error(&[Seg::Key("server"), Seg::Key("listen")], format!("not an address:port: {:?}", server.listen));
+            None
+        }
+    };
+
+    let db_path = [Seg::Key("database"), Seg::Key("url")];
+    let url = cx.expand(&db_path, &database.url);
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        cx.error(&db_path, "expected a sqlite://PATH or postgres://... URL");
+    }
+    if database.max_connections == 0 {
+        cx.error(&[Seg::Key("database"), Seg::Key("max_connections")], "must be at least 1");
+    }
+
+    let endpoint_url = aws.endpoint_url.as_deref().map(|u| cx.expand(&[Seg::Key("aws"), Seg::Key("endpoint_url")], u));
+    if let Some(u) = &endpoint_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            cx.error(&[Seg::Key("aws"), Seg::Key("endpoint_url")], format!("expected an http:// or https:// URL, got {u:?}"));
+        }
+    }
+    if !(1..=10).contains(&aws.max_attempts) {
+        cx.error(&[Seg::Key("aws"), Seg::Key("max_attempts")], "must be between 1 and 10");
+    }
+    if aws.call_timeout_secs == 0 {
+        cx.error(&[Seg::Key("aws"), Seg::Key("call_timeout_secs")], "must be at least 1");
+    }
+    if aws.connect_timeout_secs == 0 {
+        cx.error(&[Seg::Key("aws"), Seg::Key("connect_timeout_secs")], "must be at least 1");
+    }
+
+    let mut specs = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, a) in accounts.iter().enumerate() {
+        let at = |k| [Seg::Key("accounts"), Seg::Index(i), Seg::Key(k)];
+        if a.name.trim().is_empty() {
+            cx.error(&at("name"), "must not be empty");
+        } else if !names.insert(a.name.clone()) {
+            cx.error(&at("name"), format!("duplicate account name {:?}", a.name));
+        }
+        if let Some(role) = &a.role_arn {
+            if !is_role_arn(role) {
+                cx.error(&at("role_arn"), format!("not an IAM role ARN (arn:aws:iam::123456789012:role/Name): {role:?}"));
+            }
+        }
+        let external_id = a.external_id.as_deref().map(|e| cx.expand(&at("external_id"), e));
+        specs.push(AccountSpec { name: a.name.clone(), role_arn: a.role_arn.clone(), external_id });
+    }
+    if specs.is_empty() {
+        specs.push(AccountSpec { name: "default".into(), role_arn: None, external_id: None });
+    }
+
+    let inventory = collectors.inventory.as_ref().and_then(|inv| {
+        let at = |k| [Seg::Key("collectors"), Seg::Key("inventory"), Seg::Key(k)];
+        if inv.regions.is_empty() {
+            cx.error(&at("regions"), "must name at least one region");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, r) in inv.regions.iter().enumerate() {
+            let path = [Seg::Key("collectors"), Seg::Key("inventory"), Seg::Key("regions"), Seg::Index(i)];
+            if !KNOWN_REGIONS.contains(&r.as_str()) {
+                cx.error(&path, format!("unknown region {r:?}"));
+            } else if !seen.insert(r) {
+                cx.error(&path, format!("region {r:?} is listed twice"));
+            }
+        }
+        if let Some(p) = inv.page_size {
+            if !(1..=1000).contains(&p) {
+                cx.error(&at("page_size"), "must be between 1 and 1000");
+            }
+        }
+        if !(1..=64).contains(&inv.max_concurrency) {
+            cx.error(&at("max_concurrency"), "must be between 1 and 64");
+        }
+        let schedule = schedule(&mut cx, "inventory", inv.interval_secs, inv.cron.as_deref());
+        let settings = InventorySettings {
+            regions: inv.regions.clone(),
+            page_size: inv.page_size,
+            max_concurrency: inv.max_concurrency,
+        };
+        match (inv.enabled, schedule) {
+            (true, Some(schedule)) => Some(Job { schedule, settings }),
+            _ => None,
+        }
+    });
+
+    if !cx.errors.is_empty() {
+        let mut errors = cx.errors;
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        listen: listen.expect("validated"),
+        database: DatabaseConfig { url, max_connections: database.max_connections },
+        log_format: log.format,
+        aws: AwsSettings {
+            endpoint_url,
+            accounts: specs,
+            home_region: inventory
+                .as_ref()
+                .and_then(|j| j.settings.regions.first().cloned())
+                .unwrap_or_else(|| "us-east-1".into()),
+            max_attempts: aws.max_attempts,
+            call_timeout: Duration::from_secs(aws.call_timeout_secs),
+            connect_timeout: Duration::from_secs(aws.connect_timeout_secs),
+        },
+        inventory,
+    })
+}
+
+fn is_role_arn(s: &str) -> bool {
+    let mut p = s.splitn(6, ':');
+    matches!(
+        (p.next(), p.next(), p.next(), p.next(), p.next(), p.next()),
+        (Some("arn"), Some(part), Some("iam"), Some(""), Some(acct), Some(res))
+            if part.starts_with("aws") && acct.len() == 12 && acct.bytes().all(|b| b.is_ascii_digit())
+                && res.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+    )
+}
+
+fn schedule(cx: &mut Ctx<'_>, collector: &'static str, interval: Option<u64>, cron: Option<&str>) -> Option<Schedule> {
+    let at = |k| [Seg::Key("collectors"), Seg::Key(collector), Seg::Key(k)];
+    match (interval, cron) {
+        (Some(_), Some(_)) => {
+            cx.error(&at("cron"), "set either interval_secs or cron, not both");
+            None
+        }
+        (Some(0), None) => {
+            cx.error(&at("interval_secs"), "must be at least 1");
+            None
+        }
+        (Some(s), None) => Some(Schedule::Every(Duration::from_secs(s))),
+        (None, None) => Some(Schedule::Every(Duration::from_secs(300))),
+        (None, Some(expr)) => {
+            // The cron crate wants seconds first; accept the usual five fields too.
+            let full = if expr.split_whitespace().count() == 5 { format!("0 {expr}") } else { expr.to_string() };
+            match cron::Schedule::from_str(&full) {
+                Ok(s) => Some(Schedule::Cron(Box::new(s))),
+                Err(e) => {
+                    // The crate's message repeats the expression with a caret line; keep its last line.
+                    let text = e.to_string();
+                    let reason = text.lines().last().unwrap_or_default().trim().trim_end_matches('.');
+                    cx.error(&at("cron"), format!("invalid cron expression {expr:?}: {reason}"));
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns() {
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/Reader"));
+        assert!(is_role_arn("arn:aws-cn:iam::123456789012:role/path/Reader"));
+        assert!(!is_role_arn("arn:aws:iam::12345:role/Reader"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:user/bob"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:role/"));
+    }
+}

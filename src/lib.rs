@@ -1,0 +1,12 @@
+//! cloudwarden: an observability and cost-governance daemon for AWS.
+//!
+//! The binary (`src/main.rs`) only calls [`cli::main`]; everything lives in this library so it can be tested.
+//! See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,158 @@
+//! Collection runs: one row per collector run, opened when it starts and closed with its outcome.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{from_ms, ms, q, Store, StoreError};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    /// Everything was collected.
+    Success,
+    /// Some accounts, regions or services failed; what was collected is stored.
+    Partial,
+    /// Nothing usable was collected.
+    Failed,
+    /// Stopped by shutdown before it finished.
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Success => "success",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Success, Self::Partial, Self::Failed, Self::Cancelled].into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub collector: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: RunOutcome,
+    pub api_calls: i64,
+    pub items: i64,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Opens a run row; returns its id.
+    pub async fn begin_run(&self, collector: &str, started_at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO collection_runs (collector, started_at_ms, outcome) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(collector)
+        .bind(ms(started_at))
+        .bind(RunOutcome::Running.as_str())
+        .fetch_one(self.pool())
+        .await
+        .map_err(q("begin run"))?;
+        row.try_get::<i64, _>(0).map_err(q("begin run"))
+    }
+
+    /// Closes a run row with its outcome.
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        ended_at: DateTime<Utc>,
+        outcome: RunOutcome,
+        api_calls: u64,
+        items: u64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, api_calls = $3, items = $4, error = $5 \
+             WHERE id = $6",
+        )
+        .bind(ms(ended_at))
+        .bind(outcome.as_str())
+        .bind(api_calls as i64)
+        .bind(items as i64)
+        .bind(error)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(q("finish run"))?;
+        Ok(())
+    }
+
+    /// Runs that never finished (the process died) are closed as failed; called at start-up.
+    pub async fn close_abandoned_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4",
+        )
+        .bind(ms(now))
+        .bind(RunOutcome::Failed.as_str())
+        .bind("abandoned: the daemon stopped before the run finished")
+        .bind(RunOutcome::Running.as_str())
+        .execute(self.pool())
+        .await
+        .map_err(q("close abandoned runs"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// The newest runs of a collector, newest first.
+    pub async fn runs(&self, collector: &str, limit: i64) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, collector, started_at_ms, ended_at_ms, outcome, api_calls, items, error \
+             FROM collection_runs WHERE collector = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(collector)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("list runs"))?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get("outcome").map_err(q("list runs"))?;
+                Ok(RunRow {
+                    id: r.try_get("id").map_err(q("list runs"))?,
+                    collector: r.try_get("collector").map_err(q("list runs"))?,
+                    started_at: from_ms(r.try_get("started_at_ms").map_err(q("list runs"))?),
+                    ended_at: r.try_get::<Option<i64>, _>("ended_at_ms").map_err(q("list runs"))?.map(from_ms),
+                    outcome: RunOutcome::parse(&outcome)
+                        .ok_or(StoreError::Corrupt { what: "run outcome", detail: outcome })?,
+                    api_calls: r.try_get("api_calls").map_err(q("list runs"))?,
+                    items: r.try_get("items").map_err(q("list runs"))?,
+                    error: r.try_get("error").map_err(q("list runs"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// When each collector last succeeded, and how long that run took.
+    pub async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.collector, r.started_at_ms, r.ended_at_ms FROM collection_runs r \
+             JOIN (SELECT collector, MAX(id) AS id FROM collection_runs WHERE outcome = $1 GROUP BY collector) m \
+             ON r.id = m.id",
+        )
+        .bind(RunOutcome::Success.as_str())
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("last successes"))?;
+        rows.iter()
+            .map(|r| {
+                let started: i64 = r.try_get(1).map_err(q("last successes"))?;
+                let ended: Option<i64> = r.try_get(2).map_err(q("last successes"))?;
+                let ended = ended.unwrap_or(started);
+                Ok((r.try_get(0).map_err(q("last successes"))?, from_ms(ended), (ended - started) as f64 / 1000.0))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,160 @@
+//! Configuration: the example loads; every kind of problem is reported with file, line and field path, all
+//! at once; a bad file makes the CLI exit with code 2 before anything runs.
+
+use std::process::Command;
+
+use cloudwarden::config::{self, Schedule};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// Parses `text` and returns its errors rendered one per line.
+fn errors(text: &str) -> Vec<String> {
+    match config::parse("cw.toml", text, &no_env) {
+        Ok(_) => panic!("expected errors in:\n{text}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn check(text: &str, expected: &[&str]) {
+    assert_eq!(errors(text), expected, "for:\n{text}");
+}
+
+#[test]
+fn the_example_loads() {
+    let path = common_root().join("examples/cloudwarden.toml");
+    let c = config::load(&path).expect("example config is valid");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(c.aws.accounts.len(), 2);
+    assert_eq!(c.aws.accounts[1].role_arn.as_deref(), Some("arn:aws:iam::210987654321:role/CloudwardenReadOnly"));
+    let inv = c.inventory.expect("inventory enabled");
+    assert_eq!(inv.settings.regions, ["us-east-1", "eu-west-1"]);
+    assert!(matches!(inv.schedule, Schedule::Every(d) if d.as_secs() == 300));
+    assert_eq!(c.aws.home_region, "us-east-1");
+}
+
+fn common_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn an_empty_file_gets_defaults() {
+    let c = config::parse("cw.toml", "", &no_env).unwrap();
+    assert_eq!(c.database.url, "sqlite://cloudwarden.db");
+    assert_eq!(c.aws.accounts.len(), 1);
+    assert!(c.inventory.is_none());
+}
+
+#[test]
+fn unknown_region_names_line_and_index() {
+    check(
+        "[collectors.inventory]\nregions = [\"us-east-1\",\n  \"us-est-1\"]\n",
+        &[r#"cw.toml:3: collectors.inventory.regions[1]: unknown region "us-est-1""#],
+    );
+}
+
+#[test]
+fn every_kind_of_error_has_file_line_and_field() {
+    // Syntax.
+    let e = errors("[server]\nlisten = \n");
+    assert!(e[0].starts_with("cw.toml:2: "), "{e:?}");
+    // Unknown field, with its path inside the section.
+    let e = errors("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("cw.toml:3: server.lisen: unknown field `lisen`"), "{e:?}");
+    // Wrong type, inside an array of tables.
+    let e = errors("[[accounts]]\nname = \"a\"\n[[accounts]]\nname = 5\n");
+    assert!(e[0].starts_with("cw.toml:4: accounts[1].name: invalid type"), "{e:?}");
+    // Unknown section.
+    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`"]);
+    // Bad enum value.
+    let e = errors("[log]\nformat = \"xml\"\n");
+    assert!(e[0].starts_with("cw.toml:2: log.format: unknown variant `xml`"), "{e:?}");
+    // Semantic checks.
+    check("[server]\nlisten = \"localhost\"\n", &[r#"cw.toml:2: server.listen: not an address:port: "localhost""#]);
+    check("[database]\nurl = \"mysql://x\"\n", &["cw.toml:2: database.url: expected a sqlite://PATH or postgres://... URL"]);
+    check(
+        "[collectors.inventory]\nregions = [\"us-east-1\"]\ncron = \"not cron\"\n",
+        &[r#"cw.toml:3: collectors.inventory.cron: invalid cron expression "not cron": The 'Seconds' field does not support using names. 'not' specified"#],
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = r#"
+[server]
+listen = "nowhere"
+
+[aws]
+endpoint_url = "ftp://x"
+max_attempts = 0
+
+[[accounts]]
+name = "a"
+role_arn = "arn:aws:iam::1:user/bob"
+
+[[accounts]]
+name = "a"
+external_id = "${MISSING_SECRET}"
+
+[collectors.inventory]
+regions = ["us-east-1", "us-east-1", "mars-1"]
+interval_secs = 10
+cron = "* * * * *"
+page_size = 0
+"#;
+    check(
+        text,
+        &[
+            r#"cw.toml:3: server.listen: not an address:port: "nowhere""#,
+            r#"cw.toml:6: aws.endpoint_url: expected an http:// or https:// URL, got "ftp://x""#,
+            "cw.toml:7: aws.max_attempts: must be between 1 and 10",
+            r#"cw.toml:11: accounts[0].role_arn: not an IAM role ARN (arn:aws:iam::123456789012:role/Name): "arn:aws:iam::1:user/bob""#,
+            r#"cw.toml:14: accounts[1].name: duplicate account name "a""#,
+            "cw.toml:15: accounts[1].external_id: environment variable MISSING_SECRET is not set",
+            r#"cw.toml:18: collectors.inventory.regions[1]: region "us-east-1" is listed twice"#,
+            r#"cw.toml:18: collectors.inventory.regions[2]: unknown region "mars-1""#,
+            "cw.toml:20: collectors.inventory.cron: set either interval_secs or cron, not both",
+            "cw.toml:21: collectors.inventory.page_size: must be between 1 and 1000",
+        ],
+    );
+}
+
+#[test]
+fn secrets_come_from_the_environment() {
+    let env = |name: &str| (name == "PGPASS").then(|| "s3cret".to_string());
+    let c = config::parse("cw.toml", "[database]\nurl = \"postgres://cw:${PGPASS}@127.0.0.1/cw\"\n", &env).unwrap();
+    assert_eq!(c.database.url, "postgres://cw:s3cret@127.0.0.1/cw");
+}
+
+#[test]
+fn five_field_cron_is_accepted() {
+    let c = config::parse("cw.toml", "[collectors.inventory]\nregions = [\"eu-west-1\"]\ncron = \"*/10 * * * *\"\n", &no_env)
+        .unwrap();
+    let job = c.inventory.unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:03:00Z").unwrap().to_utc();
+    assert_eq!(job.schedule.next_after(t).to_rfc3339(), "2026-11-23T08:10:00+00:00");
+    assert_eq!(c.aws.home_region, "eu-west-1");
+}
+
+#[test]
+fn a_bad_file_exits_2_with_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = \"x\"\n[collectors.inventory]\nregions = [\"us-est-1\"]\n").unwrap();
+    for cmd in ["check-config", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudwarden")).args([cmd, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml:2: server.listen"), "{err}");
+        assert!(err.contains(r#"bad.toml:4: collectors.inventory.regions[0]: unknown region "us-est-1""#), "{err}");
+        assert!(err.contains("2 error(s)"), "{err}");
+    }
+    let ok = Command::new(env!("CARGO_BIN_EXE_cloudwarden"))
+        .args(["check-config", "--config"])
+        .arg(common_root().join("examples/cloudwarden.toml"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
