@@ -1,0 +1,160 @@
+//! The store, one suite run against SQLite and against PostgreSQL: upserts, gone-marking only in complete
+//! scopes, resurrection, history across a restart, run rows; and a clear error for an unusable path.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use cloudwarden::store::{RunOutcome, Store};
+use collector::{Details, InventoryReport, Resource, Scope};
+use sqlx::{Connection, Executor};
+
+fn resource(arn: &str, account: &str, region: &str, resource_type: &str, tags: &[(&str, &str)]) -> Resource {
+    Resource {
+        arn: arn.into(),
+        resource_type: resource_type.into(),
+        account_id: account.into(),
+        region: region.into(),
+        id: arn.rsplit(['/', ':']).next().unwrap().into(),
+        name: None,
+        state: Some("running".into()),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        created_at: None,
+        details: Details::Tagged,
+    }
+}
+
+fn scope(account: &str, region: Option<&str>, t: &str) -> Scope {
+    Scope { account_id: account.into(), region: region.map(str::to_string), resource_type: t.into() }
+}
+
+const A: &str = "111111111111";
+
+fn i1() -> Resource {
+    resource("arn:aws:ec2:us-east-1:111111111111:instance/i-1", A, "us-east-1", "ec2:instance", &[("team", "web")])
+}
+fn i2() -> Resource {
+    resource("arn:aws:ec2:us-east-1:111111111111:instance/i-2", A, "us-east-1", "ec2:instance", &[("aws:cloudformation:stack-name", "x")])
+}
+fn v1() -> Resource {
+    resource("arn:aws:ec2:eu-west-1:111111111111:volume/vol-1", A, "eu-west-1", "ec2:volume", &[])
+}
+fn b1() -> Resource {
+    resource("arn:aws:s3:::bucket-1", A, "eu-west-1", "s3:bucket", &[("team", "data")])
+}
+
+fn report(resources: Vec<Resource>, complete: Vec<Scope>) -> InventoryReport {
+    InventoryReport {
+        resources,
+        complete_scopes: complete,
+        failures: vec![],
+        accounts: vec![("main".into(), A.into())],
+    }
+}
+
+fn all_scopes() -> Vec<Scope> {
+    vec![
+        scope(A, Some("us-east-1"), "ec2:instance"),
+        scope(A, Some("eu-west-1"), "ec2:volume"),
+        scope(A, None, "s3:bucket"),
+    ]
+}
+
+async fn suite(url: &str) {
+    let roles = BTreeMap::from([("main".to_string(), None)]);
+    let t1: DateTime<Utc> = "2026-11-01T10:00:00Z".parse().unwrap();
+    let store = Store::connect(url, 2).await.unwrap();
+
+    let w = store.record_inventory(&report(vec![i1(), i2(), v1(), b1()], all_scopes()), &roles, t1).await.unwrap();
+    assert_eq!((w.upserted, w.gone), (4, 0));
+    let counts = store.inventory_counts().await.unwrap();
+    let flat: Vec<_> = counts.iter().map(|c| (c.region.as_str(), c.resource_type.as_str(), c.total, c.untagged)).collect();
+    // i-2 only has a system tag, so it counts as untagged.
+    assert_eq!(flat, [("eu-west-1", "ec2:volume", 1, 1), ("eu-west-1", "s3:bucket", 1, 0), ("us-east-1", "ec2:instance", 2, 1)]);
+
+    // Run rows.
+    let run = store.begin_run("inventory", t1).await.unwrap();
+    let open = store.begin_run("inventory", t1 + Duration::seconds(1)).await.unwrap();
+    store.finish_run(run, t1 + Duration::seconds(3), RunOutcome::Success, 12, 4, None).await.unwrap();
+    store.close().await;
+
+    // A restart keeps everything; a run left open by the dead process is closed as failed.
+    let store = Store::connect(url, 2).await.unwrap();
+    assert_eq!(store.close_abandoned_runs(t1 + Duration::seconds(5)).await.unwrap(), 1);
+    let runs = store.runs("inventory", 10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| (r.id, r.outcome)).collect::<Vec<_>>(), [(open, RunOutcome::Failed), (run, RunOutcome::Success)]);
+    assert_eq!((runs[1].api_calls, runs[1].items), (12, 4));
+    assert!(runs[0].error.as_deref().unwrap().starts_with("abandoned"));
+    let last = store.last_successes().await.unwrap();
+    assert_eq!(last, [("inventory".to_string(), t1 + Duration::seconds(3), 3.0)]);
+    assert_eq!(store.resources().await.unwrap().len(), 4);
+
+    // i-1 vanished from a complete scope: gone. v-1 is missing too, but its scope failed: kept.
+    // The bucket is listed per account (no region) and still there.
+    let t2 = t1 + Duration::minutes(5);
+    let scopes = vec![scope(A, Some("us-east-1"), "ec2:instance"), scope(A, None, "s3:bucket")];
+    let w = store.record_inventory(&report(vec![i2(), b1()], scopes), &roles, t2).await.unwrap();
+    assert_eq!((w.upserted, w.gone), (2, 1));
+    let by_arn: BTreeMap<String, _> = store.resources().await.unwrap().into_iter().map(|r| (r.arn.clone(), r)).collect();
+    assert_eq!(by_arn[&i1().arn].gone_at, Some(t2));
+    assert_eq!(by_arn[&v1().arn].gone_at, None);
+    assert_eq!(by_arn[&v1().arn].last_seen, t1);
+    assert_eq!(by_arn[&i2().arn].last_seen, t2);
+    let total: i64 = store.inventory_counts().await.unwrap().iter().map(|c| c.total).sum();
+    assert_eq!(total, 3);
+
+    // It comes back: alive again, first sighting unchanged, tags refreshed.
+    let t3 = t2 + Duration::minutes(5);
+    let mut back = i1();
+    back.tags.insert("env".into(), "prod".into());
+    store.record_inventory(&report(vec![back, i2(), v1(), b1()], all_scopes()), &roles, t3).await.unwrap();
+    let again = store.resources().await.unwrap().into_iter().find(|r| r.arn == i1().arn).unwrap();
+    assert_eq!((again.first_seen, again.last_seen, again.gone_at), (t1, t3, None));
+    assert_eq!(again.tags.get("env").map(String::as_str), Some("prod"));
+
+    // A large write goes through in chunks.
+    let many: Vec<Resource> = (0..1234)
+        .map(|i| resource(&format!("arn:aws:ec2:us-east-1:111111111111:volume/vol-x{i}"), A, "us-east-1", "ec2:volume", &[]))
+        .collect();
+    let w = store
+        .record_inventory(&report(many, vec![scope(A, Some("us-east-1"), "ec2:volume")]), &roles, t3 + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(w.upserted, 1234);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&format!("sqlite://{}", dir.path().join("cw.db").display())).await;
+    // The file was created on first use, in WAL mode.
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 1).await.unwrap();
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let Some(base) = common::postgres_url() else { return };
+    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
+    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
+    let name = format!("cloudwarden_test_{}_{}", std::process::id(), Utc::now().timestamp_micros());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
+    suite(&url).await;
+    admin.execute(format!("DROP DATABASE {name}").as_str()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unusable_database_gives_a_clear_error() {
+    let err = Store::connect("sqlite:///nonexistent-dir/sub/cw.db", 1).await.unwrap_err().to_string();
+    assert!(err.starts_with("cannot open database sqlite:///nonexistent-dir/sub/cw.db: "), "{err}");
+    let err = Store::connect("mysql://x/y", 1).await.unwrap_err().to_string();
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let err = Store::connect("postgres://nobody:secret@127.0.0.1:1/none", 1).await.unwrap_err().to_string();
+    assert!(err.starts_with("cannot open database postgres://nobody:***@127.0.0.1:1/none: "), "{err}");
+    assert!(!err.contains("secret"));
+}
