@@ -129,12 +129,16 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     assert!(summary["api_calls"]["ec2:DescribeInstances"].as_u64().unwrap() >= 4);
 
     let human = Command::new(bin).args(["collect", "--once", "--config"]).arg(&cfg).envs(env).output().unwrap();
-    let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.starts_with("inventory run 2: success"), "{text}");
-    assert!(text.contains("ec2:instance"), "{text}");
+    let summary = String::from_utf8_lossy(&human.stdout);
+    assert!(summary.starts_with("inventory run 2: success"), "{summary}");
+    assert!(summary.contains("ec2:instance"), "{summary}");
 
-    let listen = text_listen(&std::fs::read_to_string(&cfg).unwrap());
-    let mut child = Command::new(bin).args(["run", "--config"]).arg(&cfg).envs(env).stderr(Stdio::piped()).spawn().unwrap();
+    // The daemon itself, logging JSON this time.
+    let listen = text_listen(&text);
+    let json_cfg = dir.path().join("cw-json.toml");
+    std::fs::write(&json_cfg, format!("[log]\nformat = \"json\"\n\n{text}")).unwrap();
+    let mut child =
+        Command::new(bin).args(["run", "--config"]).arg(&json_cfg).envs(env).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some((200, _)) = http_get(&listen, "/readyz") {
@@ -161,7 +165,15 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(status.success(), "{err}");
-    assert!(err.contains("SIGTERM received") && err.contains("stopped"), "{err}");
+    let events: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect();
+    let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    for want in ["inventory cycle finished", "SIGTERM received", "stopped"] {
+        assert!(messages.contains(&want), "{want:?} not in {messages:?}");
+    }
+    let cycle = events.iter().find(|e| e["message"] == "inventory cycle finished").unwrap();
+    assert_eq!(cycle["outcome"], "success");
+    assert_eq!(cycle["level"], "INFO");
 }
 
 fn text_listen(cfg: &str) -> String {

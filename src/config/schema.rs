@@ -83,6 +83,12 @@ pub struct AwsSection {
     /// Timeout to open a connection, in seconds.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// First retry delay in milliseconds; it doubles on each retry, with jitter.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
 }
 
 impl Default for AwsSection {
@@ -92,6 +98,8 @@ impl Default for AwsSection {
             max_attempts: default_max_attempts(),
             call_timeout_secs: default_call_timeout_secs(),
             connect_timeout_secs: default_connect_timeout_secs(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
         }
     }
 }
@@ -106,6 +114,14 @@ fn default_call_timeout_secs() -> u64 {
 
 fn default_connect_timeout_secs() -> u64 {
     5
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    1000
+}
+
+fn default_max_backoff_ms() -> u64 {
+    20_000
 }
 
 /// `[[accounts]]`: one entry per account. No entry means one account, read with the default credentials.

@@ -209,6 +209,9 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
     if aws.call_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("call_timeout_secs")], "must be at least 1");
     }
+    if aws.initial_backoff_ms == 0 || aws.initial_backoff_ms > aws.max_backoff_ms {
+        cx.error(&[Seg::Key("aws"), Seg::Key("initial_backoff_ms")], "must be at least 1 and at most max_backoff_ms");
+    }
     if aws.connect_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("connect_timeout_secs")], "must be at least 1");
     }
@@ -287,6 +290,8 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             max_attempts: aws.max_attempts,
             call_timeout: Duration::from_secs(aws.call_timeout_secs),
             connect_timeout: Duration::from_secs(aws.connect_timeout_secs),
+            initial_backoff: Duration::from_millis(aws.initial_backoff_ms),
+            max_backoff: Duration::from_millis(aws.max_backoff_ms),
         },
         inventory,
     })

@@ -2,6 +2,8 @@
 //! seed's truth file, configuration files, and the PostgreSQL URL for store tests.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

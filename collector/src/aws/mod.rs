@@ -1,6 +1,7 @@
 //! The AWS side of the collector: one [`AwsContext`] per daemon, holding an SDK configuration per account
 //! (default credential chain or an assumed role) and the counters every call feeds.
 
+mod assume_role;
 pub mod calls;
 pub mod inventory;
 
@@ -40,6 +41,10 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// Timeout of one attempt of one call.
     pub call_timeout: Duration,
+    /// First retry delay (doubles each retry, with jitter).
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
     /// Timeout to open a connection.
     pub connect_timeout: Duration,
 }
@@ -52,6 +57,8 @@ impl Default for AwsSettings {
             home_region: "us-east-1".into(),
             max_attempts: 3,
             call_timeout: Duration::from_secs(30),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -82,7 +89,14 @@ impl AwsContext {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.home_region.clone()))
             .http_client(http)
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)))
+            .retry_config(
+                // Adaptive: exponential backoff with jitter, plus a client-side send rate that drops when the
+                // service throttles and recovers as calls succeed.
+                RetryConfig::adaptive()
+                    .with_max_attempts(settings.max_attempts.max(1))
+                    .with_initial_backoff(settings.initial_backoff)
+                    .with_max_backoff(settings.max_backoff),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(settings.connect_timeout)
@@ -93,24 +107,30 @@ impl AwsContext {
             loader = loader.endpoint_url(url);
         }
         let base = loader.load().await;
+        let recorder = ApiCallRecorder::new(stats.clone());
         let mut accounts = Vec::with_capacity(settings.accounts.len());
         for spec in &settings.accounts {
             let sdk = match &spec.role_arn {
                 None => base.clone(),
                 Some(role) => {
-                    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
-                        .session_name("cloudwarden")
-                        .configure(&base);
-                    if let Some(ext) = &spec.external_id {
-                        builder = builder.external_id(ext);
-                    }
-                    let provider = builder.build().await;
+                    // Our own STS client, so the AssumeRole calls are counted like every other call.
+                    let sts_conf = aws_sdk_sts::config::Builder::from(&base)
+                        .retry_partition(aws_sdk_sts::config::retry::RetryPartition::new(format!(
+                            "aws_sdk_sts/assume-role/{}",
+                            spec.name
+                        )))
+                        .interceptor(recorder.clone())
+                        .build();
+                    let provider = assume_role::AssumeRole {
+                        client: aws_sdk_sts::Client::from_conf(sts_conf),
+                        role_arn: role.clone(),
+                        external_id: spec.external_id.clone(),
+                    };
                     base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
                 }
             };
             accounts.push(AccountConfig { spec: spec.clone(), sdk });
         }
-        let recorder = ApiCallRecorder::new(stats.clone());
         AwsContext { accounts, stats, recorder }
     }
 
@@ -120,11 +140,16 @@ impl AwsContext {
     }
 }
 
-/// Builds a service client for one account and region, with the call recorder attached.
+/// Builds a service client for one account and region: the call recorder attached, and its own retry
+/// partition, so the adaptive rate limiter and the retry quota are kept per (service, account, region) and
+/// throttling in one never slows the others.
 macro_rules! client {
-    ($krate:ident, $ctx:expr, $sdk:expr, $region:expr) => {{
-        let conf = $krate::config::Builder::from($sdk)
-            .region(aws_config::Region::new($region.to_string()))
+    ($krate:ident, $ctx:expr, $account:expr, $region:expr) => {{
+        let region: String = $region.to_string();
+        let partition = format!("{}/{}/{}", stringify!($krate), $account.spec.name, region);
+        let conf = $krate::config::Builder::from(&$account.sdk)
+            .region(aws_config::Region::new(region))
+            .retry_partition($krate::config::retry::RetryPartition::new(partition))
             .interceptor($ctx.recorder())
             .build();
         $krate::Client::from_conf(conf)
@@ -135,7 +160,7 @@ pub(crate) use client;
 /// The account id behind an account's credentials (STS `GetCallerIdentity`).
 pub async fn account_id(ctx: &AwsContext, account: &AccountConfig) -> Result<String, String> {
     let region = account.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
-    let sts = client!(aws_sdk_sts, ctx, &account.sdk, region);
+    let sts = client!(aws_sdk_sts, ctx, account, region);
     let out = sts.get_caller_identity().send().await.map_err(|e| error_chain(&e))?;
     out.account.ok_or_else(|| "GetCallerIdentity returned no account".to_string())
 }

@@ -97,12 +97,11 @@ impl Partial {
 }
 
 async fn collect_region(ctx: &AwsContext, account: &AccountConfig, unit: Unit) -> Partial {
-    let sdk = &account.sdk;
     let name = account.spec.name.as_str();
-    let ec2 = client!(aws_sdk_ec2, ctx, sdk, unit.region);
-    let rds = client!(aws_sdk_rds, ctx, sdk, unit.region);
-    let logs = client!(aws_sdk_cloudwatchlogs, ctx, sdk, unit.region);
-    let tagging = client!(aws_sdk_resourcegroupstagging, ctx, sdk, unit.region);
+    let ec2 = client!(aws_sdk_ec2, ctx, account, unit.region);
+    let rds = client!(aws_sdk_rds, ctx, account, unit.region);
+    let logs = client!(aws_sdk_cloudwatchlogs, ctx, account, unit.region);
+    let tagging = client!(aws_sdk_resourcegroupstagging, ctx, account, unit.region);
     let (instances, volumes, snapshots, addresses, dbs, groups, tagged) = tokio::join!(
         ec2::instances(&ec2, &unit),
         ec2::volumes(&ec2, &unit),
@@ -153,7 +152,7 @@ async fn collect_region(ctx: &AwsContext, account: &AccountConfig, unit: Unit) -
 
 async fn collect_buckets(ctx: &AwsContext, account: &AccountConfig, account_id: String, regions: &[String]) -> Partial {
     let clients: BTreeMap<String, aws_sdk_s3::Client> =
-        regions.iter().map(|r| (r.clone(), client!(aws_sdk_s3, ctx, &account.sdk, r))).collect();
+        regions.iter().map(|r| (r.clone(), client!(aws_sdk_s3, ctx, account, r))).collect();
     let mut p = Partial::default();
     let scope = Scope { account_id: account_id.clone(), region: None, resource_type: "s3:bucket".into() };
     p.take(scope, &account.spec.name, "s3:ListBuckets", s3::buckets(&clients, &account_id, regions).await);
