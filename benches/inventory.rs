@@ -50,13 +50,13 @@ fn main() {
             let cpu0 = cpu_secs();
             let s = daemon.inventory_cycle(&settings, &CancellationToken::new()).await;
             let cpu = cpu_secs() - cpu0;
-            assert_eq!(s.resources_seen, truth.resources.len(), "the cycle saw every seeded resource");
+            assert_eq!(s.items as usize, truth.resources.len(), "the cycle saw every seeded resource");
             println!(
                 "cycle {i}: {:?}, {} resources in {:.3}s wall ({:.0} resources/s), {:.3}s CPU in this process, {} AWS calls",
                 s.outcome,
-                s.resources_seen,
+                s.items as usize,
                 s.duration_secs,
-                s.resources_seen as f64 / s.duration_secs,
+                s.items as f64 / s.duration_secs,
                 cpu,
                 s.api_call_total()
             );

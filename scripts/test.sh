@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the moto test-bed if needed, then runs every test of the workspace.
+# The whole test suite: installs the moto test-bed if needed, then runs every test of the workspace and
+# prints one closing line with the totals of all test binaries.
 # PostgreSQL store tests run when CLOUDWARDEN_TEST_POSTGRES_URL is set (CI sets it); otherwise they say they
 # are skipped.
 set -euo pipefail
@@ -12,4 +13,10 @@ if [[ "${CI:-}" == "true" && -z "${CLOUDWARDEN_TEST_POSTGRES_URL:-}" ]]; then
     export CLOUDWARDEN_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
 fi
 
-cargo test --workspace --locked "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -34,16 +34,19 @@ pub enum Command {
         #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
         config: PathBuf,
     },
-    /// Run one full collection cycle, store it, and print a summary.
+    /// Run every enabled collector once (or only `--collector`), store the results, print summaries.
     Collect {
         /// Run once and exit (the only mode for now; the daemon is `run`).
         #[arg(long, required = true)]
         once: bool,
         #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
         config: PathBuf,
-        /// Print the summary as JSON.
+        /// Print the summaries as a JSON array.
         #[arg(long)]
         json: bool,
+        /// Run only this collector (`inventory`, `cost_explorer`).
+        #[arg(long)]
+        collector: Option<String>,
     },
 }
 
@@ -90,31 +93,44 @@ pub fn main() -> ExitCode {
                 }
             })
         }
-        Command::Collect { once: _, config, json } => {
+        Command::Collect { once: _, config, json, collector } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             telemetry::init(config.log_format);
             runtime().block_on(async move {
-                let Some(job) = config.inventory.clone() else {
-                    eprintln!("no collector is enabled in the configuration");
-                    return ExitCode::from(EXIT_CONFIG);
-                };
                 let daemon = match Daemon::new(config).await {
                     Ok(d) => d,
                     Err(e) => return fatal(e),
                 };
+                let jobs: Vec<_> =
+                    daemon.jobs().into_iter().filter(|j| collector.as_deref().is_none_or(|c| c == j.kind.name())).collect();
+                if jobs.is_empty() {
+                    eprintln!(
+                        "{}",
+                        match &collector {
+                            Some(c) => format!("collector {c:?} is not enabled in the configuration"),
+                            None => "no collector is enabled in the configuration".to_string(),
+                        }
+                    );
+                    return ExitCode::from(EXIT_CONFIG);
+                }
                 let cancel = CancellationToken::new();
                 cancel_on_signals(cancel.clone());
-                let summary = daemon.inventory_cycle(&job.settings, &cancel).await;
+                let mut summaries = Vec::new();
+                for job in jobs {
+                    summaries.push(daemon.run_job(&job.kind, chrono::Utc::now(), &cancel).await);
+                }
                 daemon.store.close().await;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&summary).expect("summary serializes"));
+                    println!("{}", serde_json::to_string_pretty(&summaries).expect("summary serializes"));
                 } else {
-                    print!("{}", human_summary(&summary));
+                    for s in &summaries {
+                        print!("{}", human_summary(s));
+                    }
                 }
-                if summary.outcome == RunOutcome::Success {
+                if summaries.iter().all(|s| matches!(s.outcome, RunOutcome::Success | RunOutcome::Skipped)) {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -134,30 +150,43 @@ fn fatal(e: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The summary `collect --once` prints.
+/// The summary `collect --once` prints for one run.
 pub fn human_summary(s: &CycleSummary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} run {}: {} in {:.1}s, {} resources seen, {} marked gone, {} AWS calls",
+        "{} run {}: {} in {:.1}s, {} items, {} AWS calls",
         s.collector,
         s.run_id.map_or("-".into(), |i| i.to_string()),
         s.outcome.as_str(),
         s.duration_secs,
-        s.resources_seen,
-        s.write.gone,
+        s.items,
         s.api_call_total()
     );
-    if !s.inventory.is_empty() {
-        let _ = writeln!(out, "\n{:<14} {:<16} {:<22} {:>7} {:>9}", "ACCOUNT", "REGION", "TYPE", "TOTAL", "UNTAGGED");
-        let (mut total, mut untagged) = (0, 0);
-        for c in &s.inventory {
-            let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", c.account_id, c.region, c.resource_type, c.total, c.untagged);
-            total += c.total;
-            untagged += c.untagged;
+    if let Some(inv) = s.inventory() {
+        let _ = writeln!(out, "{} resources marked gone", inv.write.gone);
+        if !inv.inventory.is_empty() {
+            let _ = writeln!(out, "\n{:<14} {:<16} {:<22} {:>7} {:>9}", "ACCOUNT", "REGION", "TYPE", "TOTAL", "UNTAGGED");
+            let (mut total, mut untagged) = (0, 0);
+            for c in &inv.inventory {
+                let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", c.account_id, c.region, c.resource_type, c.total, c.untagged);
+                total += c.total;
+                untagged += c.untagged;
+            }
+            let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", "all", "", "", total, untagged);
         }
-        let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", "all", "", "", total, untagged);
+    }
+    if let Some(ce) = s.cost_explorer() {
+        match (&ce.skipped, ce.window_start, ce.window_end) {
+            (Some(why), _, _) => {
+                let _ = writeln!(out, "skipped: {why}");
+            }
+            (None, Some(a), Some(b)) => {
+                let _ = writeln!(out, "days {a} to {b} (exclusive): {} requests, {} cost rows stored", ce.requests, ce.rows);
+            }
+            _ => {}
+        }
     }
     if !s.api_calls.is_empty() {
         let _ = writeln!(out, "\nAWS calls:");
@@ -177,11 +206,9 @@ pub fn human_summary(s: &CycleSummary) -> String {
                 f.error
             );
         }
+    } else if let Some(e) = &s.error {
+        let _ = writeln!(out, "\nError: {e}");
     }
-    if let Some(e) = &s.error {
-        if s.failures.is_empty() {
-            let _ = writeln!(out, "\nError: {e}");
-        }
-    }
+    out.push('\n');
     out
 }

@@ -1,8 +1,8 @@
-//! The daemon's spine: collect on each collector's schedule, store, refresh `/metrics`.
+//! The daemon's spine: run each collector on its schedule, store, refresh `/metrics`.
 //!
-//! One task per collector runs its schedule. A cycle is: open a run row, collect (cancellable), write the
-//! result in one transaction (never cancelled: a shutdown waits for the write in flight), close the run row,
-//! re-render `/metrics` from the database.
+//! One task per collector runs its schedule. A run is: open a run row, run the job (collection is
+//! cancellable; the write that follows is not, so a shutdown waits for the write in flight), close the run
+//! row, re-render `/metrics` from the database and the call counters.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,20 +11,19 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use collector::aws::calls::calls_between;
-use collector::aws::inventory::{self, InventorySettings};
+use collector::aws::inventory::InventorySettings;
 use collector::{AwsContext, ScopeFailure};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::config::{Config, Job};
+use crate::config::{Config, Schedule};
+use crate::jobs::{self, Detail, JobKind, JobOutput};
 use crate::metrics::{self, CollectorStatus, Snapshot};
 use crate::server::{self, AppState};
-use crate::store::{InventoryWrite, RunOutcome, ScopeCount, Store};
+use crate::store::{RunOutcome, Store};
 
-pub const INVENTORY: &str = "inventory";
-
-/// What one collection cycle did, for logs, the CLI summary and tests.
+/// What one run of a collector did, for logs, the CLI summary and tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleSummary {
     pub collector: String,
@@ -32,21 +31,43 @@ pub struct CycleSummary {
     pub started_at: DateTime<Utc>,
     pub duration_secs: f64,
     pub outcome: RunOutcome,
-    pub resources_seen: usize,
-    pub write: InventoryWrite,
-    /// AWS call attempts this cycle made, by `service:operation`.
+    /// Items collected: resources, cost rows, ...
+    pub items: u64,
+    /// AWS call attempts this run made, by `service:operation`.
     pub api_calls: BTreeMap<String, u64>,
     pub failures: Vec<ScopeFailure>,
-    /// Live inventory after the cycle, per (account, region, type).
-    pub inventory: Vec<ScopeCount>,
-    /// Set when the cycle could not be stored.
+    /// What went wrong, when something did.
     pub error: Option<String>,
+    pub detail: Detail,
 }
 
 impl CycleSummary {
     pub fn api_call_total(&self) -> u64 {
         self.api_calls.values().sum()
     }
+
+    /// The inventory facts of an inventory run.
+    pub fn inventory(&self) -> Option<&jobs::inventory::InventoryDetail> {
+        match &self.detail {
+            Detail::Inventory(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The Cost Explorer facts of a Cost Explorer run.
+    pub fn cost_explorer(&self) -> Option<&jobs::cost_explorer::CostExplorerDetail> {
+        match &self.detail {
+            Detail::CostExplorer(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// A job and when it runs.
+#[derive(Debug, Clone)]
+pub struct ScheduledJob {
+    pub schedule: Schedule,
+    pub kind: JobKind,
 }
 
 /// The long-lived parts of the daemon.
@@ -84,9 +105,25 @@ impl Daemon {
             collectors: Arc::new(Mutex::new(collectors)),
             accounts: Arc::new(Mutex::new(Vec::new())),
         };
-        // Serve what the database already knows until the first cycle ends.
+        // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
         Ok(daemon)
+    }
+
+    /// The enabled collectors with their schedules.
+    pub fn jobs(&self) -> Vec<ScheduledJob> {
+        let mut out = Vec::new();
+        if let Some(j) = &self.config.inventory {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Inventory(j.settings.clone()) });
+        }
+        if let Some(j) = &self.config.cost_explorer {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::CostExplorer(j.settings.clone()) });
+        }
+        out
+    }
+
+    pub(crate) fn set_accounts(&self, accounts: Vec<(String, String)>) {
+        *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = accounts;
     }
 
     /// Re-renders `/metrics` from the database and the in-memory counters.
@@ -98,8 +135,16 @@ impl Daemon {
                 return;
             }
         };
+        let costs = match metrics::cost_windows(&self.store, Utc::now()).await {
+            Ok(c) => c,
+            Err(error) => {
+                error!(%error, "cannot read costs; keeping the previous /metrics");
+                return;
+            }
+        };
         let snapshot = Snapshot {
             inventory,
+            costs,
             accounts: self.accounts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             collectors: self.collectors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             api_calls: self.aws.stats.snapshot(),
@@ -117,121 +162,95 @@ impl Daemon {
         }
     }
 
-    /// One inventory cycle. `cancel` stops the collection phase; a write already started completes.
-    pub async fn inventory_cycle(&self, settings: &InventorySettings, cancel: &CancellationToken) -> CycleSummary {
-        let started_at = Utc::now();
+    /// One run of a job at `now`, with its run row, counters and metrics refresh.
+    pub async fn run_job(&self, kind: &JobKind, now: DateTime<Utc>, cancel: &CancellationToken) -> CycleSummary {
+        let name = kind.name();
         let clock = Instant::now();
         let before = self.aws.stats.snapshot();
-        let mut summary = CycleSummary {
-            collector: INVENTORY.into(),
-            run_id: None,
-            started_at,
-            duration_secs: 0.0,
-            outcome: RunOutcome::Failed,
-            resources_seen: 0,
-            write: InventoryWrite::default(),
-            api_calls: BTreeMap::new(),
-            failures: Vec::new(),
-            inventory: Vec::new(),
-            error: None,
-        };
-        match self.store.begin_run(INVENTORY, started_at).await {
-            Ok(id) => summary.run_id = Some(id),
+        let run_id = match self.store.begin_run(name, now).await {
+            Ok(id) => Some(id),
             Err(e) => {
-                error!(error = %e, "cannot record the start of the run");
-                summary.error = Some(e.to_string());
+                error!(collector = name, error = %e, "cannot record the start of the run");
+                None
             }
-        }
-
-        let report = tokio::select! {
-            r = inventory::collect(&self.aws, settings) => Some(r),
-            _ = cancel.cancelled() => None,
         };
-        match report {
-            None => {
-                summary.outcome = RunOutcome::Cancelled;
-                summary.error = Some("cancelled by shutdown".into());
-            }
-            Some(report) => {
-                summary.resources_seen = report.resources.len();
-                summary.failures = report.failures.clone();
-                summary.outcome = if report.failures.is_empty() {
-                    RunOutcome::Success
-                } else if report.complete_scopes.is_empty() {
-                    RunOutcome::Failed
-                } else {
-                    RunOutcome::Partial
-                };
-                if !report.accounts.is_empty() {
-                    *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = report.accounts.clone();
-                }
-                if summary.outcome != RunOutcome::Failed {
-                    let roles = self.config.aws.accounts.iter().map(|a| (a.name.clone(), a.role_arn.clone())).collect();
-                    match self.store.record_inventory(&report, &roles, started_at).await {
-                        Ok(w) => summary.write = w,
-                        Err(e) => {
-                            error!(error = %e, "cannot store the inventory");
-                            summary.outcome = RunOutcome::Failed;
-                            summary.error = Some(e.to_string());
-                        }
-                    }
-                }
-                if summary.error.is_none() && !summary.failures.is_empty() {
-                    let shown: Vec<String> = summary
-                        .failures
-                        .iter()
-                        .take(5)
-                        .map(|f| format!("{} {} {}: {}", f.account, f.region.as_deref().unwrap_or("-"), f.source, f.error))
-                        .collect();
-                    summary.error = Some(shown.join("; "));
-                }
-            }
+        let out: JobOutput = match kind {
+            JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
+            JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
+        };
+        let mut summary = CycleSummary {
+            collector: name.to_string(),
+            run_id,
+            started_at: now,
+            duration_secs: clock.elapsed().as_secs_f64(),
+            outcome: out.outcome,
+            items: out.items,
+            api_calls: calls_between(&before, &self.aws.stats.snapshot())
+                .into_iter()
+                .map(|((s, o), n)| (format!("{s}:{o}"), n))
+                .collect(),
+            failures: out.failures,
+            error: out.error,
+            detail: out.detail,
+        };
+        if summary.error.is_none() && !summary.failures.is_empty() {
+            let shown: Vec<String> = summary
+                .failures
+                .iter()
+                .take(5)
+                .map(|f| format!("{} {} {}: {}", f.account, f.region.as_deref().unwrap_or("-"), f.source, f.error))
+                .collect();
+            summary.error = Some(shown.join("; "));
         }
-
-        summary.api_calls = calls_between(&before, &self.aws.stats.snapshot())
-            .into_iter()
-            .map(|((s, o), n)| (format!("{s}:{o}"), n))
-            .collect();
-        summary.duration_secs = clock.elapsed().as_secs_f64();
         let ended = Utc::now();
-        if let Some(id) = summary.run_id {
+        if let Some(id) = run_id {
             if let Err(e) = self
                 .store
-                .finish_run(id, ended, summary.outcome, summary.api_call_total(), summary.resources_seen as u64, summary.error.as_deref())
+                .finish_run(id, ended, summary.outcome, summary.api_call_total(), summary.items, summary.error.as_deref())
                 .await
             {
-                error!(error = %e, "cannot record the end of the run");
+                error!(collector = name, error = %e, "cannot record the end of the run");
             }
         }
-        self.note_run(INVENTORY, summary.outcome, summary.duration_secs, ended);
+        self.note_run(name, summary.outcome, summary.duration_secs, ended);
         self.refresh_metrics().await;
         if matches!(summary.outcome, RunOutcome::Success | RunOutcome::Partial) {
             self.state.set_ready();
         }
-        summary.inventory = self.store.inventory_counts().await.unwrap_or_default();
-        info!(
-            outcome = summary.outcome.as_str(),
-            resources = summary.resources_seen,
-            gone = summary.write.gone,
-            api_calls = summary.api_call_total(),
-            failures = summary.failures.len(),
-            duration_secs = summary.duration_secs,
-            "inventory cycle finished"
-        );
+        match summary.outcome {
+            RunOutcome::Failed => {
+                warn!(collector = name, error = summary.error.as_deref().unwrap_or(""), duration_secs = summary.duration_secs, "run failed")
+            }
+            outcome => info!(
+                collector = name,
+                outcome = outcome.as_str(),
+                items = summary.items,
+                api_calls = summary.api_call_total(),
+                failures = summary.failures.len(),
+                duration_secs = summary.duration_secs,
+                "run finished"
+            ),
+        }
         summary
     }
 
-    /// Runs a collector on its schedule until `cancel`: first at once, then at each next scheduled time.
-    async fn schedule_loop(self, job: Job<InventorySettings>, cancel: CancellationToken) {
+    /// One inventory run now.
+    pub async fn inventory_cycle(&self, settings: &InventorySettings, cancel: &CancellationToken) -> CycleSummary {
+        self.run_job(&JobKind::Inventory(settings.clone()), Utc::now(), cancel).await
+    }
+
+    /// Runs a job on its schedule until `cancel`: first at once, then at each next scheduled time.
+    async fn schedule_loop(self, job: ScheduledJob, cancel: CancellationToken) {
+        let name = job.kind.name();
         loop {
-            let span = info_span!("collection_cycle", collector = INVENTORY);
-            self.inventory_cycle(&job.settings, &cancel).instrument(span).await;
+            let span = info_span!("collection_cycle", collector = name);
+            self.run_job(&job.kind, Utc::now(), &cancel).instrument(span).await;
             if cancel.is_cancelled() {
                 return;
             }
             let next = job.schedule.next_after(Utc::now());
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
-            info!(collector = INVENTORY, next = %next.to_rfc3339(), "next run scheduled");
+            info!(collector = name, next = %next.to_rfc3339(), "next run scheduled");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => return,
@@ -246,10 +265,11 @@ impl Daemon {
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
         info!(%addr, "serving /metrics, /healthz and /readyz");
         let mut tasks = Vec::new();
-        if let Some(job) = self.config.inventory.clone() {
-            info!(collector = INVENTORY, schedule = %job.schedule, "collector enabled");
+        for job in self.jobs() {
+            info!(collector = job.kind.name(), schedule = %job.schedule, "collector enabled");
             tasks.push(tokio::spawn(self.clone().schedule_loop(job, shutdown.clone())));
-        } else {
+        }
+        if tasks.is_empty() {
             warn!("no collector is enabled; serving what the database holds");
         }
         shutdown.cancelled().await;

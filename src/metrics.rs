@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::store::{RunOutcome, ScopeCount};
+use crate::store::{RunOutcome, ScopeCount, Store, StoreError};
 
 /// The content type of what [`render`] produces.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,10 +30,25 @@ pub struct CollectorStatus {
     pub runs: BTreeMap<RunOutcome, u64>,
 }
 
+/// One `cloudwarden_cost_usd` series: a window's cost of one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostGauge {
+    /// `yesterday`, `last_7_days` or `month_to_date`.
+    pub window: &'static str,
+    /// `unblended` or `amortized`.
+    pub cost_type: &'static str,
+    /// `service`, `account`, `tag:<key>`, or `total`.
+    pub dimension: String,
+    /// The service name, account id or tag value; empty for the total.
+    pub key: String,
+    pub usd: f64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub inventory: Vec<ScopeCount>,
+    pub costs: Vec<CostGauge>,
     /// (configured name, account id).
     pub accounts: Vec<(String, String)>,
     pub collectors: BTreeMap<String, CollectorStatus>,
@@ -133,6 +148,43 @@ pub fn render(s: &Snapshot) -> String {
     }
     reg.register("aws_api_calls", "AWS API call attempts, retries included", calls);
 
+    // Billed requests: Cost Explorer charges each GetCostAndUsage request that is answered.
+    let ce_requests: u64 = s
+        .api_calls
+        .iter()
+        .filter(|(k, _)| k.service == "costexplorer" && k.outcome == CallOutcome::Success)
+        .map(|(_, n)| n)
+        .sum();
+    let ce = Counter::<u64>::default();
+    ce.inc_by(ce_requests);
+    reg.register("costexplorer_requests", "Cost Explorer requests answered (each billed)", ce);
+    let cost = Family::<Vec<(String, String)>, Counter<f64, AtomicU64>>::default();
+    cost.get_or_create(&vec![("service".to_string(), "costexplorer".to_string())])
+        .inc_by(ce_requests as f64 * crate::jobs::cost_explorer::REQUEST_PRICE_USD);
+    reg.register("aws_api_cost_usd", "Estimated charges for cloudwarden's own AWS API calls", cost);
+
+    let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &s.costs {
+        let mut labels = vec![("window".to_string(), c.window.to_string()), ("cost_type".to_string(), c.cost_type.to_string())];
+        match c.dimension.as_str() {
+            "total" => {}
+            "service" => labels.push(("service".into(), c.key.clone())),
+            "account" => labels.push(("account".into(), c.key.clone())),
+            d => {
+                let key = d.strip_prefix("tag:").unwrap_or(d);
+                labels.push(("tag_key".into(), key.to_string()));
+                labels.push(("tag_value".into(), c.key.clone()));
+            }
+        }
+        labels.insert(0, ("scope".to_string(), if c.dimension.starts_with("tag:") { "tag".into() } else { c.dimension.clone() }));
+        costs.get_or_create(&labels).set(c.usd);
+    }
+    reg.register(
+        "cost_usd",
+        "Cost from Cost Explorer per window (yesterday, last_7_days, month_to_date) and scope (total, service, account, tag)",
+        costs,
+    );
+
     let build = Family::<VersionLabels, Gauge>::default();
     build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
     reg.register("build_info", "Always 1; the version of the running daemon", build);
@@ -145,4 +197,45 @@ pub fn render(s: &Snapshot) -> String {
 /// Total calls in a snapshot of the API counters that ended with `outcome`, for summaries.
 pub fn calls_with(api_calls: &BTreeMap<ApiCallKey, u64>, outcome: CallOutcome) -> u64 {
     api_calls.iter().filter(|(k, _)| k.outcome == outcome).map(|(_, v)| v).sum()
+}
+
+/// Sums the stored daily costs into the exported windows, relative to `now` (UTC days): yesterday, the
+/// last seven full days, and the month to date (today's partial day included).
+pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostGauge>, StoreError> {
+    use chrono::{Datelike, Days};
+    use collector::aws::costexplorer::CostMetric;
+    use rust_decimal::prelude::ToPrimitive;
+    use rust_decimal::Decimal;
+
+    let today = now.date_naive();
+    let month_start = today.with_day(1).unwrap_or(today);
+    let week_start = today - Days::new(7);
+    let from = month_start.min(week_start);
+    let mut out = Vec::new();
+    for metric in CostMetric::ALL {
+        let days = store.cost_days(metric, from, today + Days::new(1)).await?;
+        let mut sums: BTreeMap<(&'static str, String, String), Decimal> = BTreeMap::new();
+        for d in &days {
+            let mut windows = Vec::with_capacity(3);
+            if d.day == today - Days::new(1) {
+                windows.push("yesterday");
+            }
+            if d.day >= week_start && d.day < today {
+                windows.push("last_7_days");
+            }
+            if d.day >= month_start {
+                windows.push("month_to_date");
+            }
+            for w in windows {
+                *sums.entry((w, d.dimension.clone(), d.key.clone())).or_default() += d.amount;
+                if d.dimension == "service" {
+                    *sums.entry((w, "total".into(), String::new())).or_default() += d.amount;
+                }
+            }
+        }
+        for ((window, dimension, key), amount) in sums {
+            out.push(CostGauge { window, cost_type: metric.as_str(), dimension, key, usd: amount.to_f64().unwrap_or(0.0) });
+        }
+    }
+    Ok(out)
 }

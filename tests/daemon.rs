@@ -123,9 +123,12 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
 
     let out = Command::new(bin).args(["collect", "--once", "--json", "--config"]).arg(&cfg).envs(env).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summaries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = &summaries[0];
+    assert_eq!(summary["collector"], "inventory");
     assert_eq!(summary["outcome"], "success");
-    assert_eq!(summary["resources_seen"].as_u64().unwrap() as usize, truth.resources.len());
+    assert_eq!(summary["items"].as_u64().unwrap() as usize, truth.resources.len());
+    assert_eq!(summary["detail"]["kind"], "inventory");
     assert!(summary["api_calls"]["ec2:DescribeInstances"].as_u64().unwrap() >= 4);
 
     let human = Command::new(bin).args(["collect", "--once", "--config"]).arg(&cfg).envs(env).output().unwrap();
@@ -168,10 +171,11 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     let events: Vec<serde_json::Value> =
         err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect();
     let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
-    for want in ["inventory cycle finished", "SIGTERM received", "stopped"] {
+    for want in ["run finished", "SIGTERM received", "stopped"] {
         assert!(messages.contains(&want), "{want:?} not in {messages:?}");
     }
-    let cycle = events.iter().find(|e| e["message"] == "inventory cycle finished").unwrap();
+    let cycle = events.iter().find(|e| e["message"] == "run finished").unwrap();
+    assert_eq!(cycle["collector"], "inventory");
     assert_eq!(cycle["outcome"], "success");
     assert_eq!(cycle["level"], "INFO");
 }

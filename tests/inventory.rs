@@ -92,12 +92,14 @@ async fn inventory_matches_the_seed_truth() {
 
     // Counts per (account, region, type) equal the truth file's, untagged included.
     let stored: BTreeMap<_, _> = summary
+        .inventory()
+        .unwrap()
         .inventory
         .iter()
         .map(|c| ((c.account_id.clone(), c.region.clone(), c.resource_type.clone()), (c.total, c.untagged)))
         .collect();
     assert_eq!(stored, truth_counts(&truth));
-    assert_eq!(summary.resources_seen, truth.resources.len());
+    assert_eq!(summary.items as usize, truth.resources.len());
 
     // The very resources the seed left untagged, and the tags of the others.
     let resources = daemon.store.resources().await.unwrap();
@@ -130,7 +132,7 @@ async fn inventory_matches_the_seed_truth() {
     let gone_arn = delete_volume(&moto, &truth);
     let second = daemon.inventory_cycle(&settings, &CancellationToken::new()).await;
     assert_eq!(second.outcome, RunOutcome::Success);
-    assert_eq!(second.write.gone, 1);
+    assert_eq!(second.inventory().unwrap().write.gone, 1);
     let after = daemon.store.resources().await.unwrap();
     let gone: Vec<_> = after.iter().filter(|r| r.gone_at.is_some()).map(|r| r.arn.clone()).collect();
     assert_eq!(gone, vec![gone_arn]);

@@ -6,7 +6,9 @@
 
 pub mod arn;
 pub mod aws;
+pub mod billing;
 pub mod model;
+pub mod terraform;
 
 pub use aws::calls::{ApiCallKey, ApiCallStats, CallOutcome};
 pub use aws::{AccountSpec, AwsContext, AwsSettings};

@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
+use crate::jobs::CostExplorerSettings;
+
 pub use schema::LogFormat;
 
 /// The validated configuration.
@@ -27,6 +29,8 @@ pub struct Config {
     pub aws: AwsSettings,
     /// `None` when the inventory collector is disabled or not configured.
     pub inventory: Option<Job<InventorySettings>>,
+    /// `None` when the Cost Explorer collector is disabled or not configured.
+    pub cost_explorer: Option<Job<CostExplorerSettings>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

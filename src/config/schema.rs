@@ -144,6 +144,47 @@ pub struct CollectorsSection {
     /// The resource inventory.
     #[serde(default)]
     pub inventory: Option<InventorySection>,
+    /// Daily cost from Cost Explorer.
+    #[serde(default)]
+    pub cost_explorer: Option<CostExplorerSection>,
+}
+
+/// `[collectors.cost_explorer]`: daily cost by service, linked account and cost-allocation tags. Each
+/// GetCostAndUsage request costs $0.01: only the days that can still change are fetched again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostExplorerSection {
+    /// Turn the collector off without deleting its table.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The `[[accounts]]` name whose credentials ask (the organisation's management account). Default: the
+    /// first account.
+    pub account: Option<String>,
+    /// Run every this many seconds (default 21600, six hours). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+    /// A fetch younger than this many seconds makes a run a no-op, also across restarts. Default: the
+    /// interval (21600 with a cron schedule).
+    pub min_interval_secs: Option<u64>,
+    /// Days fetched the first time.
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    /// Days before today fetched again on every run (their figures can still change); today is always
+    /// included.
+    #[serde(default = "default_open_days")]
+    pub open_days: u32,
+    /// Cost-allocation tag keys to group by (each adds its own requests), e.g. `["team", "env"]`.
+    #[serde(default)]
+    pub tag_keys: Vec<String>,
+}
+
+fn default_lookback_days() -> u32 {
+    90
+}
+
+fn default_open_days() -> u32 {
+    3
 }
 
 /// `[collectors.inventory]`: EC2, EBS, snapshots, Elastic IPs, S3, RDS, log groups and everything tagged.

@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::*;
 use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
+use crate::jobs::CostExplorerSettings;
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -271,6 +272,45 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
+    let cost_explorer = collectors.cost_explorer.as_ref().and_then(|ce| {
+        let at = |k| [Seg::Key("collectors"), Seg::Key("cost_explorer"), Seg::Key(k)];
+        let account = match &ce.account {
+            Some(name) if !specs.iter().any(|a| &a.name == name) => {
+                cx.error(&at("account"), format!("no [[accounts]] entry is named {name:?}"));
+                None
+            }
+            Some(name) => Some(name.clone()),
+            None => specs.first().map(|a| a.name.clone()),
+        };
+        if !(1..=400).contains(&ce.lookback_days) {
+            cx.error(&at("lookback_days"), "must be between 1 and 400 (Cost Explorer keeps about 13 months)");
+        }
+        if ce.open_days > 60 {
+            cx.error(&at("open_days"), "must be at most 60");
+        }
+        for (i, k) in ce.tag_keys.iter().enumerate() {
+            if k.trim().is_empty() {
+                cx.error(&[Seg::Key("collectors"), Seg::Key("cost_explorer"), Seg::Key("tag_keys"), Seg::Index(i)], "must not be empty");
+            }
+        }
+        let interval = ce.interval_secs.or(if ce.cron.is_none() { Some(21600) } else { None });
+        let schedule = schedule(&mut cx, "cost_explorer", interval, ce.cron.as_deref());
+        let min_interval = Duration::from_secs(ce.min_interval_secs.or(ce.interval_secs).unwrap_or(21600));
+        match (ce.enabled, schedule, account) {
+            (true, Some(schedule), Some(account)) => Some(Job {
+                schedule,
+                settings: CostExplorerSettings {
+                    account,
+                    lookback_days: ce.lookback_days,
+                    open_days: ce.open_days,
+                    tag_keys: ce.tag_keys.clone(),
+                    min_interval,
+                },
+            }),
+            _ => None,
+        }
+    });
+
     if !cx.errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -294,6 +334,7 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             max_backoff: Duration::from_millis(aws.max_backoff_ms),
         },
         inventory,
+        cost_explorer,
     })
 }
 

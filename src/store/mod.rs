@@ -4,6 +4,7 @@
 //! What it keeps: accounts, every resource ever seen with its first/last sighting (a resource that
 //! disappears is marked gone, never deleted), and one row per collection run.
 
+mod costs;
 mod inventory;
 mod runs;
 
@@ -14,6 +15,8 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use billing::{BillingFile, BillingGroup, BillingTotal};
+pub use costs::{CostDay, CostFetchRow};
 pub use inventory::{InventoryWrite, ScopeCount, StoredResource};
 pub use runs::{RunOutcome, RunRow};
 

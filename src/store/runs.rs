@@ -19,6 +19,8 @@ pub enum RunOutcome {
     Failed,
     /// Stopped by shutdown before it finished.
     Cancelled,
+    /// Nothing to do yet (e.g. Cost Explorer inside its minimum interval); no AWS call was made.
+    Skipped,
 }
 
 impl RunOutcome {
@@ -29,11 +31,12 @@ impl RunOutcome {
             RunOutcome::Partial => "partial",
             RunOutcome::Failed => "failed",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Skipped => "skipped",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Success, Self::Partial, Self::Failed, Self::Cancelled].into_iter().find(|o| o.as_str() == s)
+        [Self::Running, Self::Success, Self::Partial, Self::Failed, Self::Cancelled, Self::Skipped].into_iter().find(|o| o.as_str() == s)
     }
 }
 

@@ -197,3 +197,46 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// POSTs JSON to the moto server (its `/moto-api/...` control endpoints).
+pub async fn moto_post(endpoint: &str, path: &str, body: &serde_json::Value) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = axum::http::Request::post(format!("{endpoint}{path}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = client.request(req).await.expect("moto answers");
+    let status = res.status();
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(status.is_success(), "POST {path}: {status} {}", String::from_utf8_lossy(&text));
+}
+
+/// A DAILY GetCostAndUsage response grouped by `group` (`SERVICE`, `LINKED_ACCOUNT`): for each day, the
+/// (key, unblended, amortized) amounts as decimal strings.
+pub fn ce_result(group: &str, days: &[(String, Vec<(String, String, String)>)], next_page: Option<&str>) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = days
+        .iter()
+        .map(|(day, groups)| {
+            let end = (chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + chrono::Days::new(1)).to_string();
+            serde_json::json!({
+                "TimePeriod": {"Start": day, "End": end},
+                "Total": {},
+                "Groups": groups.iter().map(|(k, u, a)| serde_json::json!({
+                    "Keys": [k],
+                    "Metrics": {"UnblendedCost": {"Amount": u, "Unit": "USD"}, "AmortizedCost": {"Amount": a, "Unit": "USD"}}
+                })).collect::<Vec<_>>(),
+                "Estimated": false
+            })
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "GroupDefinitions": [{"Type": "DIMENSION", "Key": group}],
+        "ResultsByTime": results,
+        "DimensionValueAttributes": []
+    });
+    if let Some(t) = next_page {
+        v["NextPageToken"] = serde_json::json!(t);
+    }
+    v
+}

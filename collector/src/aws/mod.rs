@@ -3,6 +3,7 @@
 
 mod assume_role;
 pub mod calls;
+pub mod costexplorer;
 pub mod inventory;
 
 use std::sync::Arc;

@@ -1,0 +1,202 @@
+//! Cost Explorer: daily cost (unblended and amortized) grouped by service, linked account and
+//! cost-allocation tag, every page read. Each request costs $0.01, so the daemon decides *which* days to ask
+//! for (only the days that can still change) and *how often* (never more than its interval); this module
+//! only asks.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use aws_sdk_costexplorer::types::{DateInterval, Granularity, GroupDefinition, GroupDefinitionType};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::{client, error_chain, AccountConfig, AwsContext};
+
+/// Cost Explorer's only endpoint region.
+pub const REGION: &str = "us-east-1";
+
+/// What a result is grouped by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum GroupKey {
+    Service,
+    LinkedAccount,
+    /// A cost-allocation tag key.
+    Tag(String),
+}
+
+impl GroupKey {
+    /// How the grouping is stored and labelled: `service`, `account`, `tag:<key>`.
+    pub fn dimension(&self) -> String {
+        match self {
+            GroupKey::Service => "service".into(),
+            GroupKey::LinkedAccount => "account".into(),
+            GroupKey::Tag(k) => format!("tag:{k}"),
+        }
+    }
+
+    fn definition(&self) -> GroupDefinition {
+        let (kind, key) = match self {
+            GroupKey::Service => (GroupDefinitionType::Dimension, "SERVICE"),
+            GroupKey::LinkedAccount => (GroupDefinitionType::Dimension, "LINKED_ACCOUNT"),
+            GroupKey::Tag(k) => (GroupDefinitionType::Tag, k.as_str()),
+        };
+        GroupDefinition::builder().r#type(kind).key(key).build()
+    }
+}
+
+/// The cost metrics requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostMetric {
+    Unblended,
+    Amortized,
+}
+
+impl CostMetric {
+    pub const ALL: [CostMetric; 2] = [CostMetric::Unblended, CostMetric::Amortized];
+
+    pub fn api_name(self) -> &'static str {
+        match self {
+            CostMetric::Unblended => "UnblendedCost",
+            CostMetric::Amortized => "AmortizedCost",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostMetric::Unblended => "unblended",
+            CostMetric::Amortized => "amortized",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// One day's cost of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CostRow {
+    pub day: NaiveDate,
+    /// `service`, `account` or `tag:<key>`.
+    pub dimension: String,
+    /// The service name, account id or tag value (empty for resources without the tag).
+    pub key: String,
+    pub metric: CostMetric,
+    pub amount: Decimal,
+    pub unit: String,
+    /// Cost Explorer's own flag: the day's figures may still change.
+    pub estimated: bool,
+}
+
+/// Everything one fetch brought back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CostFetch {
+    pub rows: Vec<CostRow>,
+    /// GetCostAndUsage requests made (each one billed at $0.01).
+    pub requests: u64,
+    /// Account id → name, where Cost Explorer says.
+    pub account_names: BTreeMap<String, String>,
+}
+
+/// Parses a Cost Explorer amount exactly (plain or scientific notation).
+pub fn parse_amount(s: &str) -> Option<Decimal> {
+    Decimal::from_str(s).ok().or_else(|| Decimal::from_scientific(s).ok())
+}
+
+/// Asks for `[start, end)` by day, one grouping after another in the order given, every page of each.
+pub async fn fetch(
+    ctx: &AwsContext,
+    account: &AccountConfig,
+    start: NaiveDate,
+    end: NaiveDate,
+    groups: &[GroupKey],
+) -> Result<CostFetch, String> {
+    let ce = client!(aws_sdk_costexplorer, ctx, account, REGION);
+    let period = DateInterval::builder()
+        .start(start.format("%Y-%m-%d").to_string())
+        .end(end.format("%Y-%m-%d").to_string())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut out = CostFetch::default();
+    for group in groups {
+        let dimension = group.dimension();
+        let mut token: Option<String> = None;
+        loop {
+            let page = ce
+                .get_cost_and_usage()
+                .time_period(period.clone())
+                .granularity(Granularity::Daily)
+                .metrics(CostMetric::Unblended.api_name())
+                .metrics(CostMetric::Amortized.api_name())
+                .group_by(group.definition())
+                .set_next_page_token(token.take())
+                .send()
+                .await;
+            out.requests += 1;
+            let page = page.map_err(|e| format!("GetCostAndUsage by {dimension}: {}", error_chain(&e)))?;
+            for attr in page.dimension_value_attributes() {
+                if let (Some(v), Some(name)) = (attr.value(), attr.attributes().and_then(|a| a.get("description"))) {
+                    out.account_names.insert(v.to_string(), name.clone());
+                }
+            }
+            for result in page.results_by_time() {
+                let Some(day) = result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok()) else {
+                    return Err(format!("GetCostAndUsage by {dimension}: a result has no valid time period"));
+                };
+                for g in result.groups() {
+                    let raw = g.keys().first().map(String::as_str).unwrap_or_default();
+                    // Tag groups come back as `key$value`.
+                    let key = match group {
+                        GroupKey::Tag(_) => raw.split_once('$').map_or(raw, |(_, v)| v),
+                        _ => raw,
+                    };
+                    for metric in CostMetric::ALL {
+                        let Some(value) = g.metrics().and_then(|m| m.get(metric.api_name())) else { continue };
+                        let text = value.amount().unwrap_or("0");
+                        let amount = parse_amount(text).ok_or_else(|| {
+                            format!("GetCostAndUsage by {dimension}: {day} {key:?} {}: not an amount: {text:?}", metric.api_name())
+                        })?;
+                        out.rows.push(CostRow {
+                            day,
+                            dimension: dimension.clone(),
+                            key: key.to_string(),
+                            metric,
+                            amount,
+                            unit: value.unit().unwrap_or("USD").to_string(),
+                            estimated: result.estimated(),
+                        });
+                    }
+                }
+            }
+            match page.next_page_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_exact() {
+        assert_eq!(parse_amount("12.3456").unwrap().to_string(), "12.3456");
+        assert_eq!(parse_amount("0.00000001234").unwrap().to_string(), "0.00000001234");
+        assert_eq!(parse_amount("1.5E-7").unwrap().to_string(), "0.00000015");
+        assert_eq!(parse_amount("-3").unwrap().to_string(), "-3");
+        assert!(parse_amount("abc").is_none());
+    }
+
+    #[test]
+    fn dimensions() {
+        assert_eq!(GroupKey::Service.dimension(), "service");
+        assert_eq!(GroupKey::LinkedAccount.dimension(), "account");
+        assert_eq!(GroupKey::Tag("team".into()).dimension(), "tag:team");
+        assert_eq!(CostMetric::parse("amortized"), Some(CostMetric::Amortized));
+    }
+}

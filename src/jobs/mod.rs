@@ -1,0 +1,57 @@
+//! The collectors the daemon schedules. Each job collects (cancellable) and stores (never cancelled); the
+//! bookkeeping around it — run rows, API call counts, metrics refresh, readiness — is the same for all and
+//! lives in [`crate::daemon`].
+
+pub mod cost_explorer;
+pub mod inventory;
+
+use collector::aws::inventory::InventorySettings;
+use collector::ScopeFailure;
+use serde::Serialize;
+
+use crate::store::RunOutcome;
+
+pub use cost_explorer::CostExplorerSettings;
+
+/// What a job does and with which settings.
+#[derive(Debug, Clone)]
+pub enum JobKind {
+    Inventory(InventorySettings),
+    CostExplorer(CostExplorerSettings),
+}
+
+impl JobKind {
+    /// The collector's name in run rows, metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Inventory(_) => inventory::NAME,
+            JobKind::CostExplorer(_) => cost_explorer::NAME,
+        }
+    }
+}
+
+/// What one run of a job produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobOutput {
+    pub outcome: RunOutcome,
+    /// Items collected (resources, cost rows, ...).
+    pub items: u64,
+    pub failures: Vec<ScopeFailure>,
+    pub error: Option<String>,
+    pub detail: Detail,
+}
+
+impl JobOutput {
+    pub fn failed(error: String) -> JobOutput {
+        JobOutput { outcome: RunOutcome::Failed, items: 0, failures: Vec::new(), error: Some(error), detail: Detail::None }
+    }
+}
+
+/// Job-specific facts of a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    None,
+    Inventory(inventory::InventoryDetail),
+    CostExplorer(cost_explorer::CostExplorerDetail),
+}
