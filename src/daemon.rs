@@ -5,6 +5,7 @@
 //! row, re-render `/metrics` from the database and the call counters.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,6 +55,14 @@ impl CycleSummary {
         }
     }
 
+    /// The CloudWatch facts of a CloudWatch run.
+    pub fn cloudwatch(&self) -> Option<&jobs::cloudwatch::CloudWatchDetail> {
+        match &self.detail {
+            Detail::CloudWatch(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The Cost Explorer facts of a Cost Explorer run.
     pub fn cost_explorer(&self) -> Option<&jobs::cost_explorer::CostExplorerDetail> {
         match &self.detail {
@@ -79,6 +88,9 @@ pub struct Daemon {
     pub state: AppState,
     collectors: Arc<Mutex<BTreeMap<String, CollectorStatus>>>,
     accounts: Arc<Mutex<Vec<(String, String)>>>,
+    /// The newest CloudWatch series (pass-through metrics and resource info).
+    cloudwatch: Arc<Mutex<Arc<Vec<jobs::cloudwatch::Series>>>>,
+    cloudwatch_metrics_requested: Arc<AtomicU64>,
 }
 
 impl Daemon {
@@ -104,6 +116,8 @@ impl Daemon {
             state: AppState::default(),
             collectors: Arc::new(Mutex::new(collectors)),
             accounts: Arc::new(Mutex::new(Vec::new())),
+            cloudwatch: Arc::new(Mutex::new(Arc::new(Vec::new()))),
+            cloudwatch_metrics_requested: Arc::new(AtomicU64::new(0)),
         };
         // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
@@ -119,11 +133,27 @@ impl Daemon {
         if let Some(j) = &self.config.cost_explorer {
             out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::CostExplorer(j.settings.clone()) });
         }
+        if let Some(j) = &self.config.cloudwatch {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::CloudWatch(j.settings.clone()) });
+        }
         out
     }
 
     pub(crate) fn set_accounts(&self, accounts: Vec<(String, String)>) {
         *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = accounts;
+    }
+
+    /// (configured name, account id) of the accounts the inventory reached.
+    pub fn accounts(&self) -> Vec<(String, String)> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_cloudwatch_series(&self, series: Vec<jobs::cloudwatch::Series>) {
+        *self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(series);
+    }
+
+    pub(crate) fn add_cloudwatch_metrics_requested(&self, n: u64) {
+        self.cloudwatch_metrics_requested.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Re-renders `/metrics` from the database and the in-memory counters.
@@ -148,6 +178,8 @@ impl Daemon {
             accounts: self.accounts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             collectors: self.collectors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             api_calls: self.aws.stats.snapshot(),
+            cloudwatch: self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            cloudwatch_metrics_requested: self.cloudwatch_metrics_requested.load(Ordering::Relaxed),
         };
         self.state.set_metrics(metrics::render(&snapshot));
     }
@@ -177,6 +209,7 @@ impl Daemon {
         let out: JobOutput = match kind {
             JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
             JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
+            JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
         };
         let mut summary = CycleSummary {
             collector: name.to_string(),

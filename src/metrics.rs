@@ -53,6 +53,10 @@ pub struct Snapshot {
     pub accounts: Vec<(String, String)>,
     pub collectors: BTreeMap<String, CollectorStatus>,
     pub api_calls: BTreeMap<ApiCallKey, u64>,
+    /// CloudWatch pass-through series and `aws_resource_info`.
+    pub cloudwatch: std::sync::Arc<Vec<crate::jobs::cloudwatch::Series>>,
+    /// Metrics requested through GetMetricData since start (the billed unit).
+    pub cloudwatch_metrics_requested: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,7 +99,17 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Renders a snapshot in the OpenMetrics text format.
 pub fn render(s: &Snapshot) -> String {
-    let mut reg = Registry::with_prefix("cloudwarden");
+    let mut root = Registry::default();
+    // CloudWatch pass-through series keep their own `aws_` names.
+    let mut families: BTreeMap<&str, (&str, Family<Vec<(String, String)>, FloatGauge>)> = BTreeMap::new();
+    for series in s.cloudwatch.iter() {
+        let (_, family) = families.entry(&series.name).or_insert_with(|| (&series.help, Family::default()));
+        family.get_or_create(&series.labels).set(series.value);
+    }
+    for (name, (help, family)) in families {
+        root.register(name, help, family);
+    }
+    let reg = root.sub_registry_with_prefix("cloudwarden");
 
     let resources = Family::<ScopeLabels, Gauge>::default();
     let untagged = Family::<ScopeLabels, Gauge>::default();
@@ -158,9 +172,15 @@ pub fn render(s: &Snapshot) -> String {
     let ce = Counter::<u64>::default();
     ce.inc_by(ce_requests);
     reg.register("costexplorer_requests", "Cost Explorer requests answered (each billed)", ce);
+    let cw = Counter::<u64>::default();
+    cw.inc_by(s.cloudwatch_metrics_requested);
+    reg.register("cloudwatch_metrics_requested", "Metrics requested through GetMetricData (the billed unit)", cw);
     let cost = Family::<Vec<(String, String)>, Counter<f64, AtomicU64>>::default();
     cost.get_or_create(&vec![("service".to_string(), "costexplorer".to_string())])
         .inc_by(ce_requests as f64 * crate::jobs::cost_explorer::REQUEST_PRICE_USD);
+    cost.get_or_create(&vec![("service".to_string(), "cloudwatch".to_string())]).inc_by(
+        s.cloudwatch_metrics_requested as f64 / 1000.0 * crate::jobs::cloudwatch::PRICE_PER_1000_METRICS_USD,
+    );
     reg.register("aws_api_cost_usd", "Estimated charges for cloudwarden's own AWS API calls", cost);
 
     let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
@@ -190,7 +210,7 @@ pub fn render(s: &Snapshot) -> String {
     reg.register("build_info", "Always 1; the version of the running daemon", build);
 
     let mut out = String::new();
-    encode(&mut out, &reg).expect("writing to a String cannot fail");
+    encode(&mut out, &root).expect("writing to a String cannot fail");
     out
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
-use crate::jobs::CostExplorerSettings;
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings};
 
 pub use schema::LogFormat;
 
@@ -31,6 +31,8 @@ pub struct Config {
     pub inventory: Option<Job<InventorySettings>>,
     /// `None` when the Cost Explorer collector is disabled or not configured.
     pub cost_explorer: Option<Job<CostExplorerSettings>>,
+    /// `None` when the CloudWatch collector is disabled or not configured.
+    pub cloudwatch: Option<Job<CloudWatchSettings>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

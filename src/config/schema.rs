@@ -147,6 +147,87 @@ pub struct CollectorsSection {
     /// Daily cost from Cost Explorer.
     #[serde(default)]
     pub cost_explorer: Option<CostExplorerSection>,
+    /// CloudWatch metrics, exported as `aws_<namespace>_<metric>_<statistic>`.
+    #[serde(default)]
+    pub cloudwatch: Option<CloudWatchSection>,
+}
+
+/// `[collectors.cloudwatch]`: CloudWatch metrics through batched GetMetricData calls.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchSection {
+    /// Turn the collector off without deleting its table.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Regions to query in every account. Default: the inventory's regions.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Run every this many seconds (default 300). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+    /// Jobs over resources of the inventory: one query per resource, metric and statistic.
+    #[serde(default)]
+    pub discovery: Vec<DiscoveryJob>,
+    /// Jobs over explicit dimensions.
+    #[serde(default, rename = "static")]
+    pub static_jobs: Vec<StaticJob>,
+}
+
+/// `[[collectors.cloudwatch.discovery]]`: resources are taken from the inventory (tagged or not), selected
+/// by type and tags.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryJob {
+    /// Namespace, e.g. `AWS/EC2`.
+    pub namespace: String,
+    /// Inventory type whose resources are queried, e.g. `ec2:instance`.
+    pub resource_type: String,
+    /// The dimension that carries the resource's id, e.g. `InstanceId`.
+    pub dimension: String,
+    /// Metric names, e.g. `["CPUUtilization"]`.
+    pub metrics: Vec<String>,
+    /// Statistics: `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount`.
+    pub statistics: Vec<String>,
+    /// Datapoint period in seconds (a multiple of 60, or 1, 5, 10, 30 for high resolution).
+    #[serde(default = "default_period_secs")]
+    pub period_secs: i32,
+    /// Window length in seconds (default: the period).
+    pub length_secs: Option<i64>,
+    /// Newest seconds left out because CloudWatch may still change them (default 300).
+    #[serde(default = "default_delay_secs")]
+    pub delay_secs: i64,
+    /// Only resources carrying these tags; a value of `*` accepts any value.
+    #[serde(default)]
+    pub tag_selectors: std::collections::BTreeMap<String, String>,
+    /// Tag keys exported as `tag_<key>` labels on every series (and on `aws_resource_info`).
+    #[serde(default)]
+    pub export_tags: Vec<String>,
+}
+
+/// `[[collectors.cloudwatch.static]]`: one explicit set of dimensions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticJob {
+    pub namespace: String,
+    /// Dimension name → value.
+    #[serde(default)]
+    pub dimensions: std::collections::BTreeMap<String, String>,
+    pub metrics: Vec<String>,
+    pub statistics: Vec<String>,
+    #[serde(default = "default_period_secs")]
+    pub period_secs: i32,
+    pub length_secs: Option<i64>,
+    #[serde(default = "default_delay_secs")]
+    pub delay_secs: i64,
+}
+
+fn default_period_secs() -> i32 {
+    300
+}
+
+fn default_delay_secs() -> i64 {
+    300
 }
 
 /// `[collectors.cost_explorer]`: daily cost by service, linked account and cost-allocation tags. Each

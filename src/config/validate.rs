@@ -14,7 +14,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::*;
 use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
-use crate::jobs::CostExplorerSettings;
+use crate::jobs::cloudwatch::{Discovery, Static};
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings};
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -311,6 +312,70 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
+    let cloudwatch = collectors.cloudwatch.as_ref().and_then(|cw| {
+        let regions = if cw.regions.is_empty() {
+            inventory.as_ref().map(|j| j.settings.regions.clone()).unwrap_or_default()
+        } else {
+            cw.regions.clone()
+        };
+        if regions.is_empty() {
+            cx.error(
+                &[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("regions")],
+                "name at least one region (or configure the inventory's)",
+            );
+        }
+        for (i, r) in cw.regions.iter().enumerate() {
+            if !KNOWN_REGIONS.contains(&r.as_str()) {
+                cx.error(&[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("regions"), Seg::Index(i)], format!("unknown region {r:?}"));
+            }
+        }
+        let mut discovery = Vec::new();
+        for (i, j) in cw.discovery.iter().enumerate() {
+            let at = |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("discovery"), Seg::Index(i), Seg::Key(k)];
+            metric_job(&mut cx, &at, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+            if !j.resource_type.contains(':') {
+                cx.error(&at("resource_type"), format!("expected service:type, e.g. ec2:instance, got {:?}", j.resource_type));
+            }
+            if j.dimension.trim().is_empty() {
+                cx.error(&at("dimension"), "must name the dimension that carries the resource id");
+            }
+            discovery.push(Discovery {
+                namespace: j.namespace.clone(),
+                resource_type: j.resource_type.clone(),
+                dimension: j.dimension.clone(),
+                metrics: j.metrics.clone(),
+                statistics: j.statistics.clone(),
+                period_secs: j.period_secs,
+                length_secs: j.length_secs.unwrap_or(j.period_secs as i64),
+                delay_secs: j.delay_secs,
+                tag_selectors: j.tag_selectors.clone(),
+                export_tags: j.export_tags.clone(),
+            });
+        }
+        let mut statics = Vec::new();
+        for (i, j) in cw.static_jobs.iter().enumerate() {
+            let at = |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("static"), Seg::Index(i), Seg::Key(k)];
+            metric_job(&mut cx, &at, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+            statics.push(Static {
+                namespace: j.namespace.clone(),
+                dimensions: j.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                metrics: j.metrics.clone(),
+                statistics: j.statistics.clone(),
+                period_secs: j.period_secs,
+                length_secs: j.length_secs.unwrap_or(j.period_secs as i64),
+                delay_secs: j.delay_secs,
+            });
+        }
+        let interval = cw.interval_secs.or(if cw.cron.is_none() { Some(300) } else { None });
+        let schedule = schedule(&mut cx, "cloudwatch", interval, cw.cron.as_deref());
+        match (cw.enabled, schedule) {
+            (true, Some(schedule)) => {
+                Some(Job { schedule, settings: CloudWatchSettings { regions, discovery, statics, max_concurrency: 4 } })
+            }
+            _ => None,
+        }
+    });
+
     if !cx.errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -335,7 +400,50 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         },
         inventory,
         cost_explorer,
+        cloudwatch,
     })
+}
+
+/// The statistics GetMetricData accepts that we export: the five basic ones and percentiles.
+fn valid_statistic(s: &str) -> bool {
+    matches!(s, "Average" | "Sum" | "Minimum" | "Maximum" | "SampleCount")
+        || s.strip_prefix('p').is_some_and(|p| p.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn metric_job(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&'static str) -> [Seg; 5],
+    namespace: &str,
+    metrics: &[String],
+    statistics: &[String],
+    period_secs: i32,
+    length_secs: Option<i64>,
+    delay_secs: i64,
+) {
+    if namespace.trim().is_empty() {
+        cx.error(&at("namespace"), "must not be empty");
+    }
+    if metrics.is_empty() {
+        cx.error(&at("metrics"), "must name at least one metric");
+    }
+    if statistics.is_empty() {
+        cx.error(&at("statistics"), "must name at least one statistic");
+    }
+    for s in statistics {
+        if !valid_statistic(s) {
+            cx.error(&at("statistics"), format!("unknown statistic {s:?}: use Average, Sum, Minimum, Maximum, SampleCount or pNN"));
+        }
+    }
+    if !(matches!(period_secs, 1 | 5 | 10 | 30) || (period_secs >= 60 && period_secs % 60 == 0)) {
+        cx.error(&at("period_secs"), "must be 1, 5, 10, 30 or a multiple of 60");
+    }
+    if length_secs.is_some_and(|l| l < period_secs as i64) {
+        cx.error(&at("length_secs"), "must be at least the period");
+    }
+    if delay_secs < 0 {
+        cx.error(&at("delay_secs"), "must not be negative");
+    }
 }
 
 fn is_role_arn(s: &str) -> bool {

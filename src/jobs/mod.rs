@@ -2,6 +2,7 @@
 //! bookkeeping around it — run rows, API call counts, metrics refresh, readiness — is the same for all and
 //! lives in [`crate::daemon`].
 
+pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::store::RunOutcome;
 
+pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 
 /// What a job does and with which settings.
@@ -18,6 +20,7 @@ pub use cost_explorer::CostExplorerSettings;
 pub enum JobKind {
     Inventory(InventorySettings),
     CostExplorer(CostExplorerSettings),
+    CloudWatch(CloudWatchSettings),
 }
 
 impl JobKind {
@@ -26,6 +29,7 @@ impl JobKind {
         match self {
             JobKind::Inventory(_) => inventory::NAME,
             JobKind::CostExplorer(_) => cost_explorer::NAME,
+            JobKind::CloudWatch(_) => cloudwatch::NAME,
         }
     }
 }
@@ -54,4 +58,5 @@ pub enum Detail {
     None,
     Inventory(inventory::InventoryDetail),
     CostExplorer(cost_explorer::CostExplorerDetail),
+    CloudWatch(cloudwatch::CloudWatchDetail),
 }

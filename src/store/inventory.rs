@@ -193,6 +193,41 @@ impl Store {
     }
 }
 
+/// A live resource, as discovery jobs select them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveResource {
+    pub arn: String,
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Store {
+    /// Live resources of one type in one account and region, ordered by ARN.
+    pub async fn live_resources(&self, account_id: &str, region: &str, resource_type: &str) -> Result<Vec<LiveResource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT arn, resource_id, tags FROM resources WHERE gone_at_ms IS NULL AND account_id = $1 AND region = $2 \
+             AND resource_type = $3 ORDER BY arn",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(resource_type)
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("live resources"))?;
+        rows.iter()
+            .map(|r| {
+                let tags: String = r.try_get(2).map_err(q("live resources"))?;
+                Ok(LiveResource {
+                    arn: r.try_get(0).map_err(q("live resources"))?,
+                    id: r.try_get(1).map_err(q("live resources"))?,
+                    tags: serde_json::from_str(&tags)
+                        .map_err(|e| StoreError::Corrupt { what: "resource tags", detail: e.to_string() })?,
+                })
+            })
+            .collect()
+    }
+}
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_resource<'q>(query: AnyQuery<'q>, r: &'q Resource, now: i64) -> Result<AnyQuery<'q>, StoreError> {

@@ -15,9 +15,8 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
-pub use inventory::{InventoryWrite, ScopeCount, StoredResource};
+pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use runs::{RunOutcome, RunRow};
 
 /// Which database a URL points at.

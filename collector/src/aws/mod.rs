@@ -3,6 +3,7 @@
 
 mod assume_role;
 pub mod calls;
+pub mod cloudwatch;
 pub mod costexplorer;
 pub mod inventory;
 

@@ -1,0 +1,124 @@
+//! Grouping and batching of queries, and the exported names. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::MetricQuery;
+
+/// GetMetricData's limit on queries per call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+/// One GetMetricData call: a time range and the indices of its queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub period_secs: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub queries: Vec<usize>,
+}
+
+/// The window a query reads at `now`: it ends `delay` before now, on a period boundary, and spans `length`
+/// (at least one period).
+pub fn window(now: DateTime<Utc>, period_secs: i32, length_secs: i64, delay_secs: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let period = period_secs.max(1) as i64;
+    let end_ts = (now.timestamp() - delay_secs.max(0)).div_euclid(period) * period;
+    let end = Utc.timestamp_opt(end_ts, 0).single().unwrap_or(now);
+    let length = length_secs.max(period);
+    (end - Duration::seconds(length), end)
+}
+
+/// Groups queries by (period, window) and cuts each group into calls of at most 500, in a stable order.
+pub fn plan(queries: &[MetricQuery], now: DateTime<Utc>) -> Vec<Batch> {
+    let mut groups: BTreeMap<(i32, DateTime<Utc>, DateTime<Utc>), Vec<usize>> = BTreeMap::new();
+    for (i, q) in queries.iter().enumerate() {
+        let (start, end) = window(now, q.period_secs, q.length_secs, q.delay_secs);
+        groups.entry((q.period_secs, start, end)).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for ((period_secs, start, end), idx) in groups {
+        for chunk in idx.chunks(MAX_QUERIES_PER_CALL) {
+            out.push(Batch { period_secs, start, end, queries: chunk.to_vec() });
+        }
+    }
+    out
+}
+
+fn snake(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// `aws_<namespace>_<metric>_<statistic>`, e.g. `AWS/EC2`, `CPUUtilization`, `Average` →
+/// `aws_ec2_cpuutilization_average`.
+pub fn exposition_name(namespace: &str, metric: &str, statistic: &str) -> String {
+    let ns = namespace.strip_prefix("AWS/").unwrap_or(namespace);
+    format!("aws_{}_{}_{}", snake(ns), snake(metric), snake(statistic))
+}
+
+/// A Prometheus label name from a prefix and a CloudWatch dimension or tag key: characters outside
+/// `[a-zA-Z0-9_]` become `_`, e.g. (`tag_`, `cost-center`) → `tag_cost_center`.
+pub fn label_name(prefix: &str, key: &str) -> String {
+    let mut s = String::from(prefix);
+    s.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(period: i32, length: i64, delay: i64) -> MetricQuery {
+        MetricQuery {
+            namespace: "AWS/EC2".into(),
+            metric_name: "CPUUtilization".into(),
+            dimensions: vec![],
+            statistic: "Average".into(),
+            period_secs: period,
+            length_secs: length,
+            delay_secs: delay,
+            extra_labels: vec![],
+        }
+    }
+
+    #[test]
+    fn batches_hold_at_most_500_queries_per_group() {
+        let now: DateTime<Utc> = "2026-11-25T10:07:31Z".parse().unwrap();
+        let mut queries = vec![q(300, 600, 300); 1234];
+        assert_eq!(plan(&queries, now).iter().map(|b| b.queries.len()).collect::<Vec<_>>(), [500, 500, 234]);
+        queries.extend(vec![q(60, 300, 120); 10]);
+        let batches = plan(&queries, now);
+        assert_eq!(batches.len(), 4);
+        assert_eq!(batches.iter().map(|b| b.queries.len()).sum::<usize>(), 1244);
+        // Every query exactly once.
+        let mut all: Vec<usize> = batches.iter().flat_map(|b| b.queries.clone()).collect();
+        all.sort();
+        assert_eq!(all, (0..1244).collect::<Vec<_>>());
+        assert!(plan(&[], now).is_empty());
+    }
+
+    #[test]
+    fn windows_end_on_period_boundaries_before_the_delay() {
+        let now: DateTime<Utc> = "2026-11-25T10:07:31Z".parse().unwrap();
+        let (s, e) = window(now, 300, 600, 300);
+        assert_eq!((s.to_rfc3339(), e.to_rfc3339()), ("2026-11-25T09:50:00+00:00".into(), "2026-11-25T10:00:00+00:00".into()));
+        let (s, e) = window(now, 60, 10, 0);
+        assert_eq!((s.to_rfc3339(), e.to_rfc3339()), ("2026-11-25T10:06:00+00:00".into(), "2026-11-25T10:07:00+00:00".into()));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(exposition_name("AWS/EC2", "CPUUtilization", "Average"), "aws_ec2_cpuutilization_average");
+        assert_eq!(exposition_name("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum"), "aws_applicationelb_httpcode_target_5xx_count_sum");
+        assert_eq!(exposition_name("Custom/App", "queue.depth", "Maximum"), "aws_custom_app_queue_depth_maximum");
+        assert_eq!(label_name("tag_", "cost-center"), "tag_cost_center");
+        assert_eq!(label_name("dimension_", "InstanceId"), "dimension_InstanceId");
+    }
+}
