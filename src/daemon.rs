@@ -55,6 +55,14 @@ impl CycleSummary {
         }
     }
 
+    /// The Logs facts of a Logs run.
+    pub fn logs(&self) -> Option<&jobs::logs::LogsDetail> {
+        match &self.detail {
+            Detail::Logs(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The CloudWatch facts of a CloudWatch run.
     pub fn cloudwatch(&self) -> Option<&jobs::cloudwatch::CloudWatchDetail> {
         match &self.detail {
@@ -91,6 +99,8 @@ pub struct Daemon {
     /// The newest CloudWatch series (pass-through metrics and resource info).
     cloudwatch: Arc<Mutex<Arc<Vec<jobs::cloudwatch::Series>>>>,
     cloudwatch_metrics_requested: Arc<AtomicU64>,
+    /// (account, region, log group) → newest event time.
+    log_last_events: Arc<Mutex<BTreeMap<(String, String, String), DateTime<Utc>>>>,
 }
 
 impl Daemon {
@@ -109,15 +119,23 @@ impl Daemon {
                 CollectorStatus { last_duration_secs: Some(duration), last_success: Some(ended), runs: BTreeMap::new() },
             );
         }
+        // Account ids learnt by earlier runs, until the next inventory run confirms them.
+        let known: Vec<(String, String)> = store
+            .accounts()
+            .await?
+            .into_iter()
+            .filter(|(name, _)| config.aws.accounts.iter().any(|a| &a.name == name))
+            .collect();
         let daemon = Daemon {
             config: Arc::new(config),
             store,
             aws,
             state: AppState::default(),
             collectors: Arc::new(Mutex::new(collectors)),
-            accounts: Arc::new(Mutex::new(Vec::new())),
+            accounts: Arc::new(Mutex::new(known)),
             cloudwatch: Arc::new(Mutex::new(Arc::new(Vec::new()))),
             cloudwatch_metrics_requested: Arc::new(AtomicU64::new(0)),
+            log_last_events: Arc::new(Mutex::new(BTreeMap::new())),
         };
         // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
@@ -136,6 +154,9 @@ impl Daemon {
         if let Some(j) = &self.config.cloudwatch {
             out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::CloudWatch(j.settings.clone()) });
         }
+        if let Some(j) = &self.config.logs {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Logs(j.settings.clone()) });
+        }
         out
     }
 
@@ -150,6 +171,15 @@ impl Daemon {
 
     pub(crate) fn set_cloudwatch_series(&self, series: Vec<jobs::cloudwatch::Series>) {
         *self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(series);
+    }
+
+    pub(crate) fn set_log_group_last_event(&self, account: &str, region: &str, group: &str, t: Option<DateTime<Utc>>) {
+        let mut all = self.log_last_events.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (account.to_string(), region.to_string(), group.to_string());
+        match t {
+            Some(t) => all.insert(key, t),
+            None => all.remove(&key),
+        };
     }
 
     pub(crate) fn add_cloudwatch_metrics_requested(&self, n: u64) {
@@ -172,7 +202,17 @@ impl Daemon {
                 return;
             }
         };
+        let (patterns, log_groups) = match (self.store.pattern_counts().await, self.store.log_groups().await) {
+            (Ok(p), Ok(g)) => (p, g),
+            (Err(error), _) | (_, Err(error)) => {
+                error!(%error, "cannot read log counters; keeping the previous /metrics");
+                return;
+            }
+        };
         let snapshot = Snapshot {
+            patterns,
+            log_groups,
+            log_last_events: self.log_last_events.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             inventory,
             costs,
             accounts: self.accounts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -210,6 +250,7 @@ impl Daemon {
             JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
             JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
             JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
+            JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
         };
         let mut summary = CycleSummary {
             collector: name.to_string(),

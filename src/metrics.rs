@@ -47,6 +47,10 @@ pub struct CostGauge {
 /// Everything `/metrics` shows.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    pub patterns: Vec<crate::store::PatternCount>,
+    /// (account, region, name, retention days, stored bytes) per live log group.
+    pub log_groups: Vec<(String, String, String, Option<i64>, Option<i64>)>,
+    pub log_last_events: BTreeMap<(String, String, String), DateTime<Utc>>,
     pub inventory: Vec<ScopeCount>,
     pub costs: Vec<CostGauge>,
     /// (configured name, account id).
@@ -203,6 +207,38 @@ pub fn render(s: &Snapshot) -> String {
         "cost_usd",
         "Cost from Cost Explorer per window (yesterday, last_7_days, month_to_date) and scope (total, service, account, tag)",
         costs,
+    );
+
+    let matches = Family::<Vec<(String, String)>, Counter>::default();
+    for p in &s.patterns {
+        matches
+            .get_or_create(&vec![
+                ("account".into(), p.account_id.clone()),
+                ("region".into(), p.region.clone()),
+                ("log_group".into(), p.log_group.clone()),
+                ("pattern".into(), p.pattern_name.clone()),
+            ])
+            .inc_by(p.matches.max(0) as u64);
+    }
+    reg.register("log_pattern_matches", "Log events matching a configured filter pattern (kept across restarts)", matches);
+    let stored = Family::<Vec<(String, String)>, Gauge>::default();
+    let retention = Family::<Vec<(String, String)>, Gauge>::default();
+    let last_event = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for (account, region, group, days, bytes) in &s.log_groups {
+        let labels = vec![("account".into(), account.clone()), ("region".into(), region.clone()), ("log_group".into(), group.clone())];
+        stored.get_or_create(&labels).set(bytes.unwrap_or(0));
+        // 0 means the group never expires its events.
+        retention.get_or_create(&labels).set(days.unwrap_or(0));
+        if let Some(t) = s.log_last_events.get(&(account.clone(), region.clone(), group.clone())) {
+            last_event.get_or_create(&labels).set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    reg.register("log_group_stored_bytes", "Bytes a log group stores, as CloudWatch Logs reports", stored);
+    reg.register("log_group_retention_days", "Retention of a log group in days; 0 means never expire", retention);
+    reg.register(
+        "log_group_last_event_timestamp_seconds",
+        "Unix time of the newest event of any stream of the log group",
+        last_event,
     );
 
     let build = Family::<VersionLabels, Gauge>::default();

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings};
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings};
 
 pub use schema::LogFormat;
 
@@ -33,6 +33,8 @@ pub struct Config {
     pub cost_explorer: Option<Job<CostExplorerSettings>>,
     /// `None` when the CloudWatch collector is disabled or not configured.
     pub cloudwatch: Option<Job<CloudWatchSettings>>,
+    /// `None` when the Logs collector is disabled or not configured.
+    pub logs: Option<Job<LogsSettings>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

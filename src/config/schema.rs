@@ -150,6 +150,55 @@ pub struct CollectorsSection {
     /// CloudWatch metrics, exported as `aws_<namespace>_<metric>_<statistic>`.
     #[serde(default)]
     pub cloudwatch: Option<CloudWatchSection>,
+    /// CloudWatch Logs pattern counters and log group activity.
+    #[serde(default)]
+    pub logs: Option<LogsSection>,
+}
+
+/// `[collectors.logs]`: counters of log events matching filter patterns, and each log group's newest event.
+/// Stored bytes and retention come from the inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    /// Turn the collector off without deleting its table.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Run every this many seconds (default 300). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+    /// Newest seconds left for the next run, because events arrive late (default 60).
+    #[serde(default = "default_logs_delay_secs")]
+    pub delay_secs: u64,
+    /// How far back a new counter starts counting, in seconds (default 3600).
+    #[serde(default = "default_initial_lookback_secs")]
+    pub initial_lookback_secs: u64,
+    /// Read each log group's newest event time: one DescribeLogStreams call per group and run.
+    #[serde(default = "yes")]
+    pub last_event_time: bool,
+    /// The counters.
+    #[serde(default)]
+    pub patterns: Vec<PatternEntry>,
+}
+
+/// `[[collectors.logs.patterns]]`: one counter, in every account and region where the log group exists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternEntry {
+    /// Log group name, exactly.
+    pub log_group: String,
+    /// Name of the counter (the `pattern` label).
+    pub name: String,
+    /// CloudWatch Logs filter pattern, e.g. `ERROR` or `"connection reset"`.
+    pub pattern: String,
+}
+
+fn default_logs_delay_secs() -> u64 {
+    60
+}
+
+fn default_initial_lookback_secs() -> u64 {
+    3600
 }
 
 /// `[collectors.cloudwatch]`: CloudWatch metrics through batched GetMetricData calls.

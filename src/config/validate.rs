@@ -15,7 +15,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::schema::*;
 use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
 use crate::jobs::cloudwatch::{Discovery, Static};
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings};
+use crate::jobs::logs::Pattern;
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings};
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -376,6 +377,40 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
+    let logs = collectors.logs.as_ref().and_then(|l| {
+        let mut names = BTreeSet::new();
+        let mut patterns = Vec::new();
+        for (i, p) in l.patterns.iter().enumerate() {
+            let at = |k| [Seg::Key("collectors"), Seg::Key("logs"), Seg::Key("patterns"), Seg::Index(i), Seg::Key(k)];
+            if p.log_group.trim().is_empty() {
+                cx.error(&at("log_group"), "must not be empty");
+            }
+            if p.name.trim().is_empty() {
+                cx.error(&at("name"), "must not be empty");
+            } else if !names.insert((p.log_group.clone(), p.name.clone())) {
+                cx.error(&at("name"), format!("log group {:?} already has a pattern named {:?}", p.log_group, p.name));
+            }
+            if p.pattern.trim().is_empty() {
+                cx.error(&at("pattern"), "must not be empty (an empty pattern matches every event)");
+            }
+            patterns.push(Pattern { log_group: p.log_group.clone(), name: p.name.clone(), filter: p.pattern.clone() });
+        }
+        let interval = l.interval_secs.or(if l.cron.is_none() { Some(300) } else { None });
+        let schedule = schedule(&mut cx, "logs", interval, l.cron.as_deref());
+        match (l.enabled, schedule) {
+            (true, Some(schedule)) => Some(Job {
+                schedule,
+                settings: LogsSettings {
+                    patterns,
+                    delay: Duration::from_secs(l.delay_secs),
+                    initial_lookback: Duration::from_secs(l.initial_lookback_secs),
+                    last_event_time: l.last_event_time,
+                },
+            }),
+            _ => None,
+        }
+    });
+
     if !cx.errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -401,6 +436,7 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         inventory,
         cost_explorer,
         cloudwatch,
+        logs,
     })
 }
 

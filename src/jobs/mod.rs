@@ -5,6 +5,7 @@
 pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
+pub mod logs;
 
 use collector::aws::inventory::InventorySettings;
 use collector::ScopeFailure;
@@ -14,6 +15,7 @@ use crate::store::RunOutcome;
 
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
+pub use logs::LogsSettings;
 
 /// What a job does and with which settings.
 #[derive(Debug, Clone)]
@@ -21,6 +23,7 @@ pub enum JobKind {
     Inventory(InventorySettings),
     CostExplorer(CostExplorerSettings),
     CloudWatch(CloudWatchSettings),
+    Logs(LogsSettings),
 }
 
 impl JobKind {
@@ -30,6 +33,7 @@ impl JobKind {
             JobKind::Inventory(_) => inventory::NAME,
             JobKind::CostExplorer(_) => cost_explorer::NAME,
             JobKind::CloudWatch(_) => cloudwatch::NAME,
+            JobKind::Logs(_) => logs::NAME,
         }
     }
 }
@@ -59,4 +63,5 @@ pub enum Detail {
     Inventory(inventory::InventoryDetail),
     CostExplorer(cost_explorer::CostExplorerDetail),
     CloudWatch(cloudwatch::CloudWatchDetail),
+    Logs(logs::LogsDetail),
 }

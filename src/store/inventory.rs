@@ -202,6 +202,17 @@ pub struct LiveResource {
 }
 
 impl Store {
+    /// (configured name, account id) of every account an inventory run has reached.
+    pub async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, account_id FROM accounts WHERE account_id IS NOT NULL ORDER BY name")
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("accounts"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(q("accounts"))?, r.try_get(1).map_err(q("accounts"))?)))
+            .collect()
+    }
+
     /// Live resources of one type in one account and region, ordered by ARN.
     pub async fn live_resources(&self, account_id: &str, region: &str, resource_type: &str) -> Result<Vec<LiveResource>, StoreError> {
         let rows = sqlx::query(

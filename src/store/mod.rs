@@ -6,6 +6,7 @@
 
 mod costs;
 mod inventory;
+mod logs;
 mod runs;
 
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use costs::{CostDay, CostFetchRow};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
+pub use logs::PatternCount;
 pub use runs::{RunOutcome, RunRow};
 
 /// Which database a URL points at.

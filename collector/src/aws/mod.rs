@@ -6,6 +6,7 @@ pub mod calls;
 pub mod cloudwatch;
 pub mod costexplorer;
 pub mod inventory;
+pub mod logs;
 
 use std::sync::Arc;
 use std::time::Duration;
