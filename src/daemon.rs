@@ -157,6 +157,9 @@ impl Daemon {
         if let Some(j) = &self.config.logs {
             out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Logs(j.settings.clone()) });
         }
+        if let Some(j) = &self.config.terraform {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Terraform(j.settings.clone()) });
+        }
         out
     }
 
@@ -251,6 +254,7 @@ impl Daemon {
             JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
             JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
             JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
+            JobKind::Terraform(s) => jobs::terraform::run(self, s, cancel).await,
         };
         let mut summary = CycleSummary {
             collector: name.to_string(),

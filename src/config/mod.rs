@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings};
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
 
 pub use schema::LogFormat;
 
@@ -35,6 +35,8 @@ pub struct Config {
     pub cloudwatch: Option<Job<CloudWatchSettings>>,
     /// `None` when the Logs collector is disabled or not configured.
     pub logs: Option<Job<LogsSettings>>,
+    /// `None` when the Terraform collector is disabled or not configured.
+    pub terraform: Option<Job<TerraformSettings>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

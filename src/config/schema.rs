@@ -153,6 +153,31 @@ pub struct CollectorsSection {
     /// CloudWatch Logs pattern counters and log group activity.
     #[serde(default)]
     pub logs: Option<LogsSection>,
+    /// Terraform state files, for drift.
+    #[serde(default)]
+    pub terraform: Option<TerraformSection>,
+}
+
+/// `[collectors.terraform]`: tfstate v4 JSON from files, globs and S3 objects or prefixes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformSection {
+    /// Turn the collector off without deleting its table.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where states are: a path, a glob (`states/**/*.tfstate`), `s3://bucket/key.tfstate`, or
+    /// `s3://bucket/prefix/` for every `*.tfstate` object under the prefix.
+    pub sources: Vec<String>,
+    /// The `[[accounts]]` name whose credentials read S3 states. Default: the first account.
+    pub account: Option<String>,
+    /// The state bucket's region. Default: the inventory's first region.
+    pub region: Option<String>,
+    /// Region assumed for resources whose attributes do not say. Default: `region`.
+    pub default_region: Option<String>,
+    /// Run every this many seconds (default 900). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
 }
 
 /// `[collectors.logs]`: counters of log events matching filter patterns, and each log group's newest event.

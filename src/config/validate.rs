@@ -16,7 +16,7 @@ use super::schema::*;
 use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
 use crate::jobs::cloudwatch::{Discovery, Static};
 use crate::jobs::logs::Pattern;
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings};
+use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -411,6 +411,52 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
+    let home = inventory.as_ref().and_then(|j| j.settings.regions.first().cloned()).unwrap_or_else(|| "us-east-1".into());
+    let terraform = collectors.terraform.as_ref().and_then(|t| {
+        let at = |k| [Seg::Key("collectors"), Seg::Key("terraform"), Seg::Key(k)];
+        if t.sources.is_empty() {
+            cx.error(&at("sources"), "must name at least one state file, glob or s3:// location");
+        }
+        let mut sources = Vec::new();
+        for (i, src) in t.sources.iter().enumerate() {
+            match collector::terraform::StateSource::parse(src) {
+                Ok(s) => sources.push(s),
+                Err(e) => cx.error(&[Seg::Key("collectors"), Seg::Key("terraform"), Seg::Key("sources"), Seg::Index(i)], e.to_string()),
+            }
+        }
+        let account = match &t.account {
+            Some(name) if !specs.iter().any(|a| &a.name == name) => {
+                cx.error(&at("account"), format!("no [[accounts]] entry is named {name:?}"));
+                None
+            }
+            Some(name) => Some(name.clone()),
+            None => specs.first().map(|a| a.name.clone()),
+        };
+        for key in ["region", "default_region"] {
+            let v = if key == "region" { &t.region } else { &t.default_region };
+            if let Some(r) = v {
+                if !KNOWN_REGIONS.contains(&r.as_str()) {
+                    cx.error(&at(key), format!("unknown region {r:?}"));
+                }
+            }
+        }
+        let region = t.region.clone().unwrap_or_else(|| home.clone());
+        let interval = t.interval_secs.or(if t.cron.is_none() { Some(900) } else { None });
+        let schedule = schedule(&mut cx, "terraform", interval, t.cron.as_deref());
+        match (t.enabled, schedule, account) {
+            (true, Some(schedule), Some(account)) => Some(Job {
+                schedule,
+                settings: TerraformSettings {
+                    sources,
+                    account,
+                    default_region: t.default_region.clone().unwrap_or_else(|| region.clone()),
+                    region,
+                },
+            }),
+            _ => None,
+        }
+    });
+
     if !cx.errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -437,6 +483,7 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         cost_explorer,
         cloudwatch,
         logs,
+        terraform,
     })
 }
 

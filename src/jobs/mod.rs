@@ -6,6 +6,7 @@ pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
 pub mod logs;
+pub mod terraform;
 
 use collector::aws::inventory::InventorySettings;
 use collector::ScopeFailure;
@@ -16,6 +17,7 @@ use crate::store::RunOutcome;
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 pub use logs::LogsSettings;
+pub use terraform::TerraformSettings;
 
 /// What a job does and with which settings.
 #[derive(Debug, Clone)]
@@ -24,6 +26,7 @@ pub enum JobKind {
     CostExplorer(CostExplorerSettings),
     CloudWatch(CloudWatchSettings),
     Logs(LogsSettings),
+    Terraform(TerraformSettings),
 }
 
 impl JobKind {
@@ -34,6 +37,7 @@ impl JobKind {
             JobKind::CostExplorer(_) => cost_explorer::NAME,
             JobKind::CloudWatch(_) => cloudwatch::NAME,
             JobKind::Logs(_) => logs::NAME,
+            JobKind::Terraform(_) => terraform::NAME,
         }
     }
 }
@@ -64,4 +68,5 @@ pub enum Detail {
     CostExplorer(cost_explorer::CostExplorerDetail),
     CloudWatch(cloudwatch::CloudWatchDetail),
     Logs(logs::LogsDetail),
+    Terraform(terraform::TerraformDetail),
 }

@@ -8,6 +8,7 @@ mod costs;
 mod inventory;
 mod logs;
 mod runs;
+mod terraform;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use costs::{CostDay, CostFetchRow};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use runs::{RunOutcome, RunRow};
+pub use terraform::StoredTfResource;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

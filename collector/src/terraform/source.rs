@@ -1,0 +1,238 @@
+//! Where states come from: files, glob patterns and S3 objects or prefixes, and reading them.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use futures::stream::{self, StreamExt};
+
+use super::parse::{parse_state, StateFile};
+use super::{LoadReport, SourceFailure, TerraformError};
+use crate::aws::{client, error_chain, AccountConfig, AwsContext};
+
+/// Objects or files read at once.
+const READ_CONCURRENCY: usize = 4;
+
+/// One place to read Terraform states from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StateSource {
+    /// One state file.
+    File(PathBuf),
+    /// Every file a glob pattern matches (`*`, `?`, `[...]`, `**` for any depth), read in sorted order.
+    Glob(String),
+    /// One S3 object, or every `*.tfstate` object under a prefix when `key` is empty or ends with `/`.
+    S3 { bucket: String, key: String },
+}
+
+impl StateSource {
+    /// `s3://bucket/key` (or `s3://bucket/prefix/`), a glob pattern when the text has `*`, `?` or `[`, else a
+    /// file path.
+    pub fn parse(s: &str) -> Result<Self, TerraformError> {
+        let invalid =
+            |reason: &str| TerraformError::InvalidSource { origin: s.to_string(), reason: reason.to_string() };
+        if s.trim().is_empty() {
+            return Err(invalid("empty"));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let Some((bucket, key)) = rest.split_once('/') else {
+                return Err(invalid("no key after the bucket (end it with / to read every .tfstate object)"));
+            };
+            if bucket.is_empty() {
+                return Err(invalid("no bucket name"));
+            }
+            return Ok(StateSource::S3 { bucket: bucket.to_string(), key: key.to_string() });
+        }
+        if s.contains(['*', '?', '[']) {
+            glob::Pattern::new(s).map_err(|e| invalid(&format!("bad glob pattern: {}", e.msg)))?;
+            return Ok(StateSource::Glob(s.to_string()));
+        }
+        Ok(StateSource::File(PathBuf::from(s)))
+    }
+
+    /// True for an S3 prefix, whose every `*.tfstate` object is read.
+    pub fn is_prefix(&self) -> bool {
+        matches!(self, StateSource::S3 { key, .. } if key.is_empty() || key.ends_with('/'))
+    }
+}
+
+impl FromStr for StateSource {
+    type Err = TerraformError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StateSource::parse(s)
+    }
+}
+
+impl fmt::Display for StateSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateSource::File(p) => write!(f, "{}", p.display()),
+            StateSource::Glob(g) => f.write_str(g),
+            StateSource::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// One file or object to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    File(PathBuf),
+    Object { bucket: String, key: String },
+}
+
+impl Target {
+    fn origin(&self) -> String {
+        match self {
+            Target::File(p) => p.display().to_string(),
+            Target::Object { bucket, key } => format!("s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// The files a pattern matches, sorted (directories are not files), and what went wrong on the way: an
+/// unreadable directory, or no match at all. Matches beside an unreadable directory are still read.
+fn expand_glob(pattern: &str) -> (Vec<Target>, Vec<TerraformError>) {
+    let paths = match glob::glob(pattern) {
+        Ok(paths) => paths,
+        Err(e) => {
+            let reason = format!("bad glob pattern: {}", e.msg);
+            return (Vec::new(), vec![TerraformError::InvalidSource { origin: pattern.to_string(), reason }]);
+        }
+    };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for entry in paths {
+        match entry {
+            Ok(p) if p.is_dir() => {}
+            Ok(p) => files.push(p),
+            Err(e) => errors
+                .push(TerraformError::Read { origin: e.path().display().to_string(), message: e.error().to_string() }),
+        }
+    }
+    if files.is_empty() && errors.is_empty() {
+        errors.push(TerraformError::NoMatch { origin: pattern.to_string() });
+    }
+    files.sort();
+    (files.into_iter().map(Target::File).collect(), errors)
+}
+
+/// Every `*.tfstate` key under a prefix, sorted (ListObjectsV2 returns keys in order), all pages.
+async fn list_states(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        keys.extend(
+            page.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".tfstate")).map(str::to_string),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) && !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    let out = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| error_chain(&e))?;
+    let body = out.body.collect().await.map_err(|e| error_chain(&e))?;
+    Ok(body.into_bytes().to_vec())
+}
+
+/// Reads and parses one file or object. Blocking work (file reads, parsing a large state) runs off the async
+/// threads.
+async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<StateFile, TerraformError> {
+    let origin = target.origin();
+    let read_error = |message: String| TerraformError::Read { origin: origin.clone(), message };
+    let bytes = match target {
+        Target::File(path) => tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .map_err(|e| read_error(e.to_string()))?
+            .map_err(|e| read_error(e.to_string()))?,
+        Target::Object { bucket, key } => {
+            let client = s3.expect("an S3 client when there is an S3 source");
+            read_object(client, &bucket, &key).await.map_err(read_error)?
+        }
+    };
+    let parse_origin = origin.clone();
+    tokio::task::spawn_blocking(move || parse_state(&parse_origin, &bytes))
+        .await
+        .map_err(|e| read_error(e.to_string()))?
+}
+
+pub(super) async fn load(
+    ctx: &AwsContext,
+    account: &AccountConfig,
+    region: &str,
+    sources: &[StateSource],
+) -> LoadReport {
+    let needs_s3 = sources.iter().any(|s| matches!(s, StateSource::S3 { .. }));
+    let s3 = needs_s3.then(|| client!(aws_sdk_s3, ctx, account, region));
+
+    // Every source into the files and objects it names, or the error that stopped it, in source order.
+    let mut targets: Vec<Result<Target, TerraformError>> = Vec::new();
+    for source in sources {
+        match source {
+            StateSource::File(p) => targets.push(Ok(Target::File(p.clone()))),
+            StateSource::Glob(pattern) => {
+                let pattern = pattern.clone();
+                match tokio::task::spawn_blocking(move || expand_glob(&pattern)).await {
+                    Ok((found, errors)) => {
+                        targets.extend(found.into_iter().map(Ok));
+                        targets.extend(errors.into_iter().map(Err));
+                    }
+                    Err(e) => {
+                        targets.push(Err(TerraformError::Read { origin: source.to_string(), message: e.to_string() }))
+                    }
+                }
+            }
+            StateSource::S3 { bucket, key } if source.is_prefix() => {
+                let client = s3.as_ref().expect("an S3 client when there is an S3 source");
+                match list_states(client, bucket, key).await {
+                    Ok(keys) if keys.is_empty() => {
+                        targets.push(Err(TerraformError::EmptyPrefix { origin: source.to_string() }))
+                    }
+                    Ok(keys) => {
+                        targets.extend(keys.into_iter().map(|key| Ok(Target::Object { bucket: bucket.clone(), key })))
+                    }
+                    Err(message) => targets.push(Err(TerraformError::List { origin: source.to_string(), message })),
+                }
+            }
+            StateSource::S3 { bucket, key } => {
+                targets.push(Ok(Target::Object { bucket: bucket.clone(), key: key.clone() }))
+            }
+        }
+    }
+
+    // Each file or object once, in order, a few at a time.
+    let mut seen = HashSet::new();
+    targets.retain(|t| t.as_ref().map_or(true, |t| seen.insert(t.clone())));
+    let s3 = s3.as_ref();
+    let results: Vec<Result<StateFile, TerraformError>> = stream::iter(targets)
+        .map(|t| async move {
+            match t {
+                Ok(target) => read_target(s3, target).await,
+                Err(e) => Err(e),
+            }
+        })
+        .buffered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut report = LoadReport::default();
+    for r in results {
+        match r {
+            Ok(state) => report.states.push(state),
+            Err(e) => report.failures.push(SourceFailure::from(e)),
+        }
+    }
+    report
+}
