@@ -4,6 +4,7 @@
 //! What it keeps: accounts, every resource ever seen with its first/last sighting (a resource that
 //! disappears is marked gone, never deleted), and one row per collection run.
 
+mod billing;
 mod costs;
 mod inventory;
 mod logs;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;

@@ -1,0 +1,184 @@
+//! Parquet billing files, read row group by row group through the record API with only the columns the
+//! schema needs: memory is bounded by one row group's pages of those columns.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use ::parquet::basic::{LogicalType, TimeUnit};
+use ::parquet::file::reader::{FileReader, SerializedFileReader};
+use ::parquet::record::Field;
+use ::parquet::schema::types::Type;
+use rust_decimal::Decimal;
+
+use super::aggregate::Aggregator;
+use super::schema::{parse_decimal, Cell, Mapping, RowSource};
+use super::{BillingError, FileCosts, Location, ReadOptions, RowError, SKIPPED_EXAMPLES};
+
+/// How an INT64 column holds a timestamp, when it does (nanosecond timestamps reach the record API as plain
+/// integers).
+#[derive(Debug, Clone, Copy)]
+enum Int64Time {
+    None,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+struct ParquetRow<'a> {
+    fields: &'a [(String, Field)],
+    int64_time: &'a [Int64Time],
+}
+
+fn day_from_millis(ms: i64) -> Result<NaiveDate, String> {
+    DateTime::from_timestamp_millis(ms).map(|t| t.date_naive()).ok_or_else(|| format!("timestamp {ms} ms out of range"))
+}
+
+fn parquet_decimal(d: &::parquet::data_type::Decimal) -> Result<Decimal, String> {
+    let bytes = d.data();
+    if bytes.is_empty() || bytes.len() > 16 {
+        return Err(format!("decimal of {} bytes is out of range", bytes.len()));
+    }
+    // Big-endian two's complement, sign-extended to 128 bits.
+    let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
+    let mut buf = [fill; 16];
+    buf[16 - bytes.len()..].copy_from_slice(bytes);
+    let unscaled = i128::from_be_bytes(buf);
+    let scale = u32::try_from(d.scale()).map_err(|_| format!("negative decimal scale {}", d.scale()))?;
+    Decimal::try_from_i128_with_scale(unscaled, scale).map_err(|_| "decimal out of range".to_string())
+}
+
+impl RowSource for ParquetRow<'_> {
+    fn cell(&self, col: usize) -> Result<Cell<'_>, String> {
+        let field = &self.fields[col].1;
+        Ok(match field {
+            Field::Null => Cell::Null,
+            Field::Str(s) => {
+                if s.is_empty() || s == "NULL" {
+                    Cell::Null
+                } else {
+                    Cell::Text(s)
+                }
+            }
+            Field::Bytes(b) => match std::str::from_utf8(b.data()) {
+                Ok("") | Ok("NULL") => Cell::Null,
+                Ok(s) => Cell::Text(s),
+                Err(_) => return Err("invalid UTF-8".into()),
+            },
+            Field::Decimal(d) => Cell::Decimal(parquet_decimal(d)?),
+            // Written as the shortest text that reads back as the same double: the amount as exported.
+            Field::Double(v) => Cell::Decimal(float_decimal(*v)?),
+            Field::Float(v) => Cell::Decimal(float_decimal(f64::from(*v))?),
+            Field::Byte(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::Short(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::Int(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::UByte(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::UShort(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::UInt(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::ULong(v) => Cell::Decimal(Decimal::from(*v)),
+            Field::Long(v) => match self.int64_time[col] {
+                Int64Time::None => Cell::Decimal(Decimal::from(*v)),
+                Int64Time::Millis => Cell::Day(day_from_millis(*v)?),
+                Int64Time::Micros => Cell::Day(day_from_millis(v.div_euclid(1_000))?),
+                Int64Time::Nanos => Cell::Day(day_from_millis(v.div_euclid(1_000_000))?),
+            },
+            Field::TimestampMillis(v) => Cell::Day(day_from_millis(*v)?),
+            Field::TimestampMicros(v) => Cell::Day(day_from_millis(v.div_euclid(1_000))?),
+            Field::Date(d) => Cell::Day(
+                NaiveDate::from_num_days_from_ce_opt(719_163 + *d).ok_or_else(|| format!("date {d} out of range"))?,
+            ),
+            Field::MapInternal(map) => {
+                let mut tags = BTreeMap::new();
+                for (k, v) in map.entries() {
+                    let key = match k {
+                        Field::Str(s) => s.clone(),
+                        other => return Err(format!("tag key {other} is not text")),
+                    };
+                    let value = match v {
+                        Field::Str(s) => s.clone(),
+                        Field::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    tags.insert(key, value);
+                }
+                Cell::Tags(tags)
+            }
+            other => return Err(format!("unsupported value {other}")),
+        })
+    }
+}
+
+fn float_decimal(v: f64) -> Result<Decimal, String> {
+    if !v.is_finite() {
+        return Err(format!("amount {v} is not a number"));
+    }
+    parse_decimal(&v.to_string())
+}
+
+fn int64_time(t: &Type) -> Int64Time {
+    if !t.is_primitive() {
+        return Int64Time::None;
+    }
+    match t.get_basic_info().logical_type_ref() {
+        Some(LogicalType::Timestamp(ts)) => match ts.unit {
+            TimeUnit::MILLIS => Int64Time::Millis,
+            TimeUnit::MICROS => Int64Time::Micros,
+            TimeUnit::NANOS => Int64Time::Nanos,
+        },
+        _ => Int64Time::None,
+    }
+}
+
+/// Reads a Parquet billing file. Blocking: call it from a blocking thread.
+pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
+    let read_err = |e: ::parquet::errors::ParquetError| BillingError::Read { uri: uri.to_string(), message: e.to_string() };
+    let reader = SerializedFileReader::new(file).map_err(read_err)?;
+    let root = reader.metadata().file_metadata().schema();
+    let all: Vec<&str> = root.get_fields().iter().map(|f| f.name()).collect();
+    let detected =
+        Mapping::detect(&all).map_err(|reason| BillingError::UnknownSchema { uri: uri.to_string(), reason })?;
+
+    // Read only the columns the mapping uses (in file order), and map them again by name.
+    let fields: Vec<Arc<Type>> = detected.used_columns().into_iter().map(|i| root.get_fields()[i].clone()).collect();
+    let names: Vec<String> = fields.iter().map(|f| f.name().to_string()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mapping =
+        Mapping::detect(&name_refs).map_err(|reason| BillingError::UnknownSchema { uri: uri.to_string(), reason })?;
+    let int64_times: Vec<Int64Time> = fields.iter().map(|f| int64_time(f)).collect();
+    let projection = Type::group_type_builder(root.name()).with_fields(fields).build().map_err(read_err)?;
+
+    let mut agg = Aggregator::default();
+    let (mut rows_read, mut rows_skipped, mut skipped_examples) = (0u64, 0u64, Vec::new());
+    for row_group in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(row_group).map_err(read_err)?;
+        let rows = group.get_row_iter(Some(projection.clone())).map_err(read_err)?;
+        for (row, record) in rows.enumerate() {
+            // A page that does not decode leaves no way to go on: the whole file fails.
+            let record = record.map_err(read_err)?;
+            rows_read += 1;
+            let columns = record.into_columns();
+            let source = ParquetRow { fields: &columns, int64_time: &int64_times };
+            let result = match mapping.extract(&source, &mut agg.tag_sets, &mut agg.days) {
+                Ok(values) => agg.add(values).map_err(|m| (None, m.to_string())),
+                Err((col, message)) => Err((Some(col), message)),
+            };
+            if let Err((col, message)) = result {
+                let err = RowError {
+                    uri: uri.to_string(),
+                    location: Location::Row { row_group, row: row as u64 },
+                    column: col.map(|c| names[c].clone()),
+                    message,
+                };
+                if !opts.skip_malformed {
+                    return Err(BillingError::Row(err));
+                }
+                rows_skipped += 1;
+                if skipped_examples.len() < SKIPPED_EXAMPLES {
+                    skipped_examples.push(err);
+                }
+            }
+        }
+    }
+    Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, costs: agg.finish() })
+}
