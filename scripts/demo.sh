@@ -36,6 +36,23 @@ role_arn = "$member"
 [collectors.inventory]
 regions = ["us-east-1", "eu-west-1"]
 interval_secs = 60
+
+[collectors.cost_explorer]
+account = "management"
+
+[collectors.cloudwatch]
+interval_secs = 60
+
+[[collectors.cloudwatch.discovery]]
+namespace = "AWS/EC2"
+resource_type = "ec2:instance"
+dimension = "InstanceId"
+metrics = ["CPUUtilization"]
+statistics = ["Average", "Maximum"]
+period_secs = 300
+length_secs = 3600
+delay_secs = 0
+export_tags = ["team", "env"]
 TOML
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
