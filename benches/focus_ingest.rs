@@ -1,12 +1,13 @@
 //! FOCUS ingest benchmark: rows per second and peak memory reading a generated FOCUS 1.0 file (1,000,000 rows
 //! by default, 44 columns like a real export, written to a temporary folder and removed afterwards).
 //!
-//! Phases, each timed and with its own peak resident memory (VmHWM from /proc/self/status, reset between
-//! phases through /proc/self/clear_refs):
+//! Phases, each timed, each in a process of its own whose peak resident memory (VmHWM from /proc/self/status)
+//! is printed:
 //! 1. read a file of a tenth of the rows with the same keys (CSV), then the full file (CSV): the two peaks
 //!    show that memory follows the number of distinct keys, not the number of rows;
 //! 2. the full file gzip-compressed, and as Parquet;
-//! 3. the full CSV loaded into a fresh SQLite store (`load_billing`: read, roll up, one transaction).
+//! 3. the full CSV loaded into a fresh SQLite store (`load_billing`: list, read, roll up, one transaction),
+//!    then loaded again (unchanged: not read); and the SQLite write alone.
 //!
 //! Run with `cargo bench --bench focus_ingest`; options through the environment: `BENCH_ROWS` (default
 //! 1000000), `BENCH_RESOURCES` (distinct resources, default 1400; keys = resources × 30 days).
@@ -32,19 +33,61 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
 const HEADER: [&str; 44] = [
-    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd",
-    "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "ChargePeriodEnd",
-    "ChargePeriodStart", "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName",
-    "CommitmentDiscountStatus", "CommitmentDiscountType", "ConsumedQuantity", "ConsumedUnit", "ContractedCost",
-    "ContractedUnitPrice", "EffectiveCost", "InvoiceIssuerName", "ListCost", "ListUnitPrice", "PricingCategory",
-    "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName", "RegionId", "RegionName", "ResourceId",
-    "ResourceName", "ResourceType", "ServiceCategory", "Id", "ServiceName", "SkuId", "SkuPriceId", "SubAccountId",
-    "SubAccountName", "Tags",
+    "AvailabilityZone",
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "ContractedUnitPrice",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "ListUnitPrice",
+    "PricingCategory",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "RegionId",
+    "RegionName",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "ServiceCategory",
+    "Id",
+    "ServiceName",
+    "SkuId",
+    "SkuPriceId",
+    "SubAccountId",
+    "SubAccountName",
+    "Tags",
 ];
 
 const SERVICES: [&str; 8] = [
-    "Amazon Elastic Compute Cloud", "Amazon Simple Storage Service", "Amazon Relational Database Service",
-    "Elastic Load Balancing", "AWS Lambda", "Amazon CloudWatch", "Amazon DynamoDB", "Amazon Simple Queue Service",
+    "Amazon Elastic Compute Cloud",
+    "Amazon Simple Storage Service",
+    "Amazon Relational Database Service",
+    "Elastic Load Balancing",
+    "AWS Lambda",
+    "Amazon CloudWatch",
+    "Amazon DynamoDB",
+    "Amazon Simple Queue Service",
 ];
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-1"];
 const TEAMS: [&str; 10] = ["web", "data", "ml", "payments", "search", "infra", "mobile", "growth", "ads", "core"];
@@ -69,7 +112,14 @@ fn row(i: usize, resources: usize) -> Row {
     x ^= x >> 7;
     x ^= x << 17;
     let list = (x % 5_000_000_000) as i64; // up to 0.5 in currency units
-    Row { resource: k % resources, day: k / resources + 1, hour: (i / keys) % 24, billed: list, effective: list * 7 / 10, list }
+    Row {
+        resource: k % resources,
+        day: k / resources + 1,
+        hour: (i / keys) % 24,
+        billed: list,
+        effective: list * 7 / 10,
+        list,
+    }
 }
 
 fn amount(unscaled: i64) -> String {
@@ -149,7 +199,8 @@ fn write_parquet(path: &Path, rows: usize, resources: usize) {
     let mut writer = SerializedFileWriter::new(File::create(path).unwrap(), schema, props).unwrap();
     let group_rows = 65_536;
     for first in (0..rows).step_by(group_rows) {
-        let batch: Vec<(usize, Row)> = (first..(first + group_rows).min(rows)).map(|i| (i, row(i, resources))).collect();
+        let batch: Vec<(usize, Row)> =
+            (first..(first + group_rows).min(rows)).map(|i| (i, row(i, resources))).collect();
         let mut rg = writer.next_row_group().unwrap();
         let mut column = 0;
         while let Some(mut col) = rg.next_column().unwrap() {
@@ -205,35 +256,95 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resets VmHWM to the current RSS (Linux 4.0+); false where the kernel does not allow it.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn report(what: &str, rows: u64, secs: f64, size: u64, extra: &str) {
+fn report(what: &str, rows: u64, secs: f64, extra: &str) {
     println!(
-        "{what:<34} {rows:>9} rows in {secs:>6.2}s = {:>8.0} rows/s, {:>6.1} MiB/s of file, peak RSS {:>6.1} MiB (now {:.1} MiB){extra}",
+        "{what:<28} {rows:>9} rows in {secs:>6.2}s = {:>7.0} rows/s, peak RSS {:>6.1} MiB{extra}",
         rows as f64 / secs,
-        mib(size / 1024) / secs,
         mib(status_kib("VmHWM:")),
-        mib(status_kib("VmRSS:")),
     );
 }
 
-fn read_phase(what: &str, path: &Path, format: FileFormat) {
-    reset_peak();
-    let size = std::fs::metadata(path).unwrap().len();
-    let started = Instant::now();
-    let out = read_path(path, &path.display().to_string(), format, &ReadOptions::default()).unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    report(what, out.rows_read, secs, size, &format!(", {} daily cost rows", out.costs.len()));
+/// One phase, in a process of its own so that its peak memory is its own.
+fn phase(name: &str, path: &Path) {
+    let format = match name {
+        "gzip" => FileFormat::CsvGz,
+        "parquet" => FileFormat::Parquet,
+        _ => FileFormat::Csv,
+    };
+    let uri = path.display().to_string();
+    match name {
+        "load" | "write" => {
+            common::aws_test_env();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let db = path.with_extension(format!("{name}.db"));
+                let store = Store::connect(&format!("sqlite://{}", db.display()), 2).await.unwrap();
+                if name == "load" {
+                    let ctx = AwsContext::new(&AwsSettings::default()).await;
+                    let source = [BillingSource::parse(&uri).unwrap()];
+                    let started = Instant::now();
+                    let loaded =
+                        load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", &source, &ReadOptions::default())
+                            .await;
+                    let secs = started.elapsed().as_secs_f64();
+                    assert!(loaded.is_complete() && loaded.loaded() == 1, "{loaded:?}");
+                    report("load CSV into SQLite", loaded.rows_read(), secs, "");
+                    let started = Instant::now();
+                    let again =
+                        load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", &source, &ReadOptions::default())
+                            .await;
+                    assert_eq!(again.unchanged(), 1);
+                    println!(
+                        "{:<28} unchanged, not read: {:.4}s",
+                        "load the same file again",
+                        started.elapsed().as_secs_f64()
+                    );
+                } else {
+                    let read = read_path(path, &uri, format, &ReadOptions::default()).unwrap();
+                    let file = collector::billing::FileRef { uri, size: 0, fingerprint: "bench".into(), format };
+                    let started = Instant::now();
+                    store.replace_billing_file(&file, &read, chrono::Utc::now()).await.unwrap();
+                    let secs = started.elapsed().as_secs_f64();
+                    println!(
+                        "{:<28} {:>9} daily rows in {secs:>6.2}s = {:>7.0} rows/s",
+                        "of which SQLite write",
+                        read.cost_rows(),
+                        read.cost_rows() as f64 / secs
+                    );
+                }
+                store.close().await;
+            });
+        }
+        _ => {
+            let started = Instant::now();
+            let out = read_path(path, &uri, format, &ReadOptions::default()).unwrap();
+            let secs = started.elapsed().as_secs_f64();
+            let size = std::fs::metadata(path).unwrap().len();
+            let what = match name {
+                "small" => "read CSV, a tenth of the rows",
+                "csv" => "read CSV",
+                "gzip" => "read CSV gzip",
+                _ => "read Parquet",
+            };
+            report(
+                what,
+                out.rows_read,
+                secs,
+                &format!(", {:.0} MiB/s of file, {} daily rows", mib(size / 1024) / secs, out.cost_rows()),
+            );
+        }
+    }
 }
 
 fn main() {
+    if let (Ok(name), Ok(path)) = (std::env::var("BENCH_PHASE"), std::env::var("BENCH_FILE")) {
+        phase(&name, Path::new(&path));
+        return;
+    }
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let resources: usize = std::env::var("BENCH_RESOURCES").ok().and_then(|s| s.parse().ok()).unwrap_or(1400);
     let dir = tempfile::tempdir().unwrap();
@@ -250,38 +361,22 @@ fn main() {
     write_parquet(&pq, rows, resources);
     let size = |p: &Path| mib(std::fs::metadata(p).unwrap().len() / 1024);
     println!(
-        "generated {rows} rows ({resources} resources x 30 days = {} keys) in {:.1}s: CSV {:.0} MiB, gzip {:.0} MiB, Parquet {:.0} MiB",
+        "generated {rows} rows, 44 columns ({resources} resources x 30 days = {} keys) in {:.1}s: CSV {:.0} MiB, gzip {:.0} MiB, Parquet {:.0} MiB",
         resources * 30,
         started.elapsed().as_secs_f64(),
         size(&big),
         size(&gz),
         size(&pq)
     );
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("{cores} cores; peak reset between phases: {}", if reset_peak() { "yes" } else { "no (peaks are cumulative)" });
-
-    read_phase("read CSV (a tenth of the rows)", &small, FileFormat::Csv);
-    read_phase("read CSV", &big, FileFormat::Csv);
-    read_phase("read CSV gzip", &gz, FileFormat::CsvGz);
-    read_phase("read Parquet", &pq, FileFormat::Parquet);
-
-    // The whole path into a fresh SQLite store.
-    common::aws_test_env();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let ctx = AwsContext::new(&AwsSettings::default()).await;
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("bench.db").display()), 2).await.unwrap();
-        let source = BillingSource::parse(&big.display().to_string()).unwrap();
-        reset_peak();
-        let started = Instant::now();
-        let loaded = load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", &[source.clone()], &ReadOptions::default()).await;
-        let secs = started.elapsed().as_secs_f64();
-        assert!(loaded.is_complete() && loaded.loaded() == 1, "{loaded:?}");
-        report("load CSV into SQLite", loaded.rows_read(), secs, std::fs::metadata(&big).unwrap().len(), "");
-        let started = Instant::now();
-        let again = load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", &[source], &ReadOptions::default()).await;
-        assert_eq!(again.unchanged(), 1);
-        println!("second load of the unchanged file: {:.3}s (not read again)", started.elapsed().as_secs_f64());
-        store.close().await;
-    });
+    println!(
+        "{} cores; each phase runs in a process of its own",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let exe = std::env::current_exe().unwrap();
+    for (name, path) in
+        [("small", &small), ("csv", &big), ("gzip", &gz), ("parquet", &pq), ("load", &big), ("write", &big)]
+    {
+        let status = Command::new(&exe).env("BENCH_PHASE", name).env("BENCH_FILE", path).status().expect("run a phase");
+        assert!(status.success(), "phase {name} failed");
+    }
 }

@@ -11,13 +11,15 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use collector::aws::calls::calls_between;
+use collector::aws::calls::{by_operation, counting_calls};
 use collector::aws::inventory::InventorySettings;
 use collector::{AwsContext, ScopeFailure};
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::billing::{self, BillingView};
 use crate::config::{Config, Schedule};
 use crate::jobs::{self, Detail, JobKind, JobOutput};
 use crate::metrics::{self, CollectorStatus, Snapshot};
@@ -71,6 +73,14 @@ impl CycleSummary {
         }
     }
 
+    /// The billing files facts of a billing files run.
+    pub fn billing_files(&self) -> Option<&jobs::billing_files::BillingFilesDetail> {
+        match &self.detail {
+            Detail::BillingFiles(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The Cost Explorer facts of a Cost Explorer run.
     pub fn cost_explorer(&self) -> Option<&jobs::cost_explorer::CostExplorerDetail> {
         match &self.detail {
@@ -101,6 +111,16 @@ pub struct Daemon {
     cloudwatch_metrics_requested: Arc<AtomicU64>,
     /// (account, region, log group) → newest event time.
     log_last_events: Arc<Mutex<BTreeMap<(String, String, String), DateTime<Utc>>>>,
+    billing: Arc<Mutex<BillingState>>,
+}
+
+/// The billing files' counters, and their cost windows, computed again only after a load or when the day
+/// changes (a refresh after every other job's run would otherwise read every billing row again).
+#[derive(Default)]
+struct BillingState {
+    counters: metrics::BillingCounters,
+    view: Option<Arc<BillingView>>,
+    stale: bool,
 }
 
 impl Daemon {
@@ -136,6 +156,7 @@ impl Daemon {
             cloudwatch: Arc::new(Mutex::new(Arc::new(Vec::new()))),
             cloudwatch_metrics_requested: Arc::new(AtomicU64::new(0)),
             log_last_events: Arc::new(Mutex::new(BTreeMap::new())),
+            billing: Arc::new(Mutex::new(BillingState::default())),
         };
         // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
@@ -160,6 +181,9 @@ impl Daemon {
         if let Some(j) = &self.config.terraform {
             out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Terraform(j.settings.clone()) });
         }
+        if let Some(j) = &self.config.billing_files {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::BillingFiles(j.settings.clone()) });
+        }
         out
     }
 
@@ -183,6 +207,61 @@ impl Daemon {
             Some(t) => all.insert(key, t),
             None => all.remove(&key),
         };
+    }
+
+    pub(crate) fn note_billing_load(
+        &self,
+        detail: &jobs::billing_files::BillingFilesDetail,
+        failure_kinds: impl Iterator<Item = &'static str>,
+    ) {
+        let mut st = self.billing.lock().unwrap_or_else(|p| p.into_inner());
+        let c = &mut st.counters;
+        c.rows_read += detail.rows_read;
+        c.rows_skipped += detail.rows_skipped;
+        c.cost_rows += detail.cost_rows;
+        for kind in failure_kinds {
+            *c.failures.entry(kind).or_default() += 1;
+        }
+        c.files = Some([
+            ("loaded", detail.files_loaded),
+            ("unchanged", detail.files_unchanged),
+            ("failed", detail.files_failed),
+        ]);
+        st.stale = true;
+    }
+
+    /// The billing view for `/metrics`: the cached one, or computed again after a load or a change of day.
+    /// `None` when the collector is off; the previous view when the database cannot be read.
+    async fn billing_view(&self, now: DateTime<Utc>) -> Option<Arc<BillingView>> {
+        let settings = &self.config.billing_files.as_ref()?.settings;
+        let (cached, stale) = {
+            let st = self.billing.lock().unwrap_or_else(|p| p.into_inner());
+            (st.view.clone(), st.stale)
+        };
+        if let Some(view) = &cached {
+            if !stale && view.today == Some(now.date_naive()) {
+                return cached;
+            }
+        }
+        match billing::billing_view(&self.store, now, &settings.tag_keys, settings.resource_costs).await {
+            Ok(view) => {
+                if view.resources_left_out > 0 {
+                    warn!(
+                        left_out = view.resources_left_out,
+                        "resources beyond max_resource_series get no cloudwarden_resource_cost_usd series"
+                    );
+                }
+                let view = Arc::new(view);
+                let mut st = self.billing.lock().unwrap_or_else(|p| p.into_inner());
+                st.view = Some(view.clone());
+                st.stale = false;
+                Some(view)
+            }
+            Err(error) => {
+                error!(%error, "cannot read billing costs; keeping the previous billing series");
+                cached
+            }
+        }
     }
 
     pub(crate) fn add_cloudwatch_metrics_requested(&self, n: u64) {
@@ -212,7 +291,13 @@ impl Daemon {
                 return;
             }
         };
+        let billing = self.billing_view(Utc::now()).await;
+        let billing_counters = self.config.billing_files.as_ref().map(|_| {
+            self.billing.lock().unwrap_or_else(|p| p.into_inner()).counters.clone()
+        });
         let snapshot = Snapshot {
+            billing,
+            billing_counters,
             patterns,
             log_groups,
             log_last_events: self.log_last_events.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -241,7 +326,6 @@ impl Daemon {
     pub async fn run_job(&self, kind: &JobKind, now: DateTime<Utc>, cancel: &CancellationToken) -> CycleSummary {
         let name = kind.name();
         let clock = Instant::now();
-        let before = self.aws.stats.snapshot();
         let run_id = match self.store.begin_run(name, now).await {
             Ok(id) => Some(id),
             Err(e) => {
@@ -249,13 +333,18 @@ impl Daemon {
                 None
             }
         };
-        let out: JobOutput = match kind {
+        let job = async {
+            match kind {
             JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
             JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
             JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
             JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
             JobKind::Terraform(s) => jobs::terraform::run(self, s, cancel).await,
+            JobKind::BillingFiles(s) => jobs::billing_files::run(self, s, cancel).await,
+            }
         };
+        // This run's own calls, even while other jobs call AWS at the same time.
+        let (out, calls): (JobOutput, _) = counting_calls(job).await;
         let mut summary = CycleSummary {
             collector: name.to_string(),
             run_id,
@@ -263,7 +352,7 @@ impl Daemon {
             duration_secs: clock.elapsed().as_secs_f64(),
             outcome: out.outcome,
             items: out.items,
-            api_calls: calls_between(&before, &self.aws.stats.snapshot())
+            api_calls: by_operation(&calls)
                 .into_iter()
                 .map(|((s, o), n)| (format!("{s}:{o}"), n))
                 .collect(),
@@ -317,12 +406,30 @@ impl Daemon {
         self.run_job(&JobKind::Inventory(settings.clone()), Utc::now(), cancel).await
     }
 
-    /// Runs a job on its schedule until `cancel`: first at once, then at each next scheduled time.
-    async fn schedule_loop(self, job: ScheduledJob, cancel: CancellationToken) {
+    /// Runs a job on its schedule until `cancel`: first at once (or once `after` turns true), then at each
+    /// next scheduled time. `done` is told when the first run has ended.
+    async fn schedule_loop(
+        self,
+        job: ScheduledJob,
+        cancel: CancellationToken,
+        after: Option<watch::Receiver<bool>>,
+        done: Option<watch::Sender<bool>>,
+    ) {
         let name = job.kind.name();
+        if let Some(mut after) = after {
+            info!(collector = name, "first run waits for the first inventory run");
+            tokio::select! {
+                // An error means the inventory task has ended: go on without it.
+                _ = after.wait_for(|ready| *ready) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
         loop {
             let span = info_span!("collection_cycle", collector = name);
             self.run_job(&job.kind, Utc::now(), &cancel).instrument(span).await;
+            if let Some(done) = &done {
+                done.send_replace(true);
+            }
             if cancel.is_cancelled() {
                 return;
             }
@@ -342,11 +449,27 @@ impl Daemon {
             .await
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
         info!(%addr, "serving /metrics, /healthz and /readyz");
+        // On a database without any resource yet, the jobs that read the inventory (CloudWatch discovery,
+        // Logs) would find nothing: their first run waits for the inventory's first run.
+        let jobs = self.jobs();
+        let inventory_enabled = jobs.iter().any(|j| matches!(j.kind, JobKind::Inventory(_)));
+        let empty = match self.store.inventory_counts().await {
+            Ok(counts) => counts.is_empty(),
+            Err(error) => {
+                warn!(%error, "cannot read the inventory counts; assuming an empty inventory");
+                true
+            }
+        };
+        let (inventory_done, inventory_ready) = watch::channel(false);
         let mut tasks = Vec::new();
-        for job in self.jobs() {
+        for job in jobs {
             info!(collector = job.kind.name(), schedule = %job.schedule, "collector enabled");
-            tasks.push(tokio::spawn(self.clone().schedule_loop(job, shutdown.clone())));
+            let is_inventory = matches!(job.kind, JobKind::Inventory(_));
+            let after = (inventory_enabled && empty && job.kind.reads_inventory()).then(|| inventory_ready.clone());
+            let done = is_inventory.then(|| inventory_done.clone());
+            tasks.push(tokio::spawn(self.clone().schedule_loop(job, shutdown.clone(), after, done)));
         }
+        drop(inventory_done);
         if tasks.is_empty() {
             warn!("no collector is enabled; serving what the database holds");
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use collector::{ApiCallKey, CallOutcome};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -61,6 +61,44 @@ pub struct Snapshot {
     pub cloudwatch: std::sync::Arc<Vec<crate::jobs::cloudwatch::Series>>,
     /// Metrics requested through GetMetricData since start (the billed unit).
     pub cloudwatch_metrics_requested: u64,
+    /// Cost windows of the loaded billing files; `None` when that collector is off.
+    pub billing: Option<std::sync::Arc<crate::billing::BillingView>>,
+    /// What the billing files loads did since start; `None` when that collector is off.
+    pub billing_counters: Option<BillingCounters>,
+}
+
+/// What the billing files loads did since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BillingCounters {
+    pub rows_read: u64,
+    pub rows_skipped: u64,
+    pub cost_rows: u64,
+    /// Failed sources and files by kind.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Files of the newest load by status: loaded, unchanged, failed.
+    pub files: Option<[(&'static str, u64); 3]>,
+}
+
+/// The labels of a `cloudwarden_cost_usd` or `cloudwarden_billing_cost_usd` series: `scope` (total, service,
+/// account, tag), `window`, `cost_type`, then `service`, `account`, or `tag_key` and `tag_value`.
+fn cost_labels(c: &CostGauge) -> Vec<(String, String)> {
+    let scope = if c.dimension.starts_with("tag:") { "tag" } else { c.dimension.as_str() };
+    let mut labels = vec![
+        ("scope".to_string(), scope.to_string()),
+        ("window".to_string(), c.window.to_string()),
+        ("cost_type".to_string(), c.cost_type.to_string()),
+    ];
+    match c.dimension.as_str() {
+        "total" => {}
+        "service" => labels.push(("service".into(), c.key.clone())),
+        "account" => labels.push(("account".into(), c.key.clone())),
+        d => {
+            let key = d.strip_prefix("tag:").unwrap_or(d);
+            labels.push(("tag_key".into(), key.to_string()));
+            labels.push(("tag_value".into(), c.key.clone()));
+        }
+    }
+    labels
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -189,25 +227,20 @@ pub fn render(s: &Snapshot) -> String {
 
     let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
     for c in &s.costs {
-        let mut labels = vec![("window".to_string(), c.window.to_string()), ("cost_type".to_string(), c.cost_type.to_string())];
-        match c.dimension.as_str() {
-            "total" => {}
-            "service" => labels.push(("service".into(), c.key.clone())),
-            "account" => labels.push(("account".into(), c.key.clone())),
-            d => {
-                let key = d.strip_prefix("tag:").unwrap_or(d);
-                labels.push(("tag_key".into(), key.to_string()));
-                labels.push(("tag_value".into(), c.key.clone()));
-            }
-        }
-        labels.insert(0, ("scope".to_string(), if c.dimension.starts_with("tag:") { "tag".into() } else { c.dimension.clone() }));
-        costs.get_or_create(&labels).set(c.usd);
+        costs.get_or_create(&cost_labels(c)).set(c.usd);
     }
     reg.register(
         "cost_usd",
         "Cost from Cost Explorer per window (yesterday, last_7_days, month_to_date) and scope (total, service, account, tag)",
         costs,
     );
+
+    if let Some(view) = &s.billing {
+        render_billing_view(reg, view);
+    }
+    if let Some(c) = &s.billing_counters {
+        render_billing_counters(reg, c);
+    }
 
     let matches = Family::<Vec<(String, String)>, Counter>::default();
     for p in &s.patterns {
@@ -250,9 +283,93 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
+fn render_billing_view(reg: &mut Registry, view: &crate::billing::BillingView) {
+    let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &view.costs {
+        costs.get_or_create(&cost_labels(c)).set(c.usd);
+    }
+    reg.register(
+        "billing_cost_usd",
+        "Cost from the loaded FOCUS/CUR billing files per window (yesterday, last_7_days, month_to_date), scope \
+         (total, service, account, tag) and cost type (billed, effective, list); USD rows only",
+        costs,
+    );
+    let newest = FloatGauge::default();
+    if let Some(day) = view.newest_day {
+        newest.set(day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0) as f64);
+        reg.register(
+            "billing_newest_day_timestamp_seconds",
+            "Unix time of the start of the newest UTC day in the loaded billing files",
+            newest,
+        );
+    }
+    if !view.resources.is_empty() || view.resources_left_out > 0 {
+        let resources = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for r in &view.resources {
+            resources
+                .get_or_create(&vec![
+                    ("account".into(), r.account.clone()),
+                    ("service".into(), r.service.clone()),
+                    ("resource_id".into(), r.resource_id.clone()),
+                    ("window".into(), r.window.to_string()),
+                    ("cost_type".into(), r.cost_type.to_string()),
+                ])
+                .set(r.usd);
+        }
+        reg.register(
+            "resource_cost_usd",
+            "Cost of one resource from the billing files per window and cost type (opt-in; the most expensive \
+             resources up to max_resource_series)",
+            resources,
+        );
+        let left_out = Gauge::<i64>::default();
+        left_out.set(view.resources_left_out as i64);
+        reg.register(
+            "resource_cost_left_out_resources",
+            "Resources with billing cost that get no resource_cost_usd series because of max_resource_series",
+            left_out,
+        );
+    }
+}
+
+fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {
+    let read = Counter::<u64>::default();
+    read.inc_by(c.rows_read);
+    reg.register("billing_rows_read", "Rows read from billing files since start, skipped rows included", read);
+    let skipped = Counter::<u64>::default();
+    skipped.inc_by(c.rows_skipped);
+    reg.register("billing_rows_skipped", "Malformed billing rows skipped since start (skip_malformed)", skipped);
+    let failures = Family::<Vec<(String, String)>, Counter>::default();
+    for kind in crate::jobs::billing_files::FAILURE_KINDS {
+        failures.get_or_create(&vec![("kind".into(), kind.into())]).inc_by(c.failures.get(kind).copied().unwrap_or(0));
+    }
+    reg.register("billing_failures", "Billing sources not listed and files not loaded since start, by kind", failures);
+    if let Some(files) = &c.files {
+        let by_status = Family::<Vec<(String, String)>, Gauge>::default();
+        for (status, n) in files {
+            by_status.get_or_create(&vec![("status".into(), status.to_string())]).set(*n as i64);
+        }
+        reg.register("billing_files", "Files of the newest billing load by status: loaded, unchanged, failed", by_status);
+    }
+}
+
 /// Total calls in a snapshot of the API counters that ended with `outcome`, for summaries.
 pub fn calls_with(api_calls: &BTreeMap<ApiCallKey, u64>, outcome: CallOutcome) -> u64 {
     api_calls.iter().filter(|(k, _)| k.outcome == outcome).map(|(_, v)| v).sum()
+}
+
+/// The exported cost windows a UTC day falls in, relative to `today`: `yesterday`, `last_7_days` (the seven
+/// full days before today) and `month_to_date` (today's partial day included).
+pub fn windows_of(day: NaiveDate, today: NaiveDate) -> impl Iterator<Item = &'static str> {
+    use chrono::{Datelike, Days};
+    let month_start = today.with_day(1).unwrap_or(today);
+    [
+        (day == today - Days::new(1), "yesterday"),
+        (day >= today - Days::new(7) && day < today, "last_7_days"),
+        (day >= month_start && day <= today, "month_to_date"),
+    ]
+    .into_iter()
+    .filter_map(|(inside, w)| inside.then_some(w))
 }
 
 /// Sums the stored daily costs into the exported windows, relative to `now` (UTC days): yesterday, the
@@ -272,17 +389,7 @@ pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostG
         let days = store.cost_days(metric, from, today + Days::new(1)).await?;
         let mut sums: BTreeMap<(&'static str, String, String), Decimal> = BTreeMap::new();
         for d in &days {
-            let mut windows = Vec::with_capacity(3);
-            if d.day == today - Days::new(1) {
-                windows.push("yesterday");
-            }
-            if d.day >= week_start && d.day < today {
-                windows.push("last_7_days");
-            }
-            if d.day >= month_start {
-                windows.push("month_to_date");
-            }
-            for w in windows {
+            for w in windows_of(d.day, today) {
                 *sums.entry((w, d.dimension.clone(), d.key.clone())).or_default() += d.amount;
                 if d.dimension == "service" {
                     *sums.entry((w, "total".into(), String::new())).or_default() += d.amount;

@@ -90,7 +90,8 @@ impl Sample {
             BillingGroup::Day => self.col("ChargePeriodStart"),
             other => panic!("no independent total for {other:?}"),
         };
-        let (cur, amounts) = (self.col("BillingCurrency"), [self.col("BilledCost"), self.col("EffectiveCost"), self.col("ListCost")]);
+        let (cur, amounts) =
+            (self.col("BillingCurrency"), [self.col("BilledCost"), self.col("EffectiveCost"), self.col("ListCost")]);
         let mut out: BTreeMap<(String, String), [Decimal; 3]> = BTreeMap::new();
         for (i, r) in self.records.iter().enumerate() {
             if skip.contains(&i) {
@@ -207,11 +208,13 @@ fn write_parquet(sample: &Sample, dest: &Path, rows_per_group: usize, null_bille
                     col.typed::<Int64Type>().write_batch(&values, Some(&defs), None).unwrap();
                 }
                 1 => {
-                    let values: Vec<f64> = group.iter().map(|r| r[sample.col("EffectiveCost")].parse().unwrap()).collect();
+                    let values: Vec<f64> =
+                        group.iter().map(|r| r[sample.col("EffectiveCost")].parse().unwrap()).collect();
                     col.typed::<DoubleType>().write_batch(&values, Some(&vec![1; values.len()]), None).unwrap();
                 }
                 2 => {
-                    let values: Vec<ByteArray> = group.iter().map(|r| ByteArray::from(r[sample.col("ListCost")].as_str())).collect();
+                    let values: Vec<ByteArray> =
+                        group.iter().map(|r| ByteArray::from(r[sample.col("ListCost")].as_str())).collect();
                     col.typed::<ByteArrayType>().write_batch(&values, Some(&vec![1; values.len()]), None).unwrap();
                 }
                 3 => {
@@ -328,10 +331,7 @@ async fn suite(url: &str) {
     assert!(files[0].cost_rows > 0 && files[0].cost_rows < 1000, "rows roll up per day: {}", files[0].cost_rows);
 
     // Per-resource daily rows with tags parsed.
-    let days = store
-        .billing_daily_costs("2024-09-01".parse().unwrap(), "2024-09-30".parse().unwrap())
-        .await
-        .unwrap();
+    let days = store.billing_daily_costs("2024-09-01".parse().unwrap(), "2024-09-30".parse().unwrap()).await.unwrap();
     assert_eq!(days.len() as i64, files[0].cost_rows);
     let tagged = days.iter().find(|c| c.tags.get("business_unit").map(String::as_str) == Some("ViennaAI")).unwrap();
     assert_eq!(tagged.tags.get("application").map(String::as_str), Some("BrightLensMatrix"));
@@ -380,7 +380,10 @@ async fn suite(url: &str) {
         panic!("{report:?}")
     };
     assert_eq!((*rows_read, *rows_skipped), (1000, 1));
-    assert_eq!(skipped_examples[0].to_string(), format!("{copy_uri}: line 501, column BilledCost: invalid amount \"12.3.4\""));
+    assert_eq!(
+        skipped_examples[0].to_string(),
+        format!("{copy_uri}: line 501, column BilledCost: invalid amount \"12.3.4\"")
+    );
     let stored = store.billing_file(&copy_uri).await.unwrap().unwrap();
     assert_eq!((stored.rows_read, stored.rows_skipped), (1000, 1));
     // Totals: the shared sample whole, plus the copy without record 499.
@@ -443,7 +446,8 @@ async fn gzip_and_parquet_give_identical_costs() {
         let report = load(&store, &ctx, &[&source.display().to_string()], false).await;
         assert_eq!((report.loaded(), report.rows_read()), (1, 1000), "{name}: {report:?}");
         assert_totals(&store, &sample, &[], 1).await;
-        let costs = store.billing_daily_costs("2024-01-01".parse().unwrap(), "2024-12-31".parse().unwrap()).await.unwrap();
+        let costs =
+            store.billing_daily_costs("2024-01-01".parse().unwrap(), "2024-12-31".parse().unwrap()).await.unwrap();
         loaded.push((name, costs));
     }
     let (_, csv) = &loaded[0];
@@ -468,7 +472,10 @@ async fn malformed_parquet_row_names_its_row_group_and_row() {
     let report = load(&store, &ctx, &[&source], false).await;
     let FileStatus::Failed { kind, error } = &report.files[0].status else { panic!("{report:?}") };
     let uri = std::fs::canonicalize(&pq).unwrap().display().to_string();
-    assert_eq!((*kind, error.as_str()), ("malformed_row", format!("{uri}: row group 2, row 50, column BilledCost: missing amount").as_str()));
+    assert_eq!(
+        (*kind, error.as_str()),
+        ("malformed_row", format!("{uri}: row group 2, row 50, column BilledCost: missing amount").as_str())
+    );
     assert!(store.billing_files().await.unwrap().is_empty());
     assert!(store_totals(&store, BillingGroup::Day).await.is_empty());
 

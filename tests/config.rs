@@ -32,6 +32,9 @@ fn the_example_loads() {
     assert_eq!(inv.settings.regions, ["us-east-1", "eu-west-1"]);
     assert!(matches!(inv.schedule, Schedule::Every(d) if d.as_secs() == 300));
     assert_eq!(c.aws.home_region, "us-east-1");
+    let billing = c.billing_files.expect("billing files enabled");
+    assert_eq!(billing.settings.sources.len(), 2);
+    assert_eq!((billing.settings.tag_keys.as_slice(), billing.settings.resource_costs), (&["team".to_string()][..], None));
 }
 
 fn common_root() -> std::path::PathBuf {

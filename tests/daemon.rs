@@ -91,6 +91,48 @@ async fn aws_stopping_mid_cycle_fails_the_run_and_the_daemon_recovers() {
     assert!(runs.iter().all(|r| r.outcome != RunOutcome::Running), "shutdown leaves no run open");
 }
 
+/// On a fresh database the CloudWatch discovery job's first run waits for the inventory's first run (it
+/// would find no resource before), and each run counts only its own AWS calls while the two jobs run at
+/// the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_waits_for_the_first_inventory_and_runs_count_their_own_calls() {
+    common::aws_test_env();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = moto.seed(0.1, dir.path());
+    let db = format!("sqlite://{}", dir.path().join("cw.db").display());
+    let text = format!(
+        "{}\n[collectors.cloudwatch]\ninterval_secs = 1\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\nresource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\nstatistics = [\"Average\"]\nperiod_secs = 300\nlength_secs = 3600\ndelay_secs = 0\n",
+        truth.config(&moto.endpoint(), &db, "interval_secs = 1")
+    );
+    let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(daemon.clone().run(shutdown.clone()));
+    eventually(120, "three finished CloudWatch runs", || async {
+        daemon.store.runs("cloudwatch", 10).await.unwrap().iter().filter(|r| r.ended_at.is_some()).count() >= 3
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    let store = Store::connect(&db, 1).await.unwrap();
+    let inventory = store.runs("inventory", 1000).await.unwrap();
+    let cloudwatch = store.runs("cloudwatch", 1000).await.unwrap();
+    let first_inventory = inventory.iter().min_by_key(|r| r.id).unwrap();
+    let first_cloudwatch = cloudwatch.iter().min_by_key(|r| r.id).unwrap();
+    assert!(
+        first_cloudwatch.started_at >= first_inventory.ended_at.unwrap(),
+        "{first_cloudwatch:?} started before {first_inventory:?} ended"
+    );
+    assert!(first_cloudwatch.items > 0, "the first discovery found the inventory's instances: {first_cloudwatch:?}");
+    // Every finished CloudWatch run made the same GetMetricData calls, however the inventory's calls fell.
+    let calls: std::collections::BTreeSet<i64> =
+        cloudwatch.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.api_calls).collect();
+    assert_eq!(calls.len(), 1, "{cloudwatch:#?}");
+    let inventory_calls = inventory.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.api_calls).min().unwrap();
+    assert!(calls.iter().all(|c| *c > 0 && *c < inventory_calls), "{calls:?} vs {inventory_calls}");
+}
+
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

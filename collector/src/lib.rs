@@ -8,6 +8,7 @@ pub mod arn;
 pub mod aws;
 pub mod billing;
 pub mod model;
+mod source;
 pub mod terraform;
 
 pub use aws::calls::{ApiCallKey, ApiCallStats, CallOutcome};

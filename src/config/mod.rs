@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
+use crate::jobs::{BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
 
 pub use schema::LogFormat;
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub logs: Option<Job<LogsSettings>>,
     /// `None` when the Terraform collector is disabled or not configured.
     pub terraform: Option<Job<TerraformSettings>>,
+    /// `None` when the billing files collector is disabled or not configured.
+    pub billing_files: Option<Job<BillingFilesSettings>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -156,6 +156,49 @@ pub struct CollectorsSection {
     /// Terraform state files, for drift.
     #[serde(default)]
     pub terraform: Option<TerraformSection>,
+    /// FOCUS 1.0 and CUR 2.0 billing export files.
+    #[serde(default)]
+    pub billing_files: Option<BillingFilesSection>,
+}
+
+/// `[collectors.billing_files]`: FOCUS 1.0 and CUR 2.0 exports (CSV, gzip CSV, Parquet) from paths, globs,
+/// directories and S3 prefixes, loaded incrementally into the database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingFilesSection {
+    /// Turn the collector off without deleting what it loaded.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where the exports are: a file, a directory (every export file under it), a glob
+    /// (`exports/**/*.csv.gz`), `s3://bucket/key` or `s3://bucket/prefix/`.
+    pub sources: Vec<String>,
+    /// The `[[accounts]]` name whose credentials read S3 sources. Default: the first account.
+    pub account: Option<String>,
+    /// The export bucket's region. Default: the inventory's first region.
+    pub region: Option<String>,
+    /// `false` (default): one malformed row fails its whole file, which keeps its earlier rows. `true`:
+    /// malformed rows are skipped and counted, and the rest of the file is loaded.
+    #[serde(default)]
+    pub skip_malformed: bool,
+    /// Tag keys whose values become `cloudwarden_billing_cost_usd{scope="tag"}` series.
+    #[serde(default)]
+    pub tag_keys: Vec<String>,
+    /// Export `cloudwarden_resource_cost_usd` per resource (one series per resource, window and cost type:
+    /// mind the cardinality). Default false.
+    #[serde(default)]
+    pub resource_costs: bool,
+    /// At most this many resources get per-resource series: the most expensive by month-to-date effective
+    /// cost (default 1000).
+    #[serde(default = "default_max_resource_series")]
+    pub max_resource_series: usize,
+    /// Run every this many seconds (default 3600). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+}
+
+fn default_max_resource_series() -> usize {
+    1000
 }
 
 /// `[collectors.terraform]`: tfstate v4 JSON from files, globs and S3 objects or prefixes.

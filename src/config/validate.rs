@@ -16,7 +16,7 @@ use super::schema::*;
 use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
 use crate::jobs::cloudwatch::{Discovery, Static};
 use crate::jobs::logs::Pattern;
-use crate::jobs::{CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
+use crate::jobs::{BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -457,6 +457,65 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
+    let billing_files = collectors.billing_files.as_ref().and_then(|b| {
+        let at = |k| [Seg::Key("collectors"), Seg::Key("billing_files"), Seg::Key(k)];
+        if b.sources.is_empty() {
+            cx.error(&at("sources"), "must name at least one file, directory, glob or s3:// location");
+        }
+        let mut sources = Vec::new();
+        for (i, src) in b.sources.iter().enumerate() {
+            match collector::billing::BillingSource::parse(src) {
+                Ok(s) => sources.push(s),
+                Err(e) => cx.error(
+                    &[Seg::Key("collectors"), Seg::Key("billing_files"), Seg::Key("sources"), Seg::Index(i)],
+                    e.to_string(),
+                ),
+            }
+        }
+        let account = match &b.account {
+            Some(name) if !specs.iter().any(|a| &a.name == name) => {
+                cx.error(&at("account"), format!("no [[accounts]] entry is named {name:?}"));
+                None
+            }
+            Some(name) => Some(name.clone()),
+            None => specs.first().map(|a| a.name.clone()),
+        };
+        if let Some(r) = &b.region {
+            if !KNOWN_REGIONS.contains(&r.as_str()) {
+                cx.error(&at("region"), format!("unknown region {r:?}"));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, key) in b.tag_keys.iter().enumerate() {
+            let at = [Seg::Key("collectors"), Seg::Key("billing_files"), Seg::Key("tag_keys"), Seg::Index(i)];
+            if key.trim().is_empty() {
+                cx.error(&at, "must not be empty");
+            } else if !seen.insert(key.as_str()) {
+                cx.error(&at, format!("tag key {key:?} is listed twice"));
+            }
+        }
+        if b.resource_costs && b.max_resource_series == 0 {
+            cx.error(&at("max_resource_series"), "must be at least 1 when resource_costs is on");
+        }
+        let region = b.region.clone().unwrap_or_else(|| home.clone());
+        let interval = b.interval_secs.or(if b.cron.is_none() { Some(3600) } else { None });
+        let schedule = schedule(&mut cx, "billing_files", interval, b.cron.as_deref());
+        match (b.enabled, schedule, account) {
+            (true, Some(schedule), Some(account)) => Some(Job {
+                schedule,
+                settings: BillingFilesSettings {
+                    sources,
+                    account,
+                    region,
+                    skip_malformed: b.skip_malformed,
+                    tag_keys: b.tag_keys.clone(),
+                    resource_costs: b.resource_costs.then_some(b.max_resource_series),
+                },
+            }),
+            _ => None,
+        }
+    });
+
     if !cx.errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -484,6 +543,7 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         cloudwatch,
         logs,
         terraform,
+        billing_files,
     })
 }
 

@@ -2,6 +2,7 @@
 //! bookkeeping around it — run rows, API call counts, metrics refresh, readiness — is the same for all and
 //! lives in [`crate::daemon`].
 
+pub mod billing_files;
 pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::store::RunOutcome;
 
+pub use billing_files::BillingFilesSettings;
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 pub use logs::LogsSettings;
@@ -27,9 +29,20 @@ pub enum JobKind {
     CloudWatch(CloudWatchSettings),
     Logs(LogsSettings),
     Terraform(TerraformSettings),
+    BillingFiles(BillingFilesSettings),
 }
 
 impl JobKind {
+    /// Whether the job works from what the inventory stored (CloudWatch discovery, Logs), so its first run
+    /// on an empty database waits for the inventory's.
+    pub fn reads_inventory(&self) -> bool {
+        match self {
+            JobKind::CloudWatch(s) => !s.discovery.is_empty(),
+            JobKind::Logs(_) => true,
+            _ => false,
+        }
+    }
+
     /// The collector's name in run rows, metrics and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -38,6 +51,7 @@ impl JobKind {
             JobKind::CloudWatch(_) => cloudwatch::NAME,
             JobKind::Logs(_) => logs::NAME,
             JobKind::Terraform(_) => terraform::NAME,
+            JobKind::BillingFiles(_) => billing_files::NAME,
         }
     }
 }
@@ -69,4 +83,5 @@ pub enum Detail {
     CloudWatch(cloudwatch::CloudWatchDetail),
     Logs(logs::LogsDetail),
     Terraform(terraform::TerraformDetail),
+    BillingFiles(billing_files::BillingFilesDetail),
 }

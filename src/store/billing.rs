@@ -11,10 +11,14 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{from_ms, ms, q, Store, StoreError};
+use super::{from_ms, ms, q, Backend, Store, StoreError};
 
-/// Rows per multi-row INSERT (14 parameters each: 7,000 parameters, under both databases' limits).
-const CHUNK: usize = 500;
+/// Rows per multi-row INSERT on PostgreSQL (14 parameters each: 7,000 parameters, under its limit).
+const CHUNK_POSTGRES: usize = 500;
+/// Rows per multi-row INSERT on SQLite (1,792 parameters). Its statements take anonymous `?` parameters:
+/// SQLite looks each `$N` up in a list as long as the statement's parameters, which makes big statements
+/// quadratic.
+const CHUNK_SQLITE: usize = 128;
 const COLUMNS: usize = 14;
 
 /// A loaded billing file.
@@ -72,7 +76,7 @@ pub struct BillingTotal {
     pub list_cost: Decimal,
 }
 
-fn insert_sql(rows: usize) -> String {
+fn insert_sql(rows: usize, backend: Backend) -> String {
     let mut sql = String::from(
         "INSERT INTO billing_costs (file_id, day, provider, billing_account_id, account_id, service, resource_id, \
          region, charge_category, currency, billed_cost, effective_cost, list_cost, tags) VALUES ",
@@ -83,7 +87,11 @@ fn insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("${}", r * COLUMNS + c + 1));
+            match backend {
+                // Anonymous parameters: SQLite binds them in order, where `$N` costs a lookup each.
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
+            }
         }
         sql.push(')');
     }
@@ -170,7 +178,7 @@ impl Store {
         .bind(read.schema.as_str())
         .bind(read.rows_read as i64)
         .bind(read.rows_skipped as i64)
-        .bind(read.costs.len() as i64)
+        .bind(read.cost_rows() as i64)
         .bind(ms(loaded_at))
         .fetch_one(&mut *tx)
         .await
@@ -181,23 +189,29 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("delete billing costs"))?;
-        for chunk in read.costs.chunks(CHUNK) {
-            let sql = insert_sql(chunk.len());
+        let chunk = match self.backend() {
+            Backend::Sqlite => CHUNK_SQLITE,
+            Backend::Postgres => CHUNK_POSTGRES,
+        };
+        let mut costs = read.costs().peekable();
+        while costs.peek().is_some() {
+            let rows: Vec<_> = costs.by_ref().take(chunk).collect();
+            let sql = insert_sql(rows.len(), self.backend());
             let mut query = sqlx::query(&sql);
-            for c in chunk {
-                let tags = serde_json::to_string(&c.tags)
+            for c in &rows {
+                let tags = serde_json::to_string(c.tags)
                     .map_err(|e| StoreError::Corrupt { what: "billing tags", detail: e.to_string() })?;
                 query = query
                     .bind(id)
                     .bind(c.day.format("%Y-%m-%d").to_string())
-                    .bind(c.provider.as_str())
-                    .bind(c.billing_account_id.as_str())
-                    .bind(c.sub_account_id.as_str())
-                    .bind(c.service_name.as_str())
-                    .bind(c.resource_id.as_deref())
-                    .bind(c.region.as_deref())
-                    .bind(c.charge_category.as_str())
-                    .bind(c.currency.as_str())
+                    .bind(c.provider)
+                    .bind(c.billing_account_id)
+                    .bind(c.sub_account_id)
+                    .bind(c.service_name)
+                    .bind(c.resource_id)
+                    .bind(c.region)
+                    .bind(c.charge_category)
+                    .bind(c.currency)
                     .bind(c.billed_cost.to_string())
                     .bind(c.effective_cost.to_string())
                     .bind(c.list_cost.to_string())
@@ -255,6 +269,32 @@ impl Store {
 
     /// The stored daily costs of days `from..=to`, every file together, ordered by day.
     pub async fn billing_daily_costs(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyCost>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_billing_cost(from, to, |c| out.push(c)).await?;
+        Ok(out)
+    }
+
+    /// The newest day with stored billing costs.
+    pub async fn billing_newest_day(&self) -> Result<Option<NaiveDate>, StoreError> {
+        let day: Option<String> = sqlx::query_scalar("SELECT MAX(day) FROM billing_costs")
+            .fetch_one(self.pool())
+            .await
+            .map_err(q("newest billing day"))?;
+        day.map(|d| {
+            NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                .map_err(|e| StoreError::Corrupt { what: "billing day", detail: format!("{d:?}: {e}") })
+        })
+        .transpose()
+    }
+
+    /// Calls `f` with each stored daily cost of days `from..=to`, every file together, ordered by day, one
+    /// row at a time: memory does not grow with the number of rows.
+    pub async fn for_each_billing_cost(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        mut f: impl FnMut(DailyCost),
+    ) -> Result<(), StoreError> {
         const WHAT: &str = "billing daily costs";
         let mut rows = sqlx::query(
             "SELECT day, provider, billing_account_id, account_id, service, resource_id, region, charge_category, \
@@ -264,11 +304,10 @@ impl Store {
         .bind(from.format("%Y-%m-%d").to_string())
         .bind(to.format("%Y-%m-%d").to_string())
         .fetch(self.pool());
-        let mut out = Vec::new();
         while let Some(r) = rows.try_next().await.map_err(q(WHAT))? {
             let day: String = r.try_get(0).map_err(q(WHAT))?;
             let tags: String = r.try_get(12).map_err(q(WHAT))?;
-            out.push(DailyCost {
+            f(DailyCost {
                 day: NaiveDate::parse_from_str(&day, "%Y-%m-%d")
                     .map_err(|e| StoreError::Corrupt { what: "billing day", detail: format!("{day:?}: {e}") })?,
                 provider: r.try_get(1).map_err(q(WHAT))?,
@@ -286,6 +325,6 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt { what: "billing tags", detail: e.to_string() })?,
             });
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -214,7 +214,11 @@ pub async fn moto_post(endpoint: &str, path: &str, body: &serde_json::Value) {
 
 /// A DAILY GetCostAndUsage response grouped by `group` (`SERVICE`, `LINKED_ACCOUNT`): for each day, the
 /// (key, unblended, amortized) amounts as decimal strings.
-pub fn ce_result(group: &str, days: &[(String, Vec<(String, String, String)>)], next_page: Option<&str>) -> serde_json::Value {
+pub fn ce_result(
+    group: &str,
+    days: &[(String, Vec<(String, String, String)>)],
+    next_page: Option<&str>,
+) -> serde_json::Value {
     let results: Vec<serde_json::Value> = days
         .iter()
         .map(|(day, groups)| {

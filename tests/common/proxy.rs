@@ -82,12 +82,20 @@ impl Drop for FaultyProxy {
 
 /// The error body a service of the request's protocol sends when it throttles or fails.
 fn error_response(headers: &HeaderMap, body: &[u8], throttle: bool) -> Response {
-    let (code, status) = if throttle { ("Throttling", StatusCode::BAD_REQUEST) } else { ("InternalError", StatusCode::INTERNAL_SERVER_ERROR) };
+    let (code, status) = if throttle {
+        ("Throttling", StatusCode::BAD_REQUEST)
+    } else {
+        ("InternalError", StatusCode::INTERNAL_SERVER_ERROR)
+    };
     let text = String::from_utf8_lossy(body);
     if headers.contains_key("x-amz-target") {
         // awsJson protocols (Tagging API, CloudWatch Logs, Cost Explorer).
         let kind = if throttle { "ThrottlingException" } else { "InternalFailure" };
-        return (status, [("content-type", "application/x-amz-json-1.1")], format!(r#"{{"__type":"{kind}","message":"injected"}}"#))
+        return (
+            status,
+            [("content-type", "application/x-amz-json-1.1")],
+            format!(r#"{{"__type":"{kind}","message":"injected"}}"#),
+        )
             .into_response();
     }
     if text.contains("Action=") && text.contains("Version=2016-11-15") {
@@ -102,7 +110,8 @@ fn error_response(headers: &HeaderMap, body: &[u8], throttle: bool) -> Response 
         return (status, [("content-type", "text/xml")], xml).into_response();
     }
     // restXml (S3): throttling is 503 SlowDown.
-    let (code, status) = if throttle { ("SlowDown", StatusCode::SERVICE_UNAVAILABLE) } else { ("InternalError", status) };
+    let (code, status) =
+        if throttle { ("SlowDown", StatusCode::SERVICE_UNAVAILABLE) } else { ("InternalError", status) };
     let xml = format!("<Error><Code>{code}</Code><Message>injected</Message><RequestId>x</RequestId></Error>");
     (status, [("content-type", "application/xml")], xml).into_response()
 }
@@ -111,7 +120,8 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body: Bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let n = inner.counts.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut fingerprint = format!("{} {} {:?}", parts.method, parts.uri, parts.headers.get("x-amz-target")).into_bytes();
+    let mut fingerprint =
+        format!("{} {} {:?}", parts.method, parts.uri, parts.headers.get("x-amz-target")).into_bytes();
     fingerprint.extend_from_slice(&body);
     let f = inner.faults;
     let first_time = inner.faulted.lock().unwrap().insert(fingerprint.clone());

@@ -77,6 +77,30 @@ impl ApiCallStats {
     }
 }
 
+tokio::task_local! {
+    /// The calls of the run this task is working for, apart from every other task's.
+    static RUN_CALLS: Arc<ApiCallStats>;
+}
+
+/// Runs `fut` and returns, next to its output, the AWS call attempts made while polling it, by service,
+/// operation and outcome. Runs that go on at the same time in other tasks are not counted: the counts are
+/// this future's own, unlike a difference of two process-wide snapshots. Calls made by tasks that `fut`
+/// spawns are not counted either (the collectors make their calls in the future that runs them).
+pub async fn counting_calls<F: std::future::Future>(fut: F) -> (F::Output, BTreeMap<ApiCallKey, u64>) {
+    let run = Arc::new(ApiCallStats::default());
+    let out = RUN_CALLS.scope(run.clone(), fut).await;
+    (out, run.snapshot())
+}
+
+/// Attempts per (service, operation), whatever their outcome.
+pub fn by_operation(calls: &BTreeMap<ApiCallKey, u64>) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in calls {
+        *out.entry((k.service.clone(), k.operation.clone())).or_default() += v;
+    }
+    out
+}
+
 /// Per-(service, operation) difference between two snapshots: the calls one cycle made.
 pub fn calls_between(
     before: &BTreeMap<ApiCallKey, u64>,
@@ -155,6 +179,8 @@ impl Intercept for ApiCallRecorder {
         let response = ctx.response();
         let outcome = classify(response.map(|r| r.status().as_u16()), response.and_then(|r| r.body().bytes()));
         self.stats.record(&service, &operation, outcome);
+        // Outside a counted run (no task-local set) there is nothing more to do.
+        let _ = RUN_CALLS.try_with(|run| run.record(&service, &operation, outcome));
         Ok(())
     }
 }
@@ -193,5 +219,19 @@ mod tests {
         assert_eq!(d[&("s3".to_string(), "ListBuckets".to_string())], 1);
         assert_eq!(s.total(), 4);
         assert_eq!(service_label("Resource Groups Tagging API"), "resourcegroupstaggingapi");
+    }
+
+    /// Two runs at once each count only their own calls.
+    #[tokio::test]
+    async fn concurrent_runs_count_apart() {
+        let record = |service: &'static str, n: usize| async move {
+            for _ in 0..n {
+                RUN_CALLS.with(|run| run.record(service, "Op", CallOutcome::Success));
+                tokio::task::yield_now().await;
+            }
+        };
+        let ((_, a), (_, b)) = tokio::join!(counting_calls(record("ec2", 3)), counting_calls(record("s3", 5)));
+        assert_eq!(by_operation(&a), BTreeMap::from([(("ec2".to_string(), "Op".to_string()), 3)]));
+        assert_eq!(by_operation(&b), BTreeMap::from([(("s3".to_string(), "Op".to_string()), 5)]));
     }
 }

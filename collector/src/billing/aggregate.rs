@@ -1,31 +1,87 @@
 //! Rows into daily costs: one entry per distinct key, amounts added as decimals. Memory grows with the
 //! number of distinct keys (about resources × days), never with the number of rows.
+//!
+//! An entry is small and fixed-size (about 90 bytes): its texts (account, service, resource id, ...) are
+//! interned, each distinct text stored once for the whole file, and its tags are an id into the file's
+//! distinct tag sets. The owned [`DailyCost`](super::DailyCost) values are only built on request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::schema::{DayCache, RowValues, TagSets};
-use super::DailyCost;
+use super::DailyCostRef;
 
+/// Id of an absent optional text.
+const NONE: u32 = u32::MAX;
+
+/// Positions of the interned texts in a key.
+const PROVIDER: usize = 0;
+const BILLING_ACCOUNT: usize = 1;
+const SUB_ACCOUNT: usize = 2;
+const SERVICE: usize = 3;
+const RESOURCE: usize = 4;
+const REGION: usize = 5;
+const CATEGORY: usize = 6;
+const CURRENCY: usize = 7;
+const TEXTS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    /// Days from the common era, as chrono counts them.
+    day: i32,
+    tags: u32,
+    texts: [u32; TEXTS],
+}
+
+/// Every distinct text, stored once, with a one-entry memory per key position: consecutive rows mostly
+/// repeat the provider, account, service and currency, which are then compared rather than hashed.
 #[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    values: Vec<Box<str>>,
+    last: [u32; TEXTS],
+}
+
+impl Interner {
+    fn id(&mut self, position: usize, text: Option<&str>) -> u32 {
+        let Some(text) = text else { return NONE };
+        let last = self.last[position];
+        if let Some(v) = self.values.get(last as usize) {
+            if &**v == text {
+                return last;
+            }
+        }
+        let id = match self.ids.get(text) {
+            Some(&id) => id,
+            None => {
+                let id = self.values.len() as u32;
+                self.values.push(text.into());
+                self.ids.insert(text.into(), id);
+                id
+            }
+        };
+        self.last[position] = id;
+        id
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Aggregator {
-    /// Encoded key → index into `entries`.
-    index: HashMap<Box<[u8]>, usize>,
-    /// The entries with their tag set id (tags are filled in at the end).
-    entries: Vec<(DailyCost, u32)>,
-    /// Reused buffer for the key of the current row.
-    key: Vec<u8>,
+    sums: HashMap<Key, [Decimal; 3]>,
+    texts: Interner,
     pub tag_sets: TagSets,
     pub days: DayCache,
 }
 
-fn push_str(key: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        None => key.extend_from_slice(&u32::MAX.to_le_bytes()),
-        Some(s) => {
-            key.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            key.extend_from_slice(s.as_bytes());
+impl Default for Aggregator {
+    fn default() -> Self {
+        Aggregator {
+            sums: HashMap::new(),
+            texts: Interner { last: [NONE; TEXTS], ..Interner::default() },
+            tag_sets: TagSets::default(),
+            days: DayCache::default(),
         }
     }
 }
@@ -33,75 +89,80 @@ fn push_str(key: &mut Vec<u8>, s: Option<&str>) {
 impl Aggregator {
     /// Adds one row. Fails only if a sum overflows the decimal range (about 7.9e28), naming the amount.
     pub fn add(&mut self, v: RowValues<'_>) -> Result<(), &'static str> {
-        let key = &mut self.key;
-        key.clear();
-        key.extend_from_slice(&chrono::Datelike::num_days_from_ce(&v.day).to_le_bytes());
-        key.extend_from_slice(&v.tags.to_le_bytes());
-        for s in [
-            Some(v.provider),
-            Some(v.billing_account_id),
-            Some(v.sub_account_id),
-            Some(v.service_name),
-            v.resource_id,
-            v.region,
-            Some(v.charge_category),
-            Some(v.currency),
-        ] {
-            push_str(key, s);
-        }
-        let at = match self.index.get(key.as_slice()) {
-            Some(&at) => at,
-            None => {
-                let at = self.entries.len();
-                self.entries.push((
-                    DailyCost {
-                        day: v.day,
-                        provider: v.provider.to_string(),
-                        billing_account_id: v.billing_account_id.to_string(),
-                        sub_account_id: v.sub_account_id.to_string(),
-                        service_name: v.service_name.to_string(),
-                        resource_id: v.resource_id.map(str::to_string),
-                        region: v.region.map(str::to_string),
-                        charge_category: v.charge_category.to_string(),
-                        currency: v.currency.to_string(),
-                        billed_cost: Decimal::ZERO,
-                        effective_cost: Decimal::ZERO,
-                        list_cost: Decimal::ZERO,
-                        tags: Default::default(),
-                    },
-                    v.tags,
-                ));
-                self.index.insert(key.as_slice().into(), at);
-                at
-            }
+        let t = &mut self.texts;
+        let key = Key {
+            day: v.day.num_days_from_ce(),
+            tags: v.tags,
+            texts: [
+                t.id(PROVIDER, Some(v.provider)),
+                t.id(BILLING_ACCOUNT, Some(v.billing_account_id)),
+                t.id(SUB_ACCOUNT, Some(v.sub_account_id)),
+                t.id(SERVICE, Some(v.service_name)),
+                t.id(RESOURCE, v.resource_id),
+                t.id(REGION, v.region),
+                t.id(CATEGORY, Some(v.charge_category)),
+                t.id(CURRENCY, Some(v.currency)),
+            ],
         };
-        let e = &mut self.entries[at].0;
-        let billed = e.billed_cost.checked_add(v.billed_cost).ok_or("billed cost sum overflows")?;
-        let effective = e.effective_cost.checked_add(v.effective_cost).ok_or("effective cost sum overflows")?;
-        let list = e.list_cost.checked_add(v.list_cost).ok_or("list cost sum overflows")?;
-        (e.billed_cost, e.effective_cost, e.list_cost) = (billed, effective, list);
+        let sums = self.sums.entry(key).or_insert([Decimal::ZERO; 3]);
+        let billed = sums[0].checked_add(v.billed_cost).ok_or("billed cost sum overflows")?;
+        let effective = sums[1].checked_add(v.effective_cost).ok_or("effective cost sum overflows")?;
+        let list = sums[2].checked_add(v.list_cost).ok_or("list cost sum overflows")?;
+        *sums = [billed, effective, list];
         Ok(())
     }
 
-    /// The daily costs, tags filled in, sorted by key; amounts normalized (no trailing zeros).
-    pub fn finish(self) -> Vec<DailyCost> {
-        let Aggregator { index, entries, tag_sets, .. } = self;
-        drop(index);
-        let mut out: Vec<DailyCost> = entries
-            .into_iter()
-            .map(|(mut c, tags)| {
-                c.tags = tag_sets.get(tags).clone();
-                c.billed_cost = c.billed_cost.normalize();
-                c.effective_cost = c.effective_cost.normalize();
-                c.list_cost = c.list_cost.normalize();
-                c
+    /// The roll-up, sorted by key, amounts normalized (no trailing zeros).
+    pub fn finish(self) -> RolledUp {
+        let Aggregator { sums, texts, tag_sets, .. } = self;
+        let texts = texts.values;
+        let mut entries: Vec<(Key, [Decimal; 3])> =
+            sums.into_iter().map(|(k, amounts)| (k, amounts.map(|a| a.normalize()))).collect();
+        let text = |id: u32| texts.get(id as usize).map(|s| &**s);
+        entries.sort_unstable_by(|(a, _), (b, _)| {
+            a.day.cmp(&b.day).then_with(|| {
+                [PROVIDER, BILLING_ACCOUNT, SUB_ACCOUNT, SERVICE, RESOURCE, REGION, CATEGORY, CURRENCY]
+                    .iter()
+                    .map(|&p| text(a.texts[p]).cmp(&text(b.texts[p])))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| tag_sets.get(a.tags).cmp(tag_sets.get(b.tags)))
             })
-            .collect();
-        out.sort_by(|a, b| {
-            (a.day, &a.provider, &a.billing_account_id, &a.sub_account_id, &a.service_name, &a.resource_id, &a.region)
-                .cmp(&(b.day, &b.provider, &b.billing_account_id, &b.sub_account_id, &b.service_name, &b.resource_id, &b.region))
-                .then_with(|| (&a.charge_category, &a.currency, &a.tags).cmp(&(&b.charge_category, &b.currency, &b.tags)))
         });
-        out
+        entries.shrink_to_fit();
+        RolledUp { texts, tag_sets: tag_sets.into_sets(), entries }
+    }
+}
+
+/// A file's daily costs in compact form.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RolledUp {
+    texts: Vec<Box<str>>,
+    tag_sets: Vec<BTreeMap<String, String>>,
+    entries: Vec<(Key, [Decimal; 3])>,
+}
+
+impl RolledUp {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = DailyCostRef<'_>> + '_ {
+        let text = |id: u32| if id == NONE { None } else { Some(&*self.texts[id as usize]) };
+        self.entries.iter().map(move |(k, [billed, effective, list])| DailyCostRef {
+            day: NaiveDate::from_num_days_from_ce_opt(k.day).expect("a day that was a date"),
+            provider: text(k.texts[PROVIDER]).unwrap_or_default(),
+            billing_account_id: text(k.texts[BILLING_ACCOUNT]).unwrap_or_default(),
+            sub_account_id: text(k.texts[SUB_ACCOUNT]).unwrap_or_default(),
+            service_name: text(k.texts[SERVICE]).unwrap_or_default(),
+            resource_id: text(k.texts[RESOURCE]),
+            region: text(k.texts[REGION]),
+            charge_category: text(k.texts[CATEGORY]).unwrap_or_default(),
+            currency: text(k.texts[CURRENCY]).unwrap_or_default(),
+            billed_cost: *billed,
+            effective_cost: *effective,
+            list_cost: *list,
+            tags: &self.tag_sets[k.tags as usize],
+        })
     }
 }

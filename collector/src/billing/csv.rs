@@ -37,13 +37,11 @@ fn read<R: Read>(input: R, uri: &str, opts: &ReadOptions) -> Result<FileCosts, B
     if header.is_empty() {
         return Err(BillingError::UnknownSchema { uri: uri.to_string(), reason: "the file is empty".into() });
     }
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string())
-        .collect();
+    let names: Vec<String> =
+        header.iter().map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string()).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mapping = Mapping::detect(&name_refs)
-        .map_err(|reason| BillingError::UnknownSchema { uri: uri.to_string(), reason })?;
+    let mapping =
+        Mapping::detect(&name_refs).map_err(|reason| BillingError::UnknownSchema { uri: uri.to_string(), reason })?;
 
     let mut agg = Aggregator::default();
     let (mut rows_read, mut rows_skipped, mut skipped_examples) = (0u64, 0u64, Vec::new());
@@ -91,5 +89,5 @@ fn read<R: Read>(input: R, uri: &str, opts: &ReadOptions) -> Result<FileCosts, B
             },
         }
     }
-    Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, costs: agg.finish() })
+    Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, rolled_up: agg.finish() })
 }

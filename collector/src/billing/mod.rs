@@ -228,8 +228,48 @@ impl BillingError {
     }
 }
 
-/// What was read from one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A [`DailyCost`] borrowed from a [`FileCosts`]: what the store writes, without an owned copy of every
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyCostRef<'a> {
+    pub day: NaiveDate,
+    pub provider: &'a str,
+    pub billing_account_id: &'a str,
+    pub sub_account_id: &'a str,
+    pub service_name: &'a str,
+    pub resource_id: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub charge_category: &'a str,
+    pub currency: &'a str,
+    pub billed_cost: Decimal,
+    pub effective_cost: Decimal,
+    pub list_cost: Decimal,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+impl DailyCostRef<'_> {
+    pub fn to_owned(&self) -> DailyCost {
+        DailyCost {
+            day: self.day,
+            provider: self.provider.to_string(),
+            billing_account_id: self.billing_account_id.to_string(),
+            sub_account_id: self.sub_account_id.to_string(),
+            service_name: self.service_name.to_string(),
+            resource_id: self.resource_id.map(str::to_string),
+            region: self.region.map(str::to_string),
+            charge_category: self.charge_category.to_string(),
+            currency: self.currency.to_string(),
+            billed_cost: self.billed_cost,
+            effective_cost: self.effective_cost,
+            list_cost: self.list_cost,
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// What was read from one file: counts, and the daily costs in a compact form (each distinct text stored
+/// once), read through [`FileCosts::costs`].
+#[derive(Debug, Clone)]
 pub struct FileCosts {
     pub schema: Schema,
     /// Data rows read, skipped ones included.
@@ -238,8 +278,25 @@ pub struct FileCosts {
     pub rows_skipped: u64,
     /// The first few skipped rows, for the log.
     pub skipped_examples: Vec<RowError>,
-    /// The file's cost, sorted by key.
-    pub costs: Vec<DailyCost>,
+    rolled_up: aggregate::RolledUp,
+}
+
+impl FileCosts {
+    /// Number of daily cost rows.
+    pub fn cost_rows(&self) -> usize {
+        self.rolled_up.len()
+    }
+
+    /// The daily costs, sorted by day, then provider, billing account, sub-account, service, resource,
+    /// region, charge category, currency and tags.
+    pub fn costs(&self) -> impl ExactSizeIterator<Item = DailyCostRef<'_>> + '_ {
+        self.rolled_up.iter()
+    }
+
+    /// The daily costs as owned values.
+    pub fn to_vec(&self) -> Vec<DailyCost> {
+        self.costs().map(|c| c.to_owned()).collect()
+    }
 }
 
 /// How many skipped rows are kept as examples.

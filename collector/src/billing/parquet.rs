@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate};
 use ::parquet::basic::{LogicalType, TimeUnit};
 use ::parquet::file::reader::{FileReader, SerializedFileReader};
 use ::parquet::record::Field;
 use ::parquet::schema::types::Type;
+use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::aggregate::Aggregator;
@@ -132,7 +132,8 @@ fn int64_time(t: &Type) -> Int64Time {
 
 /// Reads a Parquet billing file. Blocking: call it from a blocking thread.
 pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
-    let read_err = |e: ::parquet::errors::ParquetError| BillingError::Read { uri: uri.to_string(), message: e.to_string() };
+    let read_err =
+        |e: ::parquet::errors::ParquetError| BillingError::Read { uri: uri.to_string(), message: e.to_string() };
     let reader = SerializedFileReader::new(file).map_err(read_err)?;
     let root = reader.metadata().file_metadata().schema();
     let all: Vec<&str> = root.get_fields().iter().map(|f| f.name()).collect();
@@ -180,5 +181,5 @@ pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<
             }
         }
     }
-    Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, costs: agg.finish() })
+    Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, rolled_up: agg.finish() })
 }

@@ -194,7 +194,11 @@ impl Mapping {
     /// Every column index the mapping reads, ascending.
     pub fn used_columns(&self) -> Vec<usize> {
         let mut v = vec![self.day, self.billed, self.sub_account, self.service, self.currency];
-        v.extend([self.list, self.provider, self.billing_account, self.resource, self.region, self.tags].into_iter().flatten());
+        v.extend(
+            [self.list, self.provider, self.billing_account, self.resource, self.region, self.tags]
+                .into_iter()
+                .flatten(),
+        );
         match &self.effective {
             Effective::Column(c) => v.push(*c),
             Effective::Cur(a) => v.extend(
@@ -328,11 +332,8 @@ fn required_decimal<R: RowSource>(row: &R, col: usize) -> Result<Decimal, CellEr
 /// An exact decimal from its text; scientific notation (`1.5E-7`) is accepted.
 pub(crate) fn parse_decimal(s: &str) -> Result<Decimal, String> {
     let t = s.trim();
-    let parsed = if t.bytes().any(|b| b == b'e' || b == b'E') {
-        Decimal::from_scientific(t)
-    } else {
-        Decimal::from_str(t)
-    };
+    let parsed =
+        if t.bytes().any(|b| b == b'e' || b == b'E') { Decimal::from_scientific(t) } else { Decimal::from_str(t) };
     parsed.map_err(|_| format!("invalid amount {s:?}"))
 }
 
@@ -397,11 +398,7 @@ pub(crate) struct TagSets {
 
 impl Default for TagSets {
     fn default() -> Self {
-        TagSets {
-            by_text: HashMap::new(),
-            by_set: HashMap::from([(BTreeMap::new(), 0)]),
-            sets: vec![BTreeMap::new()],
-        }
+        TagSets { by_text: HashMap::new(), by_set: HashMap::from([(BTreeMap::new(), 0)]), sets: vec![BTreeMap::new()] }
     }
 }
 
@@ -428,6 +425,11 @@ impl TagSets {
 
     pub fn get(&self, id: u32) -> &BTreeMap<String, String> {
         &self.sets[id as usize]
+    }
+
+    /// The sets, indexed by id.
+    pub fn into_sets(self) -> Vec<BTreeMap<String, String>> {
+        self.sets
     }
 }
 

@@ -2,15 +2,15 @@
 //! their fingerprints, and streaming an S3 object into a reader.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
-use tokio::sync::mpsc;
-
 use super::{read_csv, BillingError, FileCosts, FileFormat, FileRef, ReadOptions};
-use crate::aws::{client, error_chain, AccountConfig, AwsContext};
+use crate::aws::{client, AccountConfig, AwsContext};
+use crate::source::s3::{get_object, list_objects, stream_to_blocking, ObjectReader};
+use crate::source::{local, parse_location, Location, LocationError, S3Uri};
 
 /// Where to find billing files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,29 +27,24 @@ impl BillingSource {
     /// `s3://bucket/prefix/` (`s3://bucket/` for the whole bucket), a glob when the text has `*`, `?` or `[`, else a
     /// path.
     pub fn parse(text: &str) -> Result<BillingSource, BillingError> {
-        let invalid = |reason: &str| BillingError::InvalidSource { source_text: text.to_string(), reason: reason.into() };
+        let invalid =
+            |reason: &str| BillingError::InvalidSource { source_text: text.to_string(), reason: reason.into() };
         let s = text.trim();
-        if s.is_empty() {
-            return Err(invalid("empty"));
-        }
-        if let Some(rest) = s.strip_prefix("s3://") {
-            // `s3://bucket/` for a whole bucket: written on purpose, never by leaving out the prefix.
-            let Some((bucket, prefix)) = rest.split_once('/') else {
-                return Err(invalid("expected s3://bucket/prefix/ (s3://bucket/ for the whole bucket)"));
-            };
-            if bucket.is_empty() {
-                return Err(invalid("no bucket name after s3://"));
-            }
-            return Ok(BillingSource::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() });
-        }
-        if s.contains("://") {
+        if s.contains("://") && !s.starts_with("s3://") {
             return Err(invalid("only local paths and s3:// URLs are supported"));
         }
-        if s.contains(['*', '?', '[']) {
-            glob::Pattern::new(s).map_err(|e| invalid(&format!("bad glob pattern: {e}")))?;
-            return Ok(BillingSource::Glob(s.to_string()));
+        let location = parse_location(s).map_err(|e| match e {
+            // `s3://bucket/` for a whole bucket: written on purpose, never by leaving out the prefix.
+            LocationError::NoKey => invalid("expected s3://bucket/prefix/ (s3://bucket/ for the whole bucket)"),
+            LocationError::NoBucket => invalid("no bucket name after s3://"),
+            LocationError::BadGlob(e) => invalid(&format!("bad glob pattern: {e}")),
+            LocationError::Empty => invalid(&e.to_string()),
+        })?;
+        match location {
+            Location::S3(S3Uri { bucket, key }) => Ok(BillingSource::S3 { bucket, prefix: key }),
+            Location::Glob(pattern) => Ok(BillingSource::Glob(pattern)),
+            Location::Path(path) => Ok(BillingSource::Path(path)),
         }
-        Ok(BillingSource::Path(PathBuf::from(s)))
     }
 }
 
@@ -105,126 +100,69 @@ fn local_ref(path: &Path, format: FileFormat) -> io::Result<FileRef> {
     })
 }
 
+fn format_of(path: &Path) -> Option<FileFormat> {
+    FileFormat::from_name(&path.file_name()?.to_string_lossy())
+}
+
+fn is_billing_file(name: &str) -> bool {
+    FileFormat::from_name(name).is_some()
+}
+
 fn list_local(source: &BillingSource) -> Result<Vec<FileRef>, BillingError> {
     let shown = source.to_string();
     let list_err = |path: &Path, e: io::Error| BillingError::List {
         source_text: shown.clone(),
         message: format!("{}: {e}", path.display()),
     };
-    let mut out = Vec::new();
-    match source {
+    let found = match source {
         BillingSource::Path(path) => {
             let meta = std::fs::metadata(path).map_err(|e| list_err(path, e))?;
             if meta.is_dir() {
-                walk(path, &mut out).map_err(|e| list_err(path, e))?;
+                local::walk_files(path, &is_billing_file).map_err(|e| list_err(path, e))?
+            } else if format_of(path).is_some() {
+                vec![path.clone()]
             } else {
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let format = FileFormat::from_name(&name).ok_or_else(|| BillingError::InvalidSource {
+                return Err(BillingError::InvalidSource {
                     source_text: shown.clone(),
                     reason: "not a .csv, .csv.gz or .parquet file".into(),
-                })?;
-                out.push(local_ref(path, format).map_err(|e| list_err(path, e))?);
+                });
             }
         }
         BillingSource::Glob(pattern) => {
-            let paths = glob::glob(pattern).map_err(|e| BillingError::InvalidSource {
+            let matches = local::expand_glob(pattern).map_err(|e| BillingError::InvalidSource {
                 source_text: shown.clone(),
                 reason: format!("bad glob pattern: {e}"),
             })?;
-            for entry in paths {
-                let path = entry.map_err(|e| list_err(e.path(), io::Error::other(e.error().to_string())))?;
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if let Some(format) = FileFormat::from_name(&name) {
-                    if path.is_file() {
-                        out.push(local_ref(&path, format).map_err(|e| list_err(&path, e))?);
-                    }
-                }
+            if let Some(e) = matches.errors.first() {
+                return Err(list_err(e.path(), io::Error::other(e.error().to_string())));
             }
+            matches.files.into_iter().filter(|p| format_of(p).is_some() && p.is_file()).collect()
         }
         BillingSource::S3 { .. } => unreachable!("S3 sources are listed with the SDK"),
+    };
+    let mut out = Vec::with_capacity(found.len());
+    for path in found {
+        let Some(format) = format_of(&path) else { continue };
+        out.push(local_ref(&path, format).map_err(|e| list_err(&path, e))?);
     }
     Ok(out)
-}
-
-/// Every billing file below a directory.
-fn walk(dir: &Path, out: &mut Vec<FileRef>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&path, out)?;
-        } else if let Some(format) = FileFormat::from_name(&entry.file_name().to_string_lossy()) {
-            out.push(local_ref(&path, format)?);
-        }
-    }
-    Ok(())
 }
 
 /// Every billing file under a prefix, all pages.
 async fn list_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<FileRef>, String> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| error_chain(&e))?;
-        for obj in page.contents() {
-            let Some(key) = obj.key() else { continue };
-            let Some(format) = FileFormat::from_name(key) else { continue };
-            let etag = obj.e_tag().unwrap_or_default().trim_matches('"');
-            let size = obj.size().unwrap_or(0).max(0) as u64;
-            let fingerprint = if etag.is_empty() {
-                let modified = obj.last_modified().map(|t| t.as_nanos()).unwrap_or(0);
-                format!("size:{size},mtime:{modified}")
-            } else {
-                format!("etag:{etag}")
+    let objects = list_objects(s3, bucket, prefix, &is_billing_file).await?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|obj| {
+            let format = FileFormat::from_name(&obj.key)?;
+            let fingerprint = match obj.etag {
+                Some(etag) => format!("etag:{etag}"),
+                None => format!("size:{},mtime:{}", obj.size, obj.last_modified_ns.unwrap_or(0)),
             };
-            out.push(FileRef { uri: format!("s3://{bucket}/{key}"), size, fingerprint, format });
-        }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) && !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
-/// Chunks of an S3 body as they arrive, read on a blocking thread. The channel holds a few chunks, so the
-/// download waits for the parser and memory stays flat.
-struct ChannelReader<B> {
-    rx: mpsc::Receiver<io::Result<B>>,
-    current: Option<B>,
-    pos: usize,
-}
-
-impl<B: AsRef<[u8]>> Read for ChannelReader<B> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(chunk) = &self.current {
-                let rest = &chunk.as_ref()[self.pos..];
-                if !rest.is_empty() {
-                    let n = rest.len().min(out.len());
-                    out[..n].copy_from_slice(&rest[..n]);
-                    self.pos += n;
-                    return Ok(n);
-                }
-            }
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => {
-                    self.current = Some(chunk);
-                    self.pos = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-    }
+            let uri = S3Uri { bucket: bucket.to_string(), key: obj.key }.to_string();
+            Some(FileRef { uri, size: obj.size, fingerprint, format })
+        })
+        .collect())
 }
 
 /// A temporary file removed when dropped.
@@ -244,10 +182,6 @@ impl Drop for TempFile {
     }
 }
 
-fn s3_location(uri: &str) -> Option<(&str, &str)> {
-    uri.strip_prefix("s3://")?.split_once('/')
-}
-
 /// Reads one S3 object: CSV streamed straight into the parser, Parquet through a temporary file. The
 /// object must still have the ETag it was listed with; if it changed meanwhile, the read fails and the next
 /// run picks up the new version.
@@ -259,19 +193,15 @@ pub(super) async fn read_s3(
     opts: &ReadOptions,
 ) -> Result<FileCosts, BillingError> {
     let read_err = |message: String| BillingError::Read { uri: file.uri.clone(), message };
-    let (bucket, key) = s3_location(&file.uri).ok_or_else(|| read_err("not an s3://bucket/key URI".into()))?;
+    let Some(Ok(location)) = S3Uri::parse(&file.uri) else {
+        return Err(read_err("not an s3://bucket/key URI".into()));
+    };
     let s3 = client!(aws_sdk_s3, ctx, account, region);
-    let mut request = s3.get_object().bucket(bucket).key(key);
-    if let Some(etag) = file.fingerprint.strip_prefix("etag:") {
-        request = request.if_match(format!("\"{etag}\""));
-    }
-    let out = request.send().await.map_err(|e| read_err(error_chain(&e)))?;
-    let mut body = out.body;
+    let etag = file.fingerprint.strip_prefix("etag:");
+    let body = get_object(&s3, &location.bucket, &location.key, etag).await.map_err(read_err)?;
 
-    let (tx, rx) = mpsc::channel(8);
-    let reader = ChannelReader { rx, current: None, pos: 0 };
     let (uri, format, opts) = (file.uri.clone(), file.format, *opts);
-    let parse = tokio::task::spawn_blocking(move || match format {
+    let parse = move |reader: ObjectReader| match format {
         FileFormat::Csv => read_csv(reader, &uri, false, &opts),
         FileFormat::CsvGz => read_csv(reader, &uri, true, &opts),
         FileFormat::Parquet => {
@@ -285,22 +215,6 @@ pub(super) async fn read_s3(
             let file = std::fs::File::open(&temp.0).map_err(io_err)?;
             super::parquet::read_parquet(file, &uri, &opts)
         }
-    });
-    loop {
-        match body.try_next().await {
-            Ok(Some(chunk)) => {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    // The parser stopped early (a malformed row): its error is the one to report.
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let _ = tx.send(Err(io::Error::other(format!("download failed: {}", error_chain(&e))))).await;
-                break;
-            }
-        }
-    }
-    drop(tx);
-    parse.await.map_err(|e| read_err(format!("reader task failed: {e}")))?
+    };
+    stream_to_blocking(body, parse).await.map_err(|e| read_err(format!("reader task failed: {e}")))?
 }

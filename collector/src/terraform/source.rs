@@ -9,7 +9,9 @@ use futures::stream::{self, StreamExt};
 
 use super::parse::{parse_state, StateFile};
 use super::{LoadReport, SourceFailure, TerraformError};
-use crate::aws::{client, error_chain, AccountConfig, AwsContext};
+use crate::aws::{client, AccountConfig, AwsContext};
+use crate::source::s3::{list_objects, read_object};
+use crate::source::{is_prefix_key, local, parse_location, Location, LocationError, S3Uri};
 
 /// Objects or files read at once.
 const READ_CONCURRENCY: usize = 4;
@@ -29,30 +31,21 @@ impl StateSource {
     /// `s3://bucket/key` (or `s3://bucket/prefix/`), a glob pattern when the text has `*`, `?` or `[`, else a
     /// file path.
     pub fn parse(s: &str) -> Result<Self, TerraformError> {
-        let invalid =
-            |reason: &str| TerraformError::InvalidSource { origin: s.to_string(), reason: reason.to_string() };
-        if s.trim().is_empty() {
-            return Err(invalid("empty"));
-        }
-        if let Some(rest) = s.strip_prefix("s3://") {
-            let Some((bucket, key)) = rest.split_once('/') else {
-                return Err(invalid("no key after the bucket (end it with / to read every .tfstate object)"));
-            };
-            if bucket.is_empty() {
-                return Err(invalid("no bucket name"));
+        let invalid = |reason: String| TerraformError::InvalidSource { origin: s.to_string(), reason };
+        match parse_location(s) {
+            Ok(Location::S3(S3Uri { bucket, key })) => Ok(StateSource::S3 { bucket, key }),
+            Ok(Location::Glob(pattern)) => Ok(StateSource::Glob(pattern)),
+            Ok(Location::Path(path)) => Ok(StateSource::File(path)),
+            Err(LocationError::NoKey) => {
+                Err(invalid("no key after the bucket (end it with / to read every .tfstate object)".into()))
             }
-            return Ok(StateSource::S3 { bucket: bucket.to_string(), key: key.to_string() });
+            Err(e) => Err(invalid(e.to_string())),
         }
-        if s.contains(['*', '?', '[']) {
-            glob::Pattern::new(s).map_err(|e| invalid(&format!("bad glob pattern: {}", e.msg)))?;
-            return Ok(StateSource::Glob(s.to_string()));
-        }
-        Ok(StateSource::File(PathBuf::from(s)))
     }
 
     /// True for an S3 prefix, whose every `*.tfstate` object is read.
     pub fn is_prefix(&self) -> bool {
-        matches!(self, StateSource::S3 { key, .. } if key.is_empty() || key.ends_with('/'))
+        matches!(self, StateSource::S3 { key, .. } if is_prefix_key(key))
     }
 }
 
@@ -78,14 +71,14 @@ impl fmt::Display for StateSource {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Target {
     File(PathBuf),
-    Object { bucket: String, key: String },
+    Object(S3Uri),
 }
 
 impl Target {
     fn origin(&self) -> String {
         match self {
             Target::File(p) => p.display().to_string(),
-            Target::Object { bucket, key } => format!("s3://{bucket}/{key}"),
+            Target::Object(object) => object.to_string(),
         }
     }
 }
@@ -93,59 +86,28 @@ impl Target {
 /// The files a pattern matches, sorted (directories are not files), and what went wrong on the way: an
 /// unreadable directory, or no match at all. Matches beside an unreadable directory are still read.
 fn expand_glob(pattern: &str) -> (Vec<Target>, Vec<TerraformError>) {
-    let paths = match glob::glob(pattern) {
-        Ok(paths) => paths,
+    let matches = match local::expand_glob(pattern) {
+        Ok(matches) => matches,
         Err(e) => {
             let reason = format!("bad glob pattern: {}", e.msg);
             return (Vec::new(), vec![TerraformError::InvalidSource { origin: pattern.to_string(), reason }]);
         }
     };
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for entry in paths {
-        match entry {
-            Ok(p) if p.is_dir() => {}
-            Ok(p) => files.push(p),
-            Err(e) => errors
-                .push(TerraformError::Read { origin: e.path().display().to_string(), message: e.error().to_string() }),
-        }
+    if matches.is_empty() {
+        return (Vec::new(), vec![TerraformError::NoMatch { origin: pattern.to_string() }]);
     }
-    if files.is_empty() && errors.is_empty() {
-        errors.push(TerraformError::NoMatch { origin: pattern.to_string() });
-    }
-    files.sort();
-    (files.into_iter().map(Target::File).collect(), errors)
+    let errors = matches
+        .errors
+        .iter()
+        .map(|e| TerraformError::Read { origin: e.path().display().to_string(), message: e.error().to_string() })
+        .collect();
+    (matches.files.into_iter().map(Target::File).collect(), errors)
 }
 
-/// Every `*.tfstate` key under a prefix, sorted (ListObjectsV2 returns keys in order), all pages.
+/// Every `*.tfstate` key under a prefix, sorted, all pages.
 async fn list_states(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| error_chain(&e))?;
-        keys.extend(
-            page.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".tfstate")).map(str::to_string),
-        );
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) && !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    keys.sort();
-    Ok(keys)
-}
-
-async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let out = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| error_chain(&e))?;
-    let body = out.body.collect().await.map_err(|e| error_chain(&e))?;
-    Ok(body.into_bytes().to_vec())
+    let objects = list_objects(client, bucket, prefix, &|key| key.ends_with(".tfstate")).await?;
+    Ok(objects.into_iter().map(|o| o.key).collect())
 }
 
 /// Reads and parses one file or object. Blocking work (file reads, parsing a large state) runs off the async
@@ -158,9 +120,9 @@ async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<
             .await
             .map_err(|e| read_error(e.to_string()))?
             .map_err(|e| read_error(e.to_string()))?,
-        Target::Object { bucket, key } => {
+        Target::Object(object) => {
             let client = s3.expect("an S3 client when there is an S3 source");
-            read_object(client, &bucket, &key).await.map_err(read_error)?
+            read_object(client, &object.bucket, &object.key).await.map_err(read_error)?
         }
     };
     let parse_origin = origin.clone();
@@ -202,13 +164,14 @@ pub(super) async fn load(
                         targets.push(Err(TerraformError::EmptyPrefix { origin: source.to_string() }))
                     }
                     Ok(keys) => {
-                        targets.extend(keys.into_iter().map(|key| Ok(Target::Object { bucket: bucket.clone(), key })))
+                        let object = |key| Target::Object(S3Uri { bucket: bucket.clone(), key });
+                        targets.extend(keys.into_iter().map(|key| Ok(object(key))))
                     }
                     Err(message) => targets.push(Err(TerraformError::List { origin: source.to_string(), message })),
                 }
             }
             StateSource::S3 { bucket, key } => {
-                targets.push(Ok(Target::Object { bucket: bucket.clone(), key: key.clone() }))
+                targets.push(Ok(Target::Object(S3Uri { bucket: bucket.clone(), key: key.clone() })))
             }
         }
     }

@@ -1,0 +1,163 @@
+//! S3 objects: listing every object under a prefix, reading one whole, or streaming one into a blocking
+//! reader. Errors are the SDK's error chain as text; the caller words the message around it.
+
+use std::io::{self, Read};
+
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinError;
+
+use crate::aws::error_chain;
+
+/// Chunks buffered between the download and the reader: the download waits when the reader falls behind.
+const STREAM_CHUNKS: usize = 8;
+
+/// One object found under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Object {
+    pub(crate) key: String,
+    pub(crate) size: u64,
+    /// The ETag without its quotes; `None` when S3 gave none (or an empty one).
+    pub(crate) etag: Option<String>,
+    /// Last modification, nanoseconds since the Unix epoch; `None` when S3 gave none.
+    pub(crate) last_modified_ns: Option<i128>,
+}
+
+/// Every object under `prefix` whose key `keep` accepts, following ListObjectsV2 pages to the end, sorted by
+/// key.
+pub(crate) async fn list_objects(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<S3Object>, String> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        for obj in page.contents() {
+            let Some(key) = obj.key().filter(|k| keep(k)) else { continue };
+            let etag = obj.e_tag().map(|t| t.trim_matches('"')).filter(|t| !t.is_empty());
+            out.push(S3Object {
+                key: key.to_string(),
+                size: obj.size().unwrap_or(0).max(0) as u64,
+                etag: etag.map(str::to_string),
+                last_modified_ns: obj.last_modified().map(|t| t.as_nanos()),
+            });
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) && !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// Starts downloading one object. With `if_match`, S3 refuses the read when the object's ETag (given without
+/// quotes) is no longer that one.
+pub(crate) async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    if_match: Option<&str>,
+) -> Result<ByteStream, String> {
+    let mut request = client.get_object().bucket(bucket).key(key);
+    if let Some(etag) = if_match {
+        request = request.if_match(format!("\"{etag}\""));
+    }
+    let out = request.send().await.map_err(|e| error_chain(&e))?;
+    Ok(out.body)
+}
+
+/// One whole object in memory: for objects that are read whole anyway.
+pub(crate) async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    let body = get_object(client, bucket, key, None).await?;
+    let bytes = body.collect().await.map_err(|e| error_chain(&e))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
+/// One downloaded chunk, as the SDK handed it over.
+type Chunk = Box<dyn AsRef<[u8]> + Send>;
+
+/// A blocking [`Read`] over an object body that is still downloading: chunks arrive through a small channel,
+/// so memory stays flat whatever the size of the object. A failed download is a read error; the end of the
+/// body is the end of the reader.
+pub(crate) struct ObjectReader {
+    rx: mpsc::Receiver<io::Result<Chunk>>,
+    current: Option<Chunk>,
+    pos: usize,
+}
+
+impl ObjectReader {
+    fn new(rx: mpsc::Receiver<io::Result<Chunk>>) -> ObjectReader {
+        ObjectReader { rx, current: None, pos: 0 }
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                let rest = &(**chunk).as_ref()[self.pos..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(out.len());
+                    out[..n].copy_from_slice(&rest[..n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+/// Streams `body` into `consume`, which runs on a blocking thread with an [`ObjectReader`] while the download
+/// goes on here. If `consume` returns before the end (it stopped at an error), the download stops too. The
+/// error is only that of the blocking task itself (a panic).
+pub(crate) async fn stream_to_blocking<T, F>(mut body: ByteStream, consume: F) -> Result<T, JoinError>
+where
+    T: Send + 'static,
+    F: FnOnce(ObjectReader) -> T + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_CHUNKS);
+    let task = tokio::task::spawn_blocking(move || consume(ObjectReader::new(rx)));
+    loop {
+        let next = match body.try_next().await {
+            Ok(Some(chunk)) => Ok(Box::new(chunk) as Chunk),
+            Ok(None) => break,
+            Err(e) => Err(io::Error::other(format!("download failed: {}", error_chain(&e)))),
+        };
+        let failed = next.is_err();
+        // A closed channel means the reader is done: its result is the one to report.
+        if tx.send(next).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    task.await
+}
+
+#[cfg(test)]
+pub(crate) fn reader_for_test(chunks: Vec<io::Result<Vec<u8>>>) -> ObjectReader {
+    let (tx, rx) = mpsc::channel(chunks.len().max(1));
+    for chunk in chunks {
+        let chunk = chunk.map(|c| Box::new(c) as Chunk);
+        tx.try_send(chunk).expect("the channel holds every test chunk");
+    }
+    ObjectReader::new(rx)
+}
