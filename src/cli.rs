@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `collect --once`, `--version`.
+//! The command line: `run`, `check-config`, `collect --once`, `anomaly score`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +48,25 @@ pub enum Command {
         #[arg(long)]
         collector: Option<String>,
     },
+    /// Metric anomaly detection.
+    Anomaly {
+        #[command(subcommand)]
+        command: AnomalyCommand,
+    },
+}
+
+/// The subcommands of `cloudwarden anomaly`.
+#[derive(Debug, Subcommand)]
+pub enum AnomalyCommand {
+    /// Score a `timestamp,value` CSV file; writes `timestamp,value,anomaly_score` (same rows, same order).
+    Score {
+        /// Input CSV with a `timestamp,value` header (NAB's format).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output CSV; standard output when absent.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn load(path: &PathBuf) -> Result<Config, ExitCode> {
@@ -62,6 +81,15 @@ fn load(path: &PathBuf) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Anomaly { command: AnomalyCommand::Score { input, output } } => {
+            match crate::anomaly_cli::run(&input, output.as_deref()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) => {
                 println!(

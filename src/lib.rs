@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only calls [`cli::main`]; everything lives in this library so it can be tested.
 //! See ARCHITECTURE.md for the map.
 
+pub mod anomaly_cli;
 pub mod billing;
 pub mod cli;
 pub mod config;

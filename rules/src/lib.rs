@@ -1,5 +1,18 @@
 //! cloudwarden's rule engine: tagging, budgets, anomalies, drift and cleanup candidates.
 //!
 //! Invariant: this crate does no I/O. It never reads the clock, the environment, files or the network;
-//! `now` and all data come in as arguments and findings go out as values. The rule modules land here with
-//! the rules milestone; the crate exists now so the workspace has its final shape.
+//! `now` and all data come in as arguments and findings go out as values.
+//!
+//! Inputs are in [`input`] (resources, daily costs, Terraform resources: our own types, built by the daemon
+//! from its database); outputs are [`finding::Finding`]s plus each rule family's aggregates for `/metrics`.
+
+pub mod anomaly;
+pub mod budget;
+pub mod check;
+pub mod cleanup;
+pub mod drift;
+pub mod engine;
+pub mod file;
+pub mod finding;
+pub mod input;
+pub mod tagging;

@@ -1,0 +1,618 @@
+//! Cleanup candidates: resources that cost money and look abandoned, each with a reason and an estimated
+//! monthly saving.
+//!
+//! | rule | candidate when | age counted from |
+//! |---|---|---|
+//! | `untagged` | no tag of its own (`aws:` tags do not count) | `first_seen` |
+//! | `unattached_volume` | an EBS volume attached to nothing | `created_at`, else `first_seen` |
+//! | `stopped_instance` | an EC2 instance in state `stopped` | `stopped_at`, else `first_seen` |
+//! | `unassociated_eip` | an Elastic IP associated with nothing | `created_at`, else `first_seen` |
+//! | `orphan_snapshot` | an EBS snapshot whose source volume is not among the live resources | `created_at`, else `first_seen` |
+//! | `log_group_without_retention` | a log group whose events never expire | `created_at`, else `first_seen` |
+//!
+//! A rule fires when the age is more than its `min_days` (0: at any age). Protected resources (the
+//! protection tag, with any value) and exempt ones (by tag or ARN glob) are never candidates.
+//!
+//! The saving is the resource's billed cost over the cost window of [`CostIndex`] where billing data has
+//! it, else an estimate from [`Prices`] (see [`estimate`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::engine::{CostIndex, FastSet};
+use crate::file::Exemptions;
+use crate::finding::{Finding, FindingKind, Severity};
+use crate::input::{Details, Resource};
+
+/// The default protection tag key: a resource carrying it (any value) is never a candidate.
+pub const DEFAULT_PROTECT_TAG: &str = "cloudwarden:protect";
+
+/// Hours in a month, as AWS prices hourly charges per month (365 × 24 / 12).
+pub const HOURS_PER_MONTH: i64 = 730;
+
+/// The volume id AWS reports for snapshots copied from other snapshots or registered with AMIs: there
+/// never was such a volume, so such snapshots are never orphans.
+const NO_VOLUME: &str = "vol-ffffffff";
+
+/// The cleanup rules, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CleanupRule {
+    Untagged,
+    UnattachedVolume,
+    StoppedInstance,
+    UnassociatedEip,
+    OrphanSnapshot,
+    LogGroupWithoutRetention,
+}
+
+impl CleanupRule {
+    pub const ALL: [CleanupRule; 6] = [
+        CleanupRule::Untagged,
+        CleanupRule::UnattachedVolume,
+        CleanupRule::StoppedInstance,
+        CleanupRule::UnassociatedEip,
+        CleanupRule::OrphanSnapshot,
+        CleanupRule::LogGroupWithoutRetention,
+    ];
+
+    /// The rule's name in findings, metrics and the `[cleanup]` section.
+    pub fn name(self) -> &'static str {
+        match self {
+            CleanupRule::Untagged => "untagged",
+            CleanupRule::UnattachedVolume => "unattached_volume",
+            CleanupRule::StoppedInstance => "stopped_instance",
+            CleanupRule::UnassociatedEip => "unassociated_eip",
+            CleanupRule::OrphanSnapshot => "orphan_snapshot",
+            CleanupRule::LogGroupWithoutRetention => "log_group_without_retention",
+        }
+    }
+
+    /// The default `min_days`.
+    pub fn default_min_days(self) -> u32 {
+        match self {
+            CleanupRule::Untagged => 14,
+            CleanupRule::UnattachedVolume => 7,
+            CleanupRule::StoppedInstance => 30,
+            CleanupRule::UnassociatedEip => 0,
+            CleanupRule::OrphanSnapshot => 30,
+            CleanupRule::LogGroupWithoutRetention => 0,
+        }
+    }
+}
+
+/// One rule's switch and threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threshold {
+    pub enabled: bool,
+    /// Candidate when older than this many days; 0: at any age.
+    pub min_days: u32,
+}
+
+/// Prices for the estimate when billing data has no cost for a candidate, in USD. Defaults: AWS's public
+/// us-east-1 list prices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prices {
+    /// Per GiB-month of an EBS volume, by volume type (`gp3`, `gp2`, `io1`, ...).
+    pub volume_gib_month: BTreeMap<String, Decimal>,
+    /// Per GiB-month of a volume whose type is unknown or not in `volume_gib_month`.
+    pub other_volume_gib_month: Decimal,
+    /// Per GiB-month of an EBS snapshot (standard tier).
+    pub snapshot_gib_month: Decimal,
+    /// Per hour of a public IPv4 address (Elastic IPs are charged whether associated or not).
+    pub eip_hour: Decimal,
+    /// Per GiB-month of CloudWatch Logs storage.
+    pub log_gib_month: Decimal,
+}
+
+impl Default for Prices {
+    fn default() -> Prices {
+        let d = |cents_milli: i64| Decimal::new(cents_milli, 3);
+        Prices {
+            volume_gib_month: [
+                ("gp3", d(80)),
+                ("gp2", d(100)),
+                ("io1", d(125)),
+                ("io2", d(125)),
+                ("st1", d(45)),
+                ("sc1", d(15)),
+                ("standard", d(50)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            other_volume_gib_month: d(100),
+            snapshot_gib_month: d(50),
+            eip_hour: d(5),
+            log_gib_month: d(30),
+        }
+    }
+}
+
+/// The `[cleanup]` section, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanupSettings {
+    /// A resource with this tag key (any value) is never a candidate.
+    pub protect_tag: String,
+    /// Resources never candidates for any rule.
+    pub exempt: Exemptions,
+    /// Per rule, indexed like [`CleanupRule::ALL`].
+    pub thresholds: [Threshold; 6],
+    pub prices: Prices,
+}
+
+impl Default for CleanupSettings {
+    fn default() -> CleanupSettings {
+        CleanupSettings {
+            protect_tag: DEFAULT_PROTECT_TAG.to_string(),
+            exempt: Exemptions::default(),
+            thresholds: CleanupRule::ALL.map(|r| Threshold {
+                enabled: true,
+                min_days: r.default_min_days(),
+            }),
+            prices: Prices::default(),
+        }
+    }
+}
+
+impl CleanupSettings {
+    /// The threshold of `rule`.
+    pub fn threshold(&self, rule: CleanupRule) -> Threshold {
+        self.thresholds[rule as usize]
+    }
+
+    /// True when `r` may never be a candidate.
+    pub fn protects(&self, r: &Resource) -> bool {
+        r.tags.contains_key(&self.protect_tag) || self.exempt.exempts(&r.arn, &r.tags)
+    }
+}
+
+/// The estimated monthly cost of `r` from the price table, where its details allow one:
+/// volumes size × price of their type; snapshots their source volume's size × snapshot price (an upper
+/// bound: snapshots are incremental); Elastic IPs 730 hours × hourly price; log groups stored bytes in GiB ×
+/// storage price. Instances and other resources: none (a stopped instance's cost is its volumes, which
+/// are candidates of their own).
+pub fn estimate(r: &Resource, prices: &Prices) -> Option<Decimal> {
+    match &r.details {
+        Details::Volume {
+            size_gib: Some(size),
+            volume_type,
+            ..
+        } => {
+            let price = volume_type
+                .as_deref()
+                .and_then(|t| prices.volume_gib_month.get(t))
+                .unwrap_or(&prices.other_volume_gib_month);
+            Some(Decimal::from(*size) * price)
+        }
+        Details::Snapshot {
+            size_gib: Some(size), ..
+        } => Some(Decimal::from(*size) * prices.snapshot_gib_month),
+        Details::ElasticIp { .. } => Some(Decimal::from(HOURS_PER_MONTH) * prices.eip_hour),
+        Details::LogGroup {
+            stored_bytes: Some(bytes),
+            ..
+        } => Some(Decimal::from(*bytes) / Decimal::from(1i64 << 30) * prices.log_gib_month),
+        _ => None,
+    }
+    .map(|d| d.round_dp(4))
+}
+
+/// Candidates and savings of one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSavings {
+    pub rule: CleanupRule,
+    pub candidates: u64,
+    /// Sum of the candidates' known savings per month.
+    pub monthly_usd: Decimal,
+}
+
+/// What the cleanup rules found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanupEvaluation {
+    /// One per (candidate, rule), in input order.
+    pub findings: Vec<Finding>,
+    /// Every enabled rule, in [`CleanupRule::ALL`] order.
+    pub by_rule: Vec<RuleSavings>,
+    /// Resources that are candidates of at least one rule.
+    pub candidates: u64,
+    /// Known savings per month counting each resource once (a resource both untagged and unattached is
+    /// saved once), unlike the sum over `by_rule`.
+    pub monthly_usd: Decimal,
+}
+
+impl CleanupEvaluation {
+    /// Joins the evaluations of two disjoint sets of resources.
+    pub fn merge(mut self, other: CleanupEvaluation) -> CleanupEvaluation {
+        self.findings.extend(other.findings);
+        for (mine, theirs) in self.by_rule.iter_mut().zip(other.by_rule) {
+            mine.candidates += theirs.candidates;
+            mine.monthly_usd += theirs.monthly_usd;
+        }
+        self.candidates += other.candidates;
+        self.monthly_usd += other.monthly_usd;
+        self
+    }
+}
+
+/// Whole days from `since` to `now` (negative when `since` is in the future).
+fn age_days(now: DateTime<Utc>, since: DateTime<Utc>) -> i64 {
+    (now - since).num_days()
+}
+
+/// True when `since` is more than `min_days` days before `now` (0: always).
+fn older_than(now: DateTime<Utc>, since: DateTime<Utc>, min_days: u32) -> bool {
+    min_days == 0 || now - since > Duration::days(i64::from(min_days))
+}
+
+/// Ids of the live EBS volumes, for `orphan_snapshot` (empty when that rule is off).
+pub(crate) fn live_volumes<'a>(settings: &CleanupSettings, resources: &'a [Resource]) -> FastSet<&'a str> {
+    if !settings.threshold(CleanupRule::OrphanSnapshot).enabled {
+        return FastSet::default();
+    }
+    resources
+        .iter()
+        .filter(|r| matches!(r.details, Details::Volume { .. }))
+        .map(|r| r.id.as_str())
+        .collect()
+}
+
+/// Finds every candidate among `resources`.
+pub fn evaluate(
+    settings: &CleanupSettings,
+    resources: &[Resource],
+    costs: &CostIndex,
+    now: DateTime<Utc>,
+) -> CleanupEvaluation {
+    evaluate_chunk(settings, resources, &live_volumes(settings, resources), costs, now)
+}
+
+/// Finds the candidates among `resources`, a share of all live resources whose volume ids are
+/// `live_volumes`.
+pub(crate) fn evaluate_chunk(
+    settings: &CleanupSettings,
+    resources: &[Resource],
+    live_volumes: &FastSet<&str>,
+    costs: &CostIndex,
+    now: DateTime<Utc>,
+) -> CleanupEvaluation {
+    let mut by_rule: HashMap<CleanupRule, (u64, Decimal)> = HashMap::new();
+    let mut findings = Vec::new();
+    let (mut candidates, mut total) = (0u64, Decimal::ZERO);
+    for r in resources {
+        let created = r.created_at.unwrap_or(r.first_seen);
+        let mut hits: [Option<(DateTime<Utc>, String)>; 6] = Default::default();
+        let mut any = false;
+        for rule in CleanupRule::ALL {
+            let t = settings.threshold(rule);
+            if !t.enabled {
+                continue;
+            }
+            let hit = match (&r.details, rule) {
+                (_, CleanupRule::Untagged) => r.is_untagged().then(|| (r.first_seen, "untagged".to_string())),
+                (
+                    Details::Volume {
+                        attached: false,
+                        size_gib,
+                        volume_type,
+                    },
+                    CleanupRule::UnattachedVolume,
+                ) => {
+                    let what = match (volume_type, size_gib) {
+                        (Some(t), Some(s)) => format!("unattached {t} volume of {s} GiB"),
+                        (None, Some(s)) => format!("unattached volume of {s} GiB"),
+                        _ => "unattached volume".to_string(),
+                    };
+                    Some((created, what))
+                }
+                (Details::Instance { stopped_at, .. }, CleanupRule::StoppedInstance)
+                    if r.state.as_deref() == Some("stopped") =>
+                {
+                    Some((stopped_at.unwrap_or(r.first_seen), "stopped instance".to_string()))
+                }
+                (Details::ElasticIp { associated: false, .. }, CleanupRule::UnassociatedEip) => {
+                    Some((created, "unassociated elastic ip".to_string()))
+                }
+                (Details::Snapshot { volume_id: Some(v), .. }, CleanupRule::OrphanSnapshot)
+                    if v != NO_VOLUME && !live_volumes.contains(v.as_str()) =>
+                {
+                    Some((created, format!("snapshot of deleted volume {v}")))
+                }
+                (
+                    Details::LogGroup {
+                        retention_days: None, ..
+                    },
+                    CleanupRule::LogGroupWithoutRetention,
+                ) => Some((created, "log group without retention".to_string())),
+                _ => None,
+            };
+            if let Some((since, what)) = hit {
+                if older_than(now, since, t.min_days) {
+                    hits[rule as usize] = Some((since, what));
+                    any = true;
+                }
+            }
+        }
+        // Protection is checked only for would-be candidates: most resources never get this far.
+        if !any || settings.protects(r) {
+            continue;
+        }
+        let (saving, source) = match costs.monthly(r) {
+            Some(c) => (Some(c), "billing"),
+            None => match estimate(r, &settings.prices) {
+                Some(e) => (Some(e), "price_table"),
+                None => (None, "unknown"),
+            },
+        };
+        candidates += 1;
+        total += saving.unwrap_or_default();
+        for (rule, hit) in CleanupRule::ALL.into_iter().zip(hits) {
+            let Some((since, what)) = hit else { continue };
+            let age = age_days(now, since);
+            let e = by_rule.entry(rule).or_default();
+            e.0 += 1;
+            e.1 += saving.unwrap_or_default();
+            findings.push(Finding {
+                kind: FindingKind::Cleanup,
+                rule: rule.name().to_string(),
+                subject: r.arn.clone(),
+                account_id: Some(r.account_id.clone()),
+                region: Some(r.region.clone()),
+                resource_type: Some(r.resource_type.clone()),
+                severity: Severity::Info,
+                message: format!("{what} for {age} days"),
+                monthly_usd: saving,
+                details: json!({
+                    "reason": what,
+                    "since": since.to_rfc3339(),
+                    "age_days": age,
+                    "min_days": settings.threshold(rule).min_days,
+                    "saving_source": source,
+                }),
+            });
+        }
+    }
+    let by_rule = CleanupRule::ALL
+        .into_iter()
+        .filter(|r| settings.threshold(*r).enabled)
+        .map(|rule| {
+            let (candidates, monthly_usd) = by_rule.get(&rule).copied().unwrap_or_default();
+            RuleSavings {
+                rule,
+                candidates,
+                monthly_usd,
+            }
+        })
+        .collect();
+    CleanupEvaluation {
+        findings,
+        by_rule,
+        candidates,
+        monthly_usd: total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::{at, costs_for, res};
+    use crate::file::parse_rule_file;
+
+    /// Evaluates the `[cleanup]` section `rules` (empty: defaults) at day 100 and compares
+    /// `(rule, id, monthly saving)` of every finding with `want`.
+    fn check(rules: &str, resources: &[Resource], costs: &[(&str, i64, &str)], want: &[(&str, &str, Option<&str>)]) {
+        let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
+        let rows = costs_for(100, costs);
+        let index = CostIndex::build(&rows, at(100));
+        let eval = evaluate(&file.cleanup, resources, &index, at(100));
+        let got: Vec<(String, String, Option<Decimal>)> = eval
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.rule.clone(),
+                    f.subject.rsplit('/').next().unwrap_or_default().to_string(),
+                    f.monthly_usd,
+                )
+            })
+            .collect();
+        let want: Vec<(String, String, Option<Decimal>)> = want
+            .iter()
+            .map(|(r, id, m)| (r.to_string(), id.to_string(), m.map(|m| m.parse().unwrap())))
+            .collect();
+        assert_eq!(got, want, "with\n{rules}");
+    }
+
+    fn seen(mut r: Resource, day: i64) -> Resource {
+        r.first_seen = at(day);
+        r
+    }
+
+    fn volume(id: &str, created_day: i64, attached: bool) -> Resource {
+        let mut r = res("ec2:volume", id, &[("team", "a")]);
+        r.created_at = Some(at(created_day));
+        r.details = Details::Volume {
+            size_gib: Some(100),
+            volume_type: Some("gp3".into()),
+            attached,
+        };
+        r
+    }
+
+    #[test]
+    fn each_rule_with_defaults() {
+        let old_untagged = seen(res("s3:bucket", "old", &[]), 50);
+        let new_untagged = seen(res("s3:bucket", "new", &[]), 90);
+        let aws_only = seen(
+            res("s3:bucket", "awsonly", &[("aws:cloudformation:stack-name", "x")]),
+            50,
+        );
+        let mut stopped = res("ec2:instance", "i-stopped", &[("team", "a")]);
+        stopped.state = Some("stopped".into());
+        stopped.details = Details::Instance {
+            instance_type: None,
+            stopped_at: Some(at(60)),
+        };
+        let mut stopped_recent = stopped.clone();
+        stopped_recent.id = "i-recent".into();
+        stopped_recent.arn = "arn:aws:ec2:eu-west-1:111111111111:instance/i-recent".into();
+        stopped_recent.details = Details::Instance {
+            instance_type: None,
+            stopped_at: Some(at(80)),
+        };
+        let mut running = stopped.clone();
+        running.arn = "arn:aws:ec2:eu-west-1:111111111111:instance/i-running".into();
+        running.state = Some("running".into());
+        let mut eip = res("ec2:elastic-ip", "eipalloc-1", &[("team", "a")]);
+        eip.details = Details::ElasticIp {
+            public_ip: None,
+            associated: false,
+        };
+        let mut eip_used = res("ec2:elastic-ip", "eipalloc-2", &[("team", "a")]);
+        eip_used.details = Details::ElasticIp {
+            public_ip: None,
+            associated: true,
+        };
+        let mut orphan = res("ec2:snapshot", "snap-orphan", &[("team", "a")]);
+        orphan.created_at = Some(at(10));
+        orphan.details = Details::Snapshot {
+            volume_id: Some("vol-gone".into()),
+            size_gib: Some(8),
+        };
+        let mut kept = orphan.clone();
+        kept.arn = "arn:aws:ec2:eu-west-1:111111111111:snapshot/snap-kept".into();
+        kept.details = Details::Snapshot {
+            volume_id: Some("vol-attached".into()),
+            size_gib: Some(8),
+        };
+        let mut copied = orphan.clone();
+        copied.arn = "arn:aws:ec2:eu-west-1:111111111111:snapshot/snap-copy".into();
+        copied.details = Details::Snapshot {
+            volume_id: Some("vol-ffffffff".into()),
+            size_gib: Some(8),
+        };
+        let mut logs = res("logs:log-group", "app", &[("team", "a")]);
+        logs.details = Details::LogGroup {
+            retention_days: None,
+            stored_bytes: Some(10 << 30),
+        };
+        let mut logs_kept = logs.clone();
+        logs_kept.arn = "arn:aws:logs:eu-west-1:111111111111:log-group/kept".into();
+        logs_kept.details = Details::LogGroup {
+            retention_days: Some(30),
+            stored_bytes: Some(1 << 30),
+        };
+        check(
+            "",
+            &[
+                old_untagged,
+                new_untagged,
+                aws_only,
+                volume("vol-old", 80, false),
+                volume("vol-new", 95, false),
+                volume("vol-attached", 10, true),
+                stopped,
+                stopped_recent,
+                running,
+                eip,
+                eip_used,
+                orphan,
+                kept,
+                copied,
+                logs,
+                logs_kept,
+            ],
+            &[],
+            &[
+                ("untagged", "old", None),
+                ("untagged", "awsonly", None),
+                ("unattached_volume", "vol-old", Some("8.00")),
+                ("stopped_instance", "i-stopped", None),
+                ("unassociated_eip", "eipalloc-1", Some("3.65")),
+                ("orphan_snapshot", "snap-orphan", Some("0.40")),
+                ("log_group_without_retention", "app", Some("0.30")),
+            ],
+        );
+    }
+
+    #[test]
+    fn thresholds_switches_and_prices() {
+        let rules = r#"
+[cleanup.unattached_volume]
+min_days = 1
+[cleanup.untagged]
+enabled = false
+[cleanup.prices]
+volume_gib_month = { gp3 = "0.05" }
+"#;
+        let mut untyped = volume("vol-untyped", 10, false);
+        untyped.details = Details::Volume {
+            size_gib: Some(10),
+            volume_type: None,
+            attached: false,
+        };
+        check(
+            rules,
+            &[
+                volume("vol-new", 95, false),
+                seen(res("s3:bucket", "old", &[]), 1),
+                untyped,
+            ],
+            &[],
+            &[
+                ("unattached_volume", "vol-new", Some("5.00")),
+                ("unattached_volume", "vol-untyped", Some("1.00")),
+            ],
+        );
+    }
+
+    #[test]
+    fn billing_cost_wins_over_price_table() {
+        let v = volume("vol-billed", 10, false);
+        check(
+            "",
+            std::slice::from_ref(&v),
+            &[(&v.arn, 1, "3.10"), ("vol-billed", 30, "1"), ("vol-billed", 31, "50")],
+            &[("unattached_volume", "vol-billed", Some("4.10"))],
+        );
+    }
+
+    #[test]
+    fn protected_and_exempt_are_never_candidates() {
+        let rules = r#"
+[cleanup]
+protect_tag = "keep"
+exempt_tags = ["env=prod"]
+exempt_arns = ["arn:aws:ec2:*:*:volume/vol-x*"]
+"#;
+        let mut protected = volume("vol-p", 10, false);
+        protected.tags.insert("keep".into(), "".into());
+        let mut default_tag_only = volume("vol-d", 10, false);
+        default_tag_only.tags.insert(DEFAULT_PROTECT_TAG.into(), "yes".into());
+        let mut prod = volume("vol-prod", 10, false);
+        prod.tags.insert("env".into(), "prod".into());
+        check(
+            rules,
+            &[protected, default_tag_only, prod, volume("vol-x1", 10, false)],
+            &[],
+            // The default tag no longer protects once another key is configured.
+            &[("unattached_volume", "vol-d", Some("8.00"))],
+        );
+    }
+
+    #[test]
+    fn totals_count_each_resource_once() {
+        let mut v = volume("vol-1", 10, false);
+        v.tags.clear();
+        v.first_seen = at(10);
+        let file = parse_rule_file("t.toml", "").unwrap();
+        let e = evaluate(&file.cleanup, &[v], &CostIndex::build(&[], at(100)), at(100));
+        assert_eq!(e.findings.len(), 2);
+        assert_eq!(e.candidates, 1);
+        assert_eq!(e.monthly_usd, Decimal::new(8, 0));
+        let sum: Decimal = e.by_rule.iter().map(|r| r.monthly_usd).sum();
+        assert_eq!(sum, Decimal::new(16, 0));
+    }
+}

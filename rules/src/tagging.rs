@@ -1,0 +1,559 @@
+//! Tagging rules: required keys and allowed values per resource type, with exemptions.
+//!
+//! A rule applies to a resource when one of its `resource_types` globs matches the resource's type and no
+//! exemption matches. The resource is then *in scope* of the rule; it complies when every required key is
+//! present and every key with allowed values that is present has an allowed value. Each non-compliant
+//! (resource, rule) pair is one [`Finding`] listing the missing keys and invalid values.
+//!
+//! Per (account, resource type): resources in scope of at least one rule, those compliant with every rule
+//! in scope, the ratio of the two, untagged resources, and the spend of the non-compliant ones over the
+//! cost window of [`CostIndex`].
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::engine::{CostIndex, FastMap};
+use crate::file::{Exemptions, Glob};
+use crate::finding::{Finding, FindingKind, Severity};
+use crate::input::Resource;
+
+/// One tagging rule, compiled from a `[[tagging]]` entry.
+#[derive(Debug, Clone)]
+pub struct TaggingRule {
+    /// Unique among all rules of all families.
+    pub name: String,
+    /// Resource types the rule applies to (`ec2:instance`, `ec2:*`, `*`).
+    pub resource_types: Vec<Glob>,
+    /// Keys every resource in scope must carry.
+    pub required_keys: Vec<String>,
+    /// Allowed values per key, in the file's order. A key here and not in `required_keys` is optional,
+    /// but checked when present.
+    pub allowed: Vec<AllowedValues>,
+    /// Match keys ignoring case (`Team` satisfies `team`).
+    pub ignore_key_case: bool,
+    /// Compare values with the allowed list ignoring case (regexes are compiled case-insensitive).
+    pub ignore_value_case: bool,
+    /// Resources the rule leaves alone.
+    pub exempt: Exemptions,
+    pub severity: Severity,
+}
+
+/// The values a key may take.
+#[derive(Debug, Clone)]
+pub struct AllowedValues {
+    pub key: String,
+    pub allowed: Allowed,
+}
+
+/// A list of values, or a regex the whole value must match.
+#[derive(Debug, Clone)]
+pub enum Allowed {
+    OneOf(Vec<String>),
+    /// Compiled anchored (`^(?:…)$`); `pattern` is the text as written.
+    Regex {
+        pattern: String,
+        regex: Regex,
+    },
+}
+
+impl Allowed {
+    fn accepts(&self, value: &str, ignore_case: bool) -> bool {
+        match self {
+            Allowed::OneOf(list) if ignore_case => list.iter().any(|v| caseless_eq(v, value)),
+            Allowed::OneOf(list) => list.iter().any(|v| v == value),
+            Allowed::Regex { regex, .. } => regex.is_match(value),
+        }
+    }
+
+    fn expected(&self) -> Value {
+        match self {
+            Allowed::OneOf(list) => json!(list),
+            Allowed::Regex { pattern, .. } => json!({ "regex": pattern }),
+        }
+    }
+}
+
+/// Equality under Unicode lower-casing, without allocating.
+fn caseless_eq(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+/// The tag `key` of `tags` (its key as written and its value): exact first, then ignoring case if asked.
+fn lookup<'t>(tags: &'t BTreeMap<String, String>, key: &str, ignore_case: bool) -> Option<(&'t str, &'t str)> {
+    if let Some((k, v)) = tags.get_key_value(key) {
+        return Some((k, v));
+    }
+    if ignore_case {
+        return tags
+            .iter()
+            .find(|(k, _)| caseless_eq(k, key))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+    }
+    None
+}
+
+impl TaggingRule {
+    /// True when the rule's types cover `resource_type`.
+    pub fn covers(&self, resource_type: &str) -> bool {
+        self.resource_types.iter().any(|g| g.matches(resource_type))
+    }
+
+    /// What is wrong with `r`: `(missing keys, invalid values)`, in the rule's key order.
+    fn violations(&self, r: &Resource) -> (Vec<Value>, Vec<Value>) {
+        let missing = self
+            .required_keys
+            .iter()
+            .filter(|k| lookup(&r.tags, k, self.ignore_key_case).is_none())
+            .map(|k| json!(k));
+        let invalid = self.allowed.iter().filter_map(|a| {
+            let (key, value) = lookup(&r.tags, &a.key, self.ignore_key_case)?;
+            (!a.allowed.accepts(value, self.ignore_value_case))
+                .then(|| json!({ "key": key, "value": value, "expected": a.allowed.expected() }))
+        });
+        (missing.collect(), invalid.collect())
+    }
+
+    fn finding(&self, r: &Resource, monthly_usd: Option<Decimal>) -> Finding {
+        let (missing, invalid) = self.violations(r);
+        let mut message = String::with_capacity(64);
+        message.push_str(&r.resource_type);
+        message.push_str(": ");
+        for (i, k) in missing.iter().filter_map(Value::as_str).enumerate() {
+            message.push_str(if i == 0 { "missing tags " } else { ", " });
+            message.push_str(k);
+        }
+        for (i, bad) in invalid.iter().enumerate() {
+            message.push_str(match (i, missing.is_empty()) {
+                (0, true) => "invalid values ",
+                (0, false) => "; invalid values ",
+                _ => ", ",
+            });
+            message.push_str(bad["key"].as_str().unwrap_or_default());
+            message.push('=');
+            message.push_str(&bad["value"].to_string());
+        }
+        Finding {
+            kind: FindingKind::Tagging,
+            rule: self.name.clone(),
+            subject: r.arn.clone(),
+            account_id: Some(r.account_id.clone()),
+            region: Some(r.region.clone()),
+            resource_type: Some(r.resource_type.clone()),
+            severity: self.severity,
+            message,
+            monthly_usd,
+            details: json!({ "missing": missing, "invalid": invalid }),
+        }
+    }
+}
+
+/// Tag compliance of one (account, resource type).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compliance {
+    pub account_id: String,
+    pub resource_type: String,
+    /// Resources of this account and type.
+    pub resources: u64,
+    /// Of those, carrying no tag of their own.
+    pub untagged: u64,
+    /// Resources in scope of at least one rule (not exempt from it).
+    pub in_scope: u64,
+    /// Of those, compliant with every rule in scope.
+    pub compliant: u64,
+    /// Spend of the non-compliant resources over the cost window (a monthly figure), where billing data
+    /// has per-resource cost.
+    pub non_compliant_monthly_usd: Decimal,
+}
+
+impl Compliance {
+    /// `compliant / in_scope` in 0..=1; `None` when no resource is in scope.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.in_scope > 0).then(|| self.compliant as f64 / self.in_scope as f64)
+    }
+}
+
+/// What the tagging rules found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaggingEvaluation {
+    /// One per non-compliant (resource, rule), in input order.
+    pub findings: Vec<Finding>,
+    /// Per (account, resource type), sorted by both.
+    pub compliance: Vec<Compliance>,
+}
+
+impl TaggingEvaluation {
+    /// Joins the evaluations of two disjoint sets of resources.
+    pub fn merge(mut self, other: TaggingEvaluation) -> TaggingEvaluation {
+        self.findings.extend(other.findings);
+        let mut groups: BTreeMap<(String, String), Compliance> = BTreeMap::new();
+        for c in self.compliance.into_iter().chain(other.compliance) {
+            match groups.get_mut(&(c.account_id.clone(), c.resource_type.clone())) {
+                Some(g) => {
+                    g.resources += c.resources;
+                    g.untagged += c.untagged;
+                    g.in_scope += c.in_scope;
+                    g.compliant += c.compliant;
+                    g.non_compliant_monthly_usd += c.non_compliant_monthly_usd;
+                }
+                None => {
+                    groups.insert((c.account_id.clone(), c.resource_type.clone()), c);
+                }
+            }
+        }
+        self.compliance = groups.into_values().collect();
+        self
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    resources: u64,
+    untagged: u64,
+    in_scope: u64,
+    compliant: u64,
+    cost: Decimal,
+}
+
+/// The rules prepared for evaluation: each distinct (key, ignore case) is a slot looked up at most once
+/// per resource, each distinct value constraint a check run at most once per resource, however many
+/// rules share them.
+struct Plan<'r> {
+    /// Slot → (key, ignore case).
+    keys: Vec<(&'r str, bool)>,
+    /// Check → (slot, allowed values, ignore value case).
+    checks: Vec<(usize, &'r Allowed, bool)>,
+    /// Per rule: slots of its required keys, and its checks.
+    rules: Vec<(Vec<usize>, Vec<usize>)>,
+}
+
+fn same_allowed(a: &Allowed, b: &Allowed) -> bool {
+    match (a, b) {
+        (Allowed::OneOf(x), Allowed::OneOf(y)) => x == y,
+        (Allowed::Regex { pattern: x, .. }, Allowed::Regex { pattern: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
+impl<'r> Plan<'r> {
+    fn new(rules: &'r [TaggingRule]) -> Plan<'r> {
+        let mut plan = Plan {
+            keys: Vec::new(),
+            checks: Vec::new(),
+            rules: Vec::new(),
+        };
+        for rule in rules {
+            let mut slot = |key: &'r str| match plan.keys.iter().position(|k| *k == (key, rule.ignore_key_case)) {
+                Some(i) => i,
+                None => {
+                    plan.keys.push((key, rule.ignore_key_case));
+                    plan.keys.len() - 1
+                }
+            };
+            let required: Vec<usize> = rule.required_keys.iter().map(|k| slot(k)).collect();
+            let slots: Vec<usize> = rule.allowed.iter().map(|a| slot(&a.key)).collect();
+            let checks = rule
+                .allowed
+                .iter()
+                .zip(slots)
+                .map(|(a, s)| {
+                    let same = |c: &(usize, &Allowed, bool)| {
+                        c.0 == s && c.2 == rule.ignore_value_case && same_allowed(c.1, &a.allowed)
+                    };
+                    match plan.checks.iter().position(same) {
+                        Some(i) => i,
+                        None => {
+                            plan.checks.push((s, &a.allowed, rule.ignore_value_case));
+                            plan.checks.len() - 1
+                        }
+                    }
+                })
+                .collect();
+            plan.rules.push((required, checks));
+        }
+        plan
+    }
+}
+
+/// Per-resource memo of slot values and check results, reused across resources (no allocation).
+struct Memo<'a> {
+    values: Vec<Option<Option<&'a str>>>,
+    checks: Vec<Option<bool>>,
+}
+
+impl<'a> Memo<'a> {
+    fn reset(&mut self) {
+        self.values.fill(None);
+        self.checks.fill(None);
+    }
+
+    fn value(&mut self, plan: &Plan, r: &'a Resource, slot: usize) -> Option<&'a str> {
+        *self.values[slot].get_or_insert_with(|| {
+            let (key, ignore_case) = plan.keys[slot];
+            lookup(&r.tags, key, ignore_case).map(|(_, v)| v)
+        })
+    }
+
+    /// True when the check passes (an absent key passes: presence is `required_keys`' job).
+    fn check(&mut self, plan: &Plan, r: &'a Resource, check: usize) -> bool {
+        if let Some(ok) = self.checks[check] {
+            return ok;
+        }
+        let (slot, allowed, ignore_case) = plan.checks[check];
+        let ok = self
+            .value(plan, r, slot)
+            .is_none_or(|v| allowed.accepts(v, ignore_case));
+        self.checks[check] = Some(ok);
+        ok
+    }
+}
+
+/// Evaluates every rule against every resource.
+pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex) -> TaggingEvaluation {
+    let plan = Plan::new(rules);
+    let mut memo = Memo {
+        values: vec![None; plan.keys.len()],
+        checks: vec![None; plan.checks.len()],
+    };
+    // Rules in scope per resource type, computed once per distinct type.
+    let mut by_type: FastMap<&str, Vec<usize>> = FastMap::default();
+    let mut groups: FastMap<(&str, &str), Counts> = FastMap::default();
+    let mut findings = Vec::new();
+    for r in resources {
+        let applicable = by_type.entry(r.resource_type.as_str()).or_insert_with(|| {
+            (0..rules.len())
+                .filter(|&i| rules[i].covers(&r.resource_type))
+                .collect()
+        });
+        memo.reset();
+        let mut in_scope = false;
+        let mut compliant = true;
+        let mut cost: Option<Option<Decimal>> = None;
+        for &i in applicable.iter() {
+            let rule = &rules[i];
+            if !rule.exempt.is_empty() && rule.exempt.exempts(&r.arn, &r.tags) {
+                continue;
+            }
+            in_scope = true;
+            let (required, checks) = &plan.rules[i];
+            let complies = required.iter().all(|&s| memo.value(&plan, r, s).is_some())
+                && checks.iter().all(|&c| memo.check(&plan, r, c));
+            if complies {
+                continue;
+            }
+            compliant = false;
+            let monthly = *cost.get_or_insert_with(|| costs.monthly(r));
+            findings.push(rule.finding(r, monthly));
+        }
+        let g = groups
+            .entry((r.account_id.as_str(), r.resource_type.as_str()))
+            .or_default();
+        g.resources += 1;
+        g.untagged += u64::from(r.is_untagged());
+        if in_scope {
+            g.in_scope += 1;
+            if compliant {
+                g.compliant += 1;
+            } else if let Some(Some(c)) = cost {
+                g.cost += c;
+            }
+        }
+    }
+    let mut compliance: Vec<Compliance> = groups
+        .into_iter()
+        .map(|((account, rtype), c)| Compliance {
+            account_id: account.to_string(),
+            resource_type: rtype.to_string(),
+            resources: c.resources,
+            untagged: c.untagged,
+            in_scope: c.in_scope,
+            compliant: c.compliant,
+            non_compliant_monthly_usd: c.cost,
+        })
+        .collect();
+    compliance.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
+    TaggingEvaluation { findings, compliance }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::{at, costs_for, res};
+    use crate::file::parse_rule_file;
+
+    /// Parses `rules` (`[[tagging]]` entries), evaluates them and compares `(rule, subject, details)` of
+    /// every finding with `want`.
+    fn check(rules: &str, resources: &[Resource], want: &[(&str, &str, Value)]) -> TaggingEvaluation {
+        let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
+        let costs = CostIndex::build(&[], at(0));
+        let eval = evaluate(&file.tagging, resources, &costs);
+        let got: Vec<(&str, &str, Value)> = eval
+            .findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.subject.as_str(), f.details.clone()))
+            .collect();
+        let want: Vec<(&str, &str, Value)> = want.to_vec();
+        assert_eq!(got, want, "findings of\n{rules}");
+        eval
+    }
+
+    const TEAM_ENV: &str = r#"
+[[tagging]]
+name = "team-env"
+resource_types = ["ec2:*"]
+required_keys = ["team", "env"]
+[tagging.allowed_values]
+env = ["prod", "dev"]
+[tagging.allowed_patterns]
+cost-center = "cc-[0-9]{4}"
+"#;
+
+    #[test]
+    fn required_and_allowed() {
+        let ok = res("ec2:instance", "i-ok", &[("team", "a"), ("env", "prod")]);
+        let missing = res("ec2:volume", "vol-1", &[("env", "prod")]);
+        let invalid = res("ec2:instance", "i-bad", &[("team", "a"), ("env", "production")]);
+        let both = res("ec2:instance", "i-both", &[("env", "qa"), ("cost-center", "cc-12")]);
+        let out_of_scope = res("s3:bucket", "logs", &[]);
+        let ci_ok = res(
+            "ec2:instance",
+            "i-cc",
+            &[("team", "a"), ("env", "dev"), ("cost-center", "cc-1234")],
+        );
+        let ci_sub = res(
+            "ec2:instance",
+            "i-sub",
+            &[("team", "a"), ("env", "dev"), ("cost-center", "xcc-1234")],
+        );
+        let e = check(
+            TEAM_ENV,
+            &[
+                ok,
+                missing.clone(),
+                invalid.clone(),
+                both.clone(),
+                out_of_scope,
+                ci_ok,
+                ci_sub.clone(),
+            ],
+            &[
+                ("team-env", &missing.arn, json!({"missing": ["team"], "invalid": []})),
+                (
+                    "team-env",
+                    &invalid.arn,
+                    json!({"missing": [], "invalid": [{"key": "env", "value": "production", "expected": ["prod", "dev"]}]}),
+                ),
+                (
+                    "team-env",
+                    &both.arn,
+                    json!({"missing": ["team"], "invalid": [
+                        {"key": "env", "value": "qa", "expected": ["prod", "dev"]},
+                        {"key": "cost-center", "value": "cc-12", "expected": {"regex": "cc-[0-9]{4}"}},
+                    ]}),
+                ),
+                (
+                    "team-env",
+                    &ci_sub.arn,
+                    json!({"missing": [], "invalid": [
+                        {"key": "cost-center", "value": "xcc-1234", "expected": {"regex": "cc-[0-9]{4}"}},
+                    ]}),
+                ),
+            ],
+        );
+        let instances = e.compliance.iter().find(|c| c.resource_type == "ec2:instance").unwrap();
+        assert_eq!(
+            (instances.in_scope, instances.compliant, instances.resources),
+            (5, 2, 5)
+        );
+        assert_eq!(instances.ratio(), Some(0.4));
+        let buckets = e.compliance.iter().find(|c| c.resource_type == "s3:bucket").unwrap();
+        assert_eq!((buckets.in_scope, buckets.untagged, buckets.ratio()), (0, 1, None));
+    }
+
+    #[test]
+    fn key_and_value_case() {
+        let rules = r#"
+[[tagging]]
+name = "strict"
+required_keys = ["team"]
+[tagging.allowed_values]
+env = ["prod"]
+
+[[tagging]]
+name = "relaxed"
+required_keys = ["team"]
+ignore_key_case = true
+ignore_value_case = true
+[tagging.allowed_values]
+env = ["prod"]
+[tagging.allowed_patterns]
+tier = "web|db"
+"#;
+        let r = res(
+            "ec2:instance",
+            "i-1",
+            &[("Team", "a"), ("ENV", "PROD"), ("Tier", "WEB")],
+        );
+        let unicode = res("ec2:instance", "i-2", &[("TEAM", "a"), ("Env", "Prod")]);
+        check(
+            rules,
+            &[r.clone(), unicode.clone()],
+            &[
+                ("strict", &r.arn, json!({"missing": ["team"], "invalid": []})),
+                ("strict", &unicode.arn, json!({"missing": ["team"], "invalid": []})),
+            ],
+        );
+    }
+
+    #[test]
+    fn exemptions_by_tag_and_arn() {
+        let rules = r#"
+[[tagging]]
+name = "team"
+required_keys = ["team"]
+exempt_tags = ["cloudwarden:exempt", "env=sandbox"]
+exempt_arns = ["arn:aws:ec2:*:222222222222:*"]
+"#;
+        let by_key = res("ec2:instance", "i-1", &[("cloudwarden:exempt", "yes")]);
+        let by_value = res("ec2:instance", "i-2", &[("env", "sandbox")]);
+        let other_value = res("ec2:instance", "i-3", &[("env", "prod")]);
+        let mut by_arn = res("ec2:instance", "i-4", &[]);
+        by_arn.arn = "arn:aws:ec2:eu-west-1:222222222222:instance/i-4".into();
+        by_arn.account_id = "222222222222".into();
+        let e = check(
+            rules,
+            &[by_key, by_value, other_value.clone(), by_arn],
+            &[("team", &other_value.arn, json!({"missing": ["team"], "invalid": []}))],
+        );
+        // Exempt resources are not in scope: 1 of 3 in the first account, none in the second.
+        assert_eq!(e.compliance[0].in_scope, 1);
+        assert_eq!(e.compliance[1].in_scope, 0);
+    }
+
+    #[test]
+    fn cost_of_non_compliant() {
+        let file = parse_rule_file("t.toml", TEAM_ENV).unwrap();
+        let bad = res("ec2:instance", "i-bad", &[]);
+        let good = res("ec2:instance", "i-good", &[("team", "a"), ("env", "dev")]);
+        let costs = costs_for(
+            0,
+            &[
+                (&bad.arn, 1, "2.50"),
+                ("i-bad", 2, "1.25"),
+                (&good.arn, 1, "9"),
+                (&bad.arn, 31, "100"),
+            ],
+        );
+        let index = CostIndex::build(&costs, at(0));
+        let e = evaluate(&file.tagging, &[bad, good], &index);
+        assert_eq!(e.findings[0].monthly_usd, Some(Decimal::new(375, 2)));
+        assert_eq!(e.compliance[0].non_compliant_monthly_usd, Decimal::new(375, 2));
+    }
+}
