@@ -44,7 +44,7 @@ pub enum Command {
         /// Print the summaries as a JSON array.
         #[arg(long)]
         json: bool,
-        /// Run only this collector (`inventory`, `cost_explorer`, `cloudwatch`, `logs`, `terraform`, `billing_files`).
+        /// Run only this collector (`inventory`, `cost_explorer`, `cloudwatch`, `logs`, `terraform`, `billing_files`, `rules`).
         #[arg(long)]
         collector: Option<String>,
     },

@@ -81,6 +81,14 @@ impl CycleSummary {
         }
     }
 
+    /// The facts of a rules evaluation.
+    pub fn rules(&self) -> Option<&jobs::rules::RulesDetail> {
+        match &self.detail {
+            Detail::Rules(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The Cost Explorer facts of a Cost Explorer run.
     pub fn cost_explorer(&self) -> Option<&jobs::cost_explorer::CostExplorerDetail> {
         match &self.detail {
@@ -112,6 +120,8 @@ pub struct Daemon {
     /// (account, region, log group) → newest event time.
     log_last_events: Arc<Mutex<BTreeMap<(String, String, String), DateTime<Utc>>>>,
     billing: Arc<Mutex<BillingState>>,
+    /// The newest rules evaluation's aggregates, for `/metrics`.
+    rules: Arc<Mutex<Option<Arc<metrics::RulesAggregates>>>>,
 }
 
 /// The billing files' counters, and their cost windows, computed again only after a load or when the day
@@ -146,17 +156,19 @@ impl Daemon {
             .into_iter()
             .filter(|(name, _)| config.aws.accounts.iter().any(|a| &a.name == name))
             .collect();
+        let state = AppState::default().with_api(store.clone(), config.api.tokens.clone());
         let daemon = Daemon {
             config: Arc::new(config),
             store,
             aws,
-            state: AppState::default(),
+            state,
             collectors: Arc::new(Mutex::new(collectors)),
             accounts: Arc::new(Mutex::new(known)),
             cloudwatch: Arc::new(Mutex::new(Arc::new(Vec::new()))),
             cloudwatch_metrics_requested: Arc::new(AtomicU64::new(0)),
             log_last_events: Arc::new(Mutex::new(BTreeMap::new())),
             billing: Arc::new(Mutex::new(BillingState::default())),
+            rules: Arc::new(Mutex::new(None)),
         };
         // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
@@ -183,6 +195,9 @@ impl Daemon {
         }
         if let Some(j) = &self.config.billing_files {
             out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::BillingFiles(j.settings.clone()) });
+        }
+        if let Some(j) = &self.config.rules {
+            out.push(ScheduledJob { schedule: j.schedule.clone(), kind: JobKind::Rules(j.settings.clone()) });
         }
         out
     }
@@ -264,6 +279,16 @@ impl Daemon {
         }
     }
 
+    pub(crate) fn set_rules_aggregates(&self, aggregates: Arc<metrics::RulesAggregates>) {
+        *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = Some(aggregates);
+    }
+
+    /// Whether the collector has ever succeeded (kept across restarts).
+    pub(crate) fn collector_succeeded(&self, collector: &str) -> bool {
+        let all = self.collectors.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(collector).is_some_and(|s| s.last_success.is_some())
+    }
+
     pub(crate) fn add_cloudwatch_metrics_requested(&self, n: u64) {
         self.cloudwatch_metrics_requested.fetch_add(n, Ordering::Relaxed);
     }
@@ -291,6 +316,16 @@ impl Daemon {
                 return;
             }
         };
+        let findings = match &self.config.rules {
+            None => None,
+            Some(_) => match self.store.finding_counts().await {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    error!(%error, "cannot count findings; keeping the previous /metrics");
+                    return;
+                }
+            },
+        };
         let billing = self.billing_view(Utc::now()).await;
         let billing_counters = self.config.billing_files.as_ref().map(|_| {
             self.billing.lock().unwrap_or_else(|p| p.into_inner()).counters.clone()
@@ -308,6 +343,8 @@ impl Daemon {
             api_calls: self.aws.stats.snapshot(),
             cloudwatch: self.cloudwatch.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             cloudwatch_metrics_requested: self.cloudwatch_metrics_requested.load(Ordering::Relaxed),
+            rules: self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            findings,
         };
         self.state.set_metrics(metrics::render(&snapshot));
     }
@@ -341,6 +378,7 @@ impl Daemon {
             JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
             JobKind::Terraform(s) => jobs::terraform::run(self, s, cancel).await,
             JobKind::BillingFiles(s) => jobs::billing_files::run(self, s, cancel).await,
+            JobKind::Rules(s) => jobs::rules::run(self, s, now, cancel).await,
             }
         };
         // This run's own calls, even while other jobs call AWS at the same time.
@@ -448,9 +486,9 @@ impl Daemon {
         let (addr, server) = server::serve(self.config.listen, self.state.clone(), shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
-        info!(%addr, "serving /metrics, /healthz and /readyz");
+        info!(%addr, "serving /metrics, /healthz, /readyz and /api/v1/findings");
         // On a database without any resource yet, the jobs that read the inventory (CloudWatch discovery,
-        // Logs) would find nothing: their first run waits for the inventory's first run.
+        // Logs, rules) would find nothing: their first run waits for the inventory's first run.
         let jobs = self.jobs();
         let inventory_enabled = jobs.iter().any(|j| matches!(j.kind, JobKind::Inventory(_)));
         let empty = match self.store.inventory_counts().await {

@@ -65,6 +65,33 @@ pub struct Snapshot {
     pub billing: Option<std::sync::Arc<crate::billing::BillingView>>,
     /// What the billing files loads did since start; `None` when that collector is off.
     pub billing_counters: Option<BillingCounters>,
+    /// The newest evaluation's aggregates; `None` before the first evaluation or when rules are off.
+    pub rules: Option<std::sync::Arc<RulesAggregates>>,
+    /// Open findings by kind and severity; `None` when rules are off.
+    pub findings: Option<Vec<crate::store::FindingCount>>,
+}
+
+/// What `/metrics` shows of one rules evaluation: its aggregates, without the findings.
+#[derive(Debug, Clone)]
+pub struct RulesAggregates {
+    pub tag_compliance: Vec<rules::tagging::Compliance>,
+    pub budgets: Vec<rules::budget::BudgetStatus>,
+    pub cost_anomaly: Vec<rules::anomaly::cost::SeriesScore>,
+    /// `None` when drift was not evaluated.
+    pub drift: Option<rules::engine::DriftSummary>,
+    pub cleanup: rules::engine::CleanupSummary,
+}
+
+impl RulesAggregates {
+    pub fn of(e: rules::engine::Evaluation) -> RulesAggregates {
+        RulesAggregates {
+            tag_compliance: e.tag_compliance,
+            budgets: e.budgets,
+            cost_anomaly: e.cost_anomaly,
+            drift: e.drift,
+            cleanup: e.cleanup,
+        }
+    }
 }
 
 /// What the billing files loads did since the daemon started.
@@ -242,6 +269,13 @@ pub fn render(s: &Snapshot) -> String {
         render_billing_counters(reg, c);
     }
 
+    if let Some(r) = &s.rules {
+        render_rules(reg, r);
+    }
+    if let Some(counts) = &s.findings {
+        render_findings(reg, counts);
+    }
+
     let matches = Family::<Vec<(String, String)>, Counter>::default();
     for p in &s.patterns {
         matches
@@ -330,6 +364,92 @@ fn render_billing_view(reg: &mut Registry, view: &crate::billing::BillingView) {
             left_out,
         );
     }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
+    use rust_decimal::prelude::ToPrimitive;
+
+    let compliance = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &r.tag_compliance {
+        if let Some(ratio) = c.ratio() {
+            compliance.get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)])).set(ratio);
+        }
+    }
+    reg.register(
+        "tag_compliance_ratio",
+        "Share of the resources in scope of a tagging rule that comply with every rule, per account and type",
+        compliance,
+    );
+
+    let used = Family::<Vec<(String, String)>, FloatGauge>::default();
+    let forecast = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for b in &r.budgets {
+        let l = labels(&[("budget", &b.name)]);
+        used.get_or_create(&l).set(b.used_ratio);
+        forecast.get_or_create(&l).set(b.forecast_ratio);
+    }
+    reg.register("budget_used_ratio", "Spend of the budget's current period so far, as a share of its amount", used);
+    reg.register(
+        "budget_forecast_ratio",
+        "Forecast spend at the end of the budget's current period, as a share of its amount",
+        forecast,
+    );
+
+    let scores = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for a in &r.cost_anomaly {
+        scores.get_or_create(&labels(&[("series_kind", a.series_kind.as_str()), ("key", &a.key)])).set(a.score);
+    }
+    reg.register("cost_anomaly_score", "Anomaly score (0..1) of the newest complete day of a cost series", scores);
+
+    if let Some(d) = &r.drift {
+        let drift = Family::<Vec<(String, String)>, Gauge>::default();
+        for (kind, n) in &d.counts {
+            drift.get_or_create(&labels(&[("kind", kind.name())])).set(*n as i64);
+        }
+        reg.register("drift_resources", "Drift findings by kind: unmanaged, missing, changed", drift);
+        let coverage = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for c in &d.coverage {
+            if let Some(ratio) = c.ratio() {
+                coverage.get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)])).set(ratio);
+            }
+        }
+        reg.register(
+            "iac_coverage_ratio",
+            "Share of the live resources Terraform can manage that are in a loaded state, per account and type",
+            coverage,
+        );
+    }
+
+    let candidates = Family::<Vec<(String, String)>, Gauge>::default();
+    let savings = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &r.cleanup.by_rule {
+        let l = labels(&[("rule", c.rule.name())]);
+        candidates.get_or_create(&l).set(c.candidates as i64);
+        savings.get_or_create(&l).set(c.monthly_usd.to_f64().unwrap_or(0.0));
+    }
+    reg.register("cleanup_candidates", "Resources a cleanup rule selects", candidates);
+    reg.register(
+        "cleanup_potential_savings_usd",
+        "Estimated monthly saving of deleting the candidates of a cleanup rule, in USD",
+        savings,
+    );
+}
+
+fn render_findings(reg: &mut Registry, counts: &[crate::store::FindingCount]) {
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    for kind in rules::finding::FindingKind::ALL {
+        for severity in crate::store::SEVERITIES {
+            let open = counts.iter().find(|c| c.kind == kind && c.severity == severity).map_or(0, |c| c.open);
+            family
+                .get_or_create(&labels(&[("kind", kind.as_str()), ("severity", crate::store::severity_str(severity))]))
+                .set(open);
+        }
+    }
+    reg.register("findings", "Open findings by kind and severity", family);
 }
 
 fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {

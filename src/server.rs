@@ -1,18 +1,25 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`. [`app`] builds the router from shared state so tests
-//! can call it without a socket; [`serve`] binds it and shuts it down gracefully.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the API (`/api/v1/findings`, bearer token). [`app`]
+//! builds the router from shared state so tests can call it without a socket; [`serve`] binds it and shuts
+//! it down gracefully. `/metrics` is served from memory; the API reads the database.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rules::finding::FindingKind;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 use crate::metrics::CONTENT_TYPE;
+use crate::store::{severity_str, FindingFilter, Store, StoredFinding};
 
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
 #[derive(Debug, Clone, Default)]
@@ -23,9 +30,32 @@ pub struct AppState {
     ready: Arc<AtomicBool>,
     /// Scrapes served, for logs and tests.
     scrapes: Arc<AtomicU64>,
+    /// What the API reads, and who may; `None`: the API is off.
+    api: Option<Arc<Api>>,
+}
+
+/// The API's database and accepted tokens.
+struct Api {
+    store: Store,
+    tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for Api {
+    /// Never shows the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("store", &self.store).field("tokens", &self.tokens.len()).finish()
+    }
 }
 
 impl AppState {
+    /// Serves the API from `store` to callers presenting one of `tokens`. Without tokens the API stays off
+    /// (its routes answer 404).
+    pub fn with_api(mut self, store: Store, tokens: Vec<String>) -> AppState {
+        let tokens: Vec<String> = tokens.into_iter().filter(|t| !t.is_empty()).collect();
+        self.api = (!tokens.is_empty()).then(|| Arc::new(Api { store, tokens }));
+        self
+    }
+
     pub fn set_metrics(&self, body: String) {
         *self.metrics.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(body);
     }
@@ -52,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/v1/findings", get(list_findings))
         .with_state(state)
 }
 
@@ -71,6 +102,159 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first successful collection\n").into_response()
     }
+}
+
+/// Every error the API answers with: one JSON body `{"error": "..."}`. Internal errors are logged here and
+/// answered without detail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No token is configured: the API is off.
+    Disabled,
+    /// No bearer token in the request.
+    MissingToken,
+    /// A bearer token that is not one of the configured ones.
+    InvalidToken,
+    /// A parameter the API does not accept.
+    BadRequest(String),
+    /// Anything else; the message is logged, never sent.
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message, challenge) = match &self {
+            ApiError::Disabled => (StatusCode::NOT_FOUND, "not found: the API is off (no [api] token configured)", None),
+            ApiError::MissingToken => {
+                (StatusCode::UNAUTHORIZED, "a bearer token is required", Some(r#"Bearer realm="cloudwarden""#))
+            }
+            ApiError::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid bearer token",
+                Some(r#"Bearer realm="cloudwarden", error="invalid_token""#),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.as_str(), None),
+            ApiError::Internal(detail) => {
+                error!(error = %detail, "api request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
+            }
+        };
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
+        if let Some(c) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        response
+    }
+}
+
+/// Compares in time that depends only on the lengths, not on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The API of `state` if the request carries one of its tokens.
+fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Api, ApiError> {
+    let api = state.api.as_deref().ok_or(ApiError::Disabled)?;
+    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingToken);
+    }
+    let token = token.trim().as_bytes();
+    // Every configured token is compared, whichever matches.
+    let ok = api.tokens.iter().fold(false, |ok, t| ok | constant_time_eq(t.as_bytes(), token));
+    if ok {
+        Ok(api)
+    } else {
+        Err(ApiError::InvalidToken)
+    }
+}
+
+/// `GET /api/v1/findings` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingsParams {
+    /// One kind only.
+    kind: Option<String>,
+    /// Resolved findings too (default false).
+    #[serde(default)]
+    include_resolved: bool,
+}
+
+/// One finding as the API shows it.
+#[derive(Debug, Serialize)]
+struct FindingOut {
+    id: i64,
+    kind: &'static str,
+    rule: String,
+    subject: String,
+    account: Option<String>,
+    region: Option<String>,
+    resource_type: Option<String>,
+    severity: &'static str,
+    message: String,
+    /// Exact decimal, as a string.
+    monthly_usd: Option<String>,
+    details: serde_json::Value,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    /// Seconds from the first sighting to now, or to the resolution of a resolved finding.
+    age_secs: i64,
+}
+
+impl FindingOut {
+    fn of(f: StoredFinding, now: DateTime<Utc>) -> FindingOut {
+        let until = f.resolved_at.unwrap_or(now);
+        FindingOut {
+            id: f.id,
+            kind: f.kind.as_str(),
+            rule: f.rule,
+            subject: f.subject,
+            account: f.account_id,
+            region: f.region,
+            resource_type: f.resource_type,
+            severity: severity_str(f.severity),
+            message: f.message,
+            monthly_usd: f.monthly_usd.map(|d| d.to_string()),
+            details: f.details,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            resolved_at: f.resolved_at,
+            age_secs: (until - f.first_seen).num_seconds().max(0),
+        }
+    }
+}
+
+async fn list_findings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<FindingsParams>, QueryRejection>,
+) -> Result<Json<Vec<FindingOut>>, ApiError> {
+    let api = authorize(&state, &headers)?;
+    let Query(params) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let kind = match params.kind.as_deref() {
+        None => None,
+        Some(k) => Some(FindingKind::parse(k).ok_or_else(|| {
+            let known: Vec<&str> = FindingKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::BadRequest(format!("unknown kind {k:?}: expected one of {}", known.join(", ")))
+        })?),
+    };
+    let filter = FindingFilter { kind, include_resolved: params.include_resolved };
+    let found = api.store.findings(filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let now = Utc::now();
+    Ok(Json(found.into_iter().map(|f| FindingOut::of(f, now)).collect()))
 }
 
 /// Binds `addr` and serves until `shutdown` is cancelled, then lets requests in flight finish.

@@ -35,6 +35,12 @@ fn the_example_loads() {
     let billing = c.billing_files.expect("billing files enabled");
     assert_eq!(billing.settings.sources.len(), 2);
     assert_eq!((billing.settings.tag_keys.as_slice(), billing.settings.resource_costs), (&["team".to_string()][..], None));
+    // The example's rule files were read and validated with it, relative to its directory.
+    let rules = c.rules.expect("rules enabled");
+    assert!(matches!(rules.schedule, Schedule::Every(d) if d.as_secs() == 300));
+    let loaded = cloudwarden::jobs::rules::read_rule_files(&rules.settings.sources).expect("example rules are valid");
+    assert!(loaded.files.len() >= 5, "{:?}", loaded.files);
+    assert!(c.api.tokens.is_empty());
 }
 
 fn common_root() -> std::path::PathBuf {
@@ -70,7 +76,7 @@ fn every_kind_of_error_has_file_line_and_field() {
     let e = errors("[[accounts]]\nname = \"a\"\n[[accounts]]\nname = 5\n");
     assert!(e[0].starts_with("cw.toml:4: accounts[1].name: invalid type"), "{e:?}");
     // Unknown section.
-    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`"]);
+    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `api`"]);
     // Bad enum value.
     let e = errors("[log]\nformat = \"xml\"\n");
     assert!(e[0].starts_with("cw.toml:2: log.format: unknown variant `xml`"), "{e:?}");
@@ -160,4 +166,25 @@ fn a_bad_file_exits_2_with_every_error() {
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn check_config_reports_rule_file_errors_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/bad.toml"), "[[tagging]]\nname = \"t\"\nrequired_keys = 3\n").unwrap();
+    let path = dir.path().join("cw.toml");
+    std::fs::write(&path, "[rules]\nfiles = [\"rules/*.toml\", \"nowhere/*.toml\"]\n").unwrap();
+    // Run from elsewhere: relative rule paths are the configuration file's.
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudwarden"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .current_dir(common_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"cw.toml:2: rules.files[1]: no file matches "nowhere/*.toml""#), "{err}");
+    assert!(err.contains("rules/bad.toml:3: tagging[0].required_keys: "), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
 }

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
-use crate::jobs::{BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
+use crate::jobs::{
+    BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, RulesSettings, TerraformSettings,
+};
 
 pub use schema::LogFormat;
 
@@ -39,6 +41,23 @@ pub struct Config {
     pub terraform: Option<Job<TerraformSettings>>,
     /// `None` when the billing files collector is disabled or not configured.
     pub billing_files: Option<Job<BillingFilesSettings>>,
+    /// `None` when rules are disabled or not configured.
+    pub rules: Option<Job<RulesSettings>>,
+    pub api: ApiConfig,
+}
+
+/// The HTTP API's settings.
+#[derive(Clone, Default)]
+pub struct ApiConfig {
+    /// Accepted bearer tokens; empty: the API is off.
+    pub tokens: Vec<String>,
+}
+
+impl fmt::Debug for ApiConfig {
+    /// Never shows the tokens.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig").field("tokens", &format_args!("[{} redacted]", self.tokens.len())).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,17 +139,20 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates a configuration file, taking `${VAR}` values from the process environment.
+/// Reads and validates a configuration file, taking `${VAR}` values from the process environment. Relative
+/// rule file paths are taken from the file's directory; the rule files are read and validated too.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError { file: label.clone(), line: None, path: String::new(), message: format!("cannot read: {e}") }])
     })?;
-    parse(&label, &text, &|name| std::env::var(name).ok())
+    let base = path.parent().unwrap_or(Path::new(""));
+    validate::parse(&label, &text, &|name| std::env::var(name).ok(), base)
 }
 
 /// Validates configuration text. `env` resolves `${VAR}` references (injected so tests need not touch the
-/// process environment).
+/// process environment). Relative rule file paths are taken from the working directory; the rule files are
+/// read and validated.
 pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-    validate::parse(file, text, env)
+    validate::parse(file, text, env, Path::new(""))
 }

@@ -49,6 +49,40 @@ fn default_max_connections() -> u32 {
     5
 }
 
+/// `[rules]`: the rule files (tagging, budgets, cost anomalies, drift, cleanup) and when they are evaluated.
+/// The files are read and validated when the configuration is loaded, and read again at every evaluation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSection {
+    /// Turn evaluation off without deleting the stored findings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rule files: paths or globs (`rules/*.toml`), relative ones to the configuration file's directory.
+    /// Several files merge into one rule set.
+    pub files: Vec<String>,
+    /// Evaluate every this many seconds (default 300). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Evaluate on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+    /// Threads the per-resource rules (tagging, cleanup) are spread over (default 2).
+    #[serde(default = "default_rule_threads")]
+    pub threads: usize,
+}
+
+fn default_rule_threads() -> usize {
+    2
+}
+
+/// `[api]`: the HTTP API (`/api/v1/...`), served beside `/metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Bearer tokens any of which grants access, at least 16 characters each; `${VAR}` reads one from the
+    /// environment. None: every API route answers 404.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
 /// `[log]`: structured logs on standard error. The level comes from `RUST_LOG` (default `info`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,10 +14,13 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::*;
-use super::{Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
+use super::{ApiConfig, Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
 use crate::jobs::cloudwatch::{Discovery, Static};
 use crate::jobs::logs::Pattern;
-use crate::jobs::{BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, TerraformSettings};
+use crate::jobs::rules::{read_rule_files, RuleSource, RulesProblem};
+use crate::jobs::{
+    BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, RulesSettings, TerraformSettings,
+};
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
@@ -138,7 +142,13 @@ impl Ctx<'_> {
     }
 }
 
-pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+/// Validates `text`; relative rule file paths are joined to `base`, and the rule files are read.
+pub fn parse(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+) -> Result<Config, ConfigErrors> {
     let (doc, syntax) = DeTable::parse_recoverable(text);
     let line_of = |o: usize| text[..o.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1;
     if !syntax.is_empty() {
@@ -161,6 +171,8 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         (ServerSection::default(), DatabaseSection::default(), LogSection::default(), AwsSection::default());
     let mut accounts: Vec<AccountEntry> = Vec::new();
     let mut collectors = CollectorsSection::default();
+    let mut rules: Option<RulesSection> = None;
+    let mut api = ApiSection::default();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "server" => server = cx.section("server", value).unwrap_or_default(),
@@ -169,6 +181,8 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
             "aws" => aws = cx.section("aws", value).unwrap_or_default(),
             "accounts" => accounts = cx.section("accounts", value).unwrap_or_default(),
             "collectors" => collectors = cx.section("collectors", value).unwrap_or_default(),
+            "rules" => rules = cx.section("rules", value),
+            "api" => api = cx.section("api", value).unwrap_or_default(),
             other => {
                 let line = line_of(key.span().start);
                 cx.errors.push(ConfigError {
@@ -176,7 +190,7 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
                     line: Some(line),
                     path: other.to_string(),
                     message: format!(
-                        "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`"
+                        "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `api`"
                     ),
                 });
             }
@@ -516,9 +530,66 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         }
     });
 
-    if !cx.errors.is_empty() {
+    let mut tokens = Vec::new();
+    for (i, t) in api.tokens.iter().enumerate() {
+        let at = [Seg::Key("api"), Seg::Key("tokens"), Seg::Index(i)];
+        let token = cx.expand(&at, t);
+        // Messages never show the token.
+        if token.chars().any(char::is_whitespace) {
+            cx.error(&at, "must not contain whitespace");
+        } else if token.chars().count() < MIN_TOKEN_CHARS {
+            cx.error(&at, format!("must be at least {MIN_TOKEN_CHARS} characters long"));
+        }
+        tokens.push(token);
+    }
+
+    // Rule files are other files: their errors come after this file's, in file order.
+    let mut rule_errors = Vec::new();
+    let rules = rules.and_then(|r| {
+        let at = |k| [Seg::Key("rules"), Seg::Key(k)];
+        if r.files.is_empty() {
+            cx.error(&at("files"), "must name at least one rule file or glob");
+        }
+        let mut sources = Vec::new();
+        for (i, f) in r.files.iter().enumerate() {
+            if f.trim().is_empty() {
+                cx.error(&[Seg::Key("rules"), Seg::Key("files"), Seg::Index(i)], "must not be empty");
+            }
+            let resolved = if Path::new(f).is_absolute() { f.clone() } else { base.join(f).display().to_string() };
+            sources.push(RuleSource { written: f.clone(), resolved });
+        }
+        if !(1..=64).contains(&r.threads) {
+            cx.error(&at("threads"), "must be between 1 and 64");
+        }
+        let interval = r.interval_secs.or(if r.cron.is_none() { Some(300) } else { None });
+        let schedule = schedule_at(&mut cx, &[Seg::Key("rules")], interval, r.cron.as_deref());
+        if !r.enabled {
+            return None;
+        }
+        if !sources.is_empty() && sources.iter().all(|s| !s.written.trim().is_empty()) {
+            if let Err(problems) = read_rule_files(&sources) {
+                for p in problems {
+                    match p {
+                        RulesProblem::Source { index, message } => {
+                            cx.error(&[Seg::Key("rules"), Seg::Key("files"), Seg::Index(index)], message)
+                        }
+                        RulesProblem::File(e) => rule_errors.push(ConfigError {
+                            file: e.file,
+                            line: e.line,
+                            path: e.path,
+                            message: e.message,
+                        }),
+                    }
+                }
+            }
+        }
+        schedule.map(|schedule| Job { schedule, settings: RulesSettings { sources, threads: r.threads } })
+    });
+
+    if !cx.errors.is_empty() || !rule_errors.is_empty() {
         let mut errors = cx.errors;
         errors.sort_by_key(|e| e.line.unwrap_or(0));
+        errors.extend(rule_errors);
         return Err(ConfigErrors(errors));
     }
     Ok(Config {
@@ -544,8 +615,13 @@ pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
         logs,
         terraform,
         billing_files,
+        rules,
+        api: ApiConfig { tokens },
     })
 }
+
+/// Shortest accepted API token.
+const MIN_TOKEN_CHARS: usize = 16;
 
 /// The statistics GetMetricData accepts that we export: the five basic ones and percentiles.
 fn valid_statistic(s: &str) -> bool {
@@ -600,7 +676,16 @@ fn is_role_arn(s: &str) -> bool {
 }
 
 fn schedule(cx: &mut Ctx<'_>, collector: &'static str, interval: Option<u64>, cron: Option<&str>) -> Option<Schedule> {
-    let at = |k| [Seg::Key("collectors"), Seg::Key(collector), Seg::Key(k)];
+    schedule_at(cx, &[Seg::Key("collectors"), Seg::Key(collector)], interval, cron)
+}
+
+/// The schedule of the section at `section` (its `interval_secs` or `cron`).
+fn schedule_at(cx: &mut Ctx<'_>, section: &[Seg], interval: Option<u64>, cron: Option<&str>) -> Option<Schedule> {
+    let at = |k| {
+        let mut p = section.to_vec();
+        p.push(Seg::Key(k));
+        p
+    };
     match (interval, cron) {
         (Some(_), Some(_)) => {
             cx.error(&at("cron"), "set either interval_secs or cron, not both");

@@ -7,6 +7,7 @@ pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
 pub mod logs;
+pub mod rules;
 pub mod terraform;
 
 use collector::aws::inventory::InventorySettings;
@@ -19,6 +20,7 @@ pub use billing_files::BillingFilesSettings;
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 pub use logs::LogsSettings;
+pub use self::rules::RulesSettings;
 pub use terraform::TerraformSettings;
 
 /// What a job does and with which settings.
@@ -30,15 +32,17 @@ pub enum JobKind {
     Logs(LogsSettings),
     Terraform(TerraformSettings),
     BillingFiles(BillingFilesSettings),
+    /// Not a collector: evaluates the rule files over the store.
+    Rules(RulesSettings),
 }
 
 impl JobKind {
-    /// Whether the job works from what the inventory stored (CloudWatch discovery, Logs), so its first run
-    /// on an empty database waits for the inventory's.
+    /// Whether the job works from what the inventory stored (CloudWatch discovery, Logs, rules), so its
+    /// first run on an empty database waits for the inventory's.
     pub fn reads_inventory(&self) -> bool {
         match self {
             JobKind::CloudWatch(s) => !s.discovery.is_empty(),
-            JobKind::Logs(_) => true,
+            JobKind::Logs(_) | JobKind::Rules(_) => true,
             _ => false,
         }
     }
@@ -52,6 +56,7 @@ impl JobKind {
             JobKind::Logs(_) => logs::NAME,
             JobKind::Terraform(_) => terraform::NAME,
             JobKind::BillingFiles(_) => billing_files::NAME,
+            JobKind::Rules(_) => rules::NAME,
         }
     }
 }
@@ -84,4 +89,5 @@ pub enum Detail {
     Logs(logs::LogsDetail),
     Terraform(terraform::TerraformDetail),
     BillingFiles(billing_files::BillingFilesDetail),
+    Rules(rules::RulesDetail),
 }

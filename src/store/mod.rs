@@ -2,10 +2,12 @@
 //! sqlx's `Any` driver; the schema lives in `migrations/<db>/`, embedded and applied at start-up.
 //!
 //! What it keeps: accounts, every resource ever seen with its first/last sighting (a resource that
-//! disappears is marked gone, never deleted), and one row per collection run.
+//! disappears is marked gone, never deleted), one row per collection run, and the rules' findings with
+//! their history.
 
 mod billing;
 mod costs;
+mod findings;
 mod inventory;
 mod logs;
 mod runs;
@@ -20,6 +22,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
+pub use findings::{
+    severity_str, FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding, SEVERITIES,
+};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use runs::{RunOutcome, RunRow};

@@ -1,0 +1,410 @@
+//! The rules job: reads the rule files again, builds the engine's inputs from the store (live resources,
+//! daily costs, Terraform resources), evaluates them, records the findings with their history, and keeps the
+//! evaluation's aggregates for `/metrics`.
+//!
+//! Daily costs come from the billing files; a day without any billing row is taken from Cost Explorer's
+//! daily cost by service (amortized) instead, with no account, resource or tags. Amounts are the billing
+//! files' effective cost, in USD rows only. Rows older than the per-resource window lose their resource id
+//! and are summed per (day, account, service, tags): budgets and anomaly series stay exact, memory stays
+//! bounded.
+//!
+//! An invalid rule file fails the run: the previous findings and metrics stay as they were.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ::rules::engine::{evaluate_with_threads, CostIndex, Inputs};
+use ::rules::file::{parse_rule_file, RuleFile, RuleFileError};
+use ::rules::finding::FindingKind;
+use ::rules::input::{DailyCost, Details, Resource};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use collector::aws::costexplorer::CostMetric;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{Detail, JobOutput};
+use crate::daemon::Daemon;
+use crate::metrics::RulesAggregates;
+use crate::store::{RuleResource, RunOutcome, Store, StoreError};
+
+pub const NAME: &str = "rules";
+
+/// Longest cost history read, in days.
+const MAX_HISTORY_DAYS: u64 = 800;
+
+/// Where rule files are: one `[rules] files` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSource {
+    /// The entry as written in the configuration.
+    pub written: String,
+    /// The path or glob, relative ones resolved against the configuration file's directory.
+    pub resolved: String,
+}
+
+impl RuleSource {
+    fn is_glob(&self) -> bool {
+        self.written.contains(['*', '?', '['])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesSettings {
+    pub sources: Vec<RuleSource>,
+    /// Threads the per-resource rule families are spread over.
+    pub threads: usize,
+}
+
+/// Something wrong with the rule files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesProblem {
+    /// A `[rules] files` entry (by index) that is not a valid glob or matches no file.
+    Source { index: usize, message: String },
+    /// A rule file that cannot be read or is invalid.
+    File(RuleFileError),
+}
+
+impl std::fmt::Display for RulesProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RulesProblem::Source { index, message } => write!(f, "rules.files[{index}]: {message}"),
+            RulesProblem::File(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The rule set read from the files, and the files, in order.
+#[derive(Debug, Clone)]
+pub struct LoadedRules {
+    pub rules: RuleFile,
+    pub files: Vec<String>,
+}
+
+/// Reads, validates and merges every rule file the sources name (each file once, in source order, a glob's
+/// matches sorted). Blocks on the file system. Returns every problem at once.
+pub fn read_rule_files(sources: &[RuleSource]) -> Result<LoadedRules, Vec<RulesProblem>> {
+    let mut problems = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (index, source) in sources.iter().enumerate() {
+        let found: Vec<PathBuf> = if source.is_glob() {
+            match glob::glob(&source.resolved) {
+                Err(e) => {
+                    problems.push(RulesProblem::Source {
+                        index,
+                        message: format!("invalid glob {:?}: {e}", source.written),
+                    });
+                    continue;
+                }
+                Ok(entries) => {
+                    let mut files = Vec::new();
+                    for entry in entries {
+                        match entry {
+                            Ok(p) if p.is_dir() => {}
+                            Ok(p) => files.push(p),
+                            Err(e) => problems.push(RulesProblem::Source {
+                                index,
+                                message: format!("cannot read {}: {}", e.path().display(), e.error()),
+                            }),
+                        }
+                    }
+                    files.sort();
+                    if files.is_empty() {
+                        problems.push(RulesProblem::Source {
+                            index,
+                            message: format!("no file matches {:?}", source.written),
+                        });
+                    }
+                    files
+                }
+            }
+        } else {
+            vec![PathBuf::from(&source.resolved)]
+        };
+        for p in found {
+            if seen.insert(p.clone()) {
+                paths.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let mut parsed = Vec::new();
+    for path in &paths {
+        let label = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Err(e) => problems.push(RulesProblem::File(RuleFileError {
+                file: label.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            })),
+            Ok(text) => match parse_rule_file(&label, &text) {
+                Ok(f) => parsed.push(f),
+                Err(errors) => problems.extend(errors.0.into_iter().map(RulesProblem::File)),
+            },
+        }
+        files.push(label);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match RuleFile::merge(parsed) {
+        Ok(rules) => Ok(LoadedRules { rules, files }),
+        Err(errors) => Err(errors.0.into_iter().map(RulesProblem::File).collect()),
+    }
+}
+
+/// What one evaluation did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RulesDetail {
+    pub rule_files: u64,
+    pub resources: u64,
+    pub cost_rows: u64,
+    /// Days of cost taken from billing files and from Cost Explorer.
+    pub billing_days: u64,
+    pub cost_explorer_days: u64,
+    pub tf_resources: u64,
+    /// Findings produced, and what recording them changed.
+    pub findings: u64,
+    pub opened: u64,
+    pub refreshed: u64,
+    pub resolved: u64,
+}
+
+/// The inventory's resource as the engine reads it.
+pub fn rule_resource(r: RuleResource) -> Resource {
+    let RuleResource {
+        resource: r,
+        first_seen,
+    } = r;
+    let details = match r.details {
+        collector::Details::Instance {
+            instance_type,
+            stopped_at,
+            ..
+        } => Details::Instance {
+            instance_type,
+            stopped_at,
+        },
+        collector::Details::Volume {
+            size_gib,
+            volume_type,
+            attached_instance_ids,
+        } => Details::Volume {
+            size_gib,
+            volume_type,
+            attached: !attached_instance_ids.is_empty(),
+        },
+        collector::Details::Snapshot { volume_id, size_gib } => Details::Snapshot { volume_id, size_gib },
+        collector::Details::ElasticIp {
+            public_ip,
+            association_id,
+            instance_id,
+        } => Details::ElasticIp {
+            public_ip,
+            associated: association_id.is_some() || instance_id.is_some(),
+        },
+        collector::Details::LogGroup {
+            retention_days,
+            stored_bytes,
+        } => Details::LogGroup {
+            retention_days,
+            stored_bytes,
+        },
+        collector::Details::Tagged | collector::Details::Bucket | collector::Details::DbInstance { .. } => {
+            Details::Other
+        }
+    };
+    Resource {
+        arn: r.arn,
+        resource_type: r.resource_type,
+        account_id: r.account_id,
+        region: r.region,
+        id: r.id,
+        name: r.name,
+        state: r.state,
+        tags: r.tags,
+        created_at: r.created_at,
+        first_seen,
+        details,
+    }
+}
+
+/// How many days of cost the rule set looks at (`history`), and for how many of the newest the resource
+/// ids are kept (`resource_days`), counted back from today.
+pub fn cost_days_needed(rules: &RuleFile, today: NaiveDate) -> (u64, u64) {
+    let mut history = CostIndex::WINDOW_DAYS as u64 + 1;
+    let mut resource_days = history;
+    for b in &rules.budgets {
+        let (start, _) = b.period.bounds(today);
+        let since_start = (today - start).num_days().max(0) as u64;
+        history = history
+            .max(since_start + 1)
+            .max(u64::from(b.history_weeks.max(1)) * 7 + 1);
+    }
+    if let Some(a) = &rules.cost_anomaly {
+        let baseline = u64::from(a.baseline_weeks) * 7 + u64::from(a.lookback_days) + 1;
+        history = history.max(baseline + u64::from(a.min_history_days));
+        resource_days = resource_days.max(baseline);
+    }
+    (history.min(MAX_HISTORY_DAYS), resource_days.min(MAX_HISTORY_DAYS))
+}
+
+/// The engine's daily costs for `history` days up to today (see the module documentation); also the days
+/// taken from billing files and from Cost Explorer.
+pub async fn daily_costs(
+    store: &Store,
+    today: NaiveDate,
+    history: u64,
+    resource_days: u64,
+) -> Result<(Vec<DailyCost>, u64, u64), StoreError> {
+    let from = today.checked_sub_days(Days::new(history)).unwrap_or(today);
+    let keep_ids_from = today.checked_sub_days(Days::new(resource_days)).unwrap_or(today);
+    let mut recent = Vec::new();
+    type Key = (NaiveDate, String, String, BTreeMap<String, String>);
+    let mut older: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
+    let mut billing_days = BTreeSet::new();
+    store
+        .for_each_billing_cost(from, today, |c| {
+            billing_days.insert(c.day);
+            if c.currency != "USD" {
+                return;
+            }
+            if c.day >= keep_ids_from {
+                recent.push(DailyCost {
+                    day: c.day,
+                    account_id: c.sub_account_id,
+                    service: c.service_name,
+                    resource_id: c.resource_id,
+                    tags: c.tags,
+                    amount: c.effective_cost,
+                });
+            } else {
+                *older
+                    .entry((c.day, c.sub_account_id, c.service_name, c.tags))
+                    .or_default() += c.effective_cost;
+            }
+        })
+        .await?;
+    let mut out: Vec<DailyCost> = older
+        .into_iter()
+        .map(|((day, account_id, service, tags), amount)| DailyCost {
+            day,
+            account_id,
+            service,
+            resource_id: None,
+            tags,
+            amount,
+        })
+        .collect();
+    out.append(&mut recent);
+    let mut ce_days = BTreeSet::new();
+    let end = today.checked_add_days(Days::new(1)).unwrap_or(today);
+    for d in store.cost_days(CostMetric::Amortized, from, end).await? {
+        if d.dimension != "service" || billing_days.contains(&d.day) {
+            continue;
+        }
+        ce_days.insert(d.day);
+        out.push(DailyCost {
+            day: d.day,
+            account_id: String::new(),
+            service: d.key,
+            resource_id: None,
+            tags: BTreeMap::new(),
+            amount: d.amount,
+        });
+    }
+    Ok((out, billing_days.len() as u64, ce_days.len() as u64))
+}
+
+/// The kinds an evaluation decides on: its open findings of these kinds that it does not produce again are
+/// resolved. Drift is decided only when it is disabled or a state is loaded.
+pub fn evaluated_kinds(rules: &RuleFile, tf_loaded: bool) -> Vec<FindingKind> {
+    let mut kinds = vec![
+        FindingKind::Tagging,
+        FindingKind::Budget,
+        FindingKind::CostAnomaly,
+        FindingKind::Cleanup,
+    ];
+    if !rules.drift.enabled || tf_loaded {
+        kinds.push(FindingKind::Drift);
+    }
+    kinds
+}
+
+pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &CancellationToken) -> JobOutput {
+    if cancel.is_cancelled() {
+        let mut out = JobOutput::failed("cancelled by shutdown".into());
+        out.outcome = RunOutcome::Cancelled;
+        return out;
+    }
+    let sources = s.sources.clone();
+    let loaded = match tokio::task::spawn_blocking(move || read_rule_files(&sources)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(problems)) => {
+            let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return JobOutput::failed(format!(
+                "invalid rule files, previous findings kept: {}",
+                shown.join("; ")
+            ));
+        }
+        Err(e) => return JobOutput::failed(format!("reading the rule files failed: {e}")),
+    };
+    let today = now.date_naive();
+    let (history, resource_days) = cost_days_needed(&loaded.rules, today);
+    let inputs = async {
+        let resources: Vec<Resource> = d.store.rule_resources().await?.into_iter().map(rule_resource).collect();
+        let costs = daily_costs(&d.store, today, history, resource_days).await?;
+        let tf = d.store.rule_tf_resources().await?;
+        Ok::<_, StoreError>((resources, costs, tf))
+    };
+    let (resources, (costs, billing_days, ce_days), tf) = match inputs.await {
+        Ok(v) => v,
+        Err(e) => return JobOutput::failed(format!("cannot read the rules' inputs: {e}")),
+    };
+    let tf_loaded = !tf.is_empty() || d.collector_succeeded(super::terraform::NAME);
+    let mut detail = RulesDetail {
+        rule_files: loaded.files.len() as u64,
+        resources: resources.len() as u64,
+        cost_rows: costs.len() as u64,
+        billing_days,
+        cost_explorer_days: ce_days,
+        tf_resources: tf.len() as u64,
+        ..RulesDetail::default()
+    };
+    let kinds = evaluated_kinds(&loaded.rules, tf_loaded);
+    let threads = s.threads;
+    let evaluation = tokio::task::spawn_blocking(move || {
+        let inputs = Inputs {
+            now,
+            resources: &resources,
+            costs: &costs,
+            tf_resources: &tf,
+            tf_loaded,
+        };
+        evaluate_with_threads(&loaded.rules, &inputs, threads)
+    })
+    .await;
+    let evaluation = match evaluation {
+        Ok(e) => e,
+        Err(e) => return JobOutput::failed(format!("the rules evaluation failed: {e}")),
+    };
+    detail.findings = evaluation.findings.len() as u64;
+    // Not cancellable: a shutdown waits for this write.
+    match d.store.record_findings(&kinds, &evaluation.findings, now).await {
+        Ok(w) => {
+            detail.opened = w.opened;
+            detail.refreshed = w.refreshed;
+            detail.resolved = w.resolved;
+        }
+        Err(e) => return JobOutput::failed(format!("cannot record the findings: {e}")),
+    }
+    d.set_rules_aggregates(Arc::new(RulesAggregates::of(evaluation)));
+    JobOutput {
+        outcome: RunOutcome::Success,
+        items: detail.findings,
+        failures: Vec::new(),
+        error: None,
+        detail: Detail::Rules(detail),
+    }
+}

@@ -1,0 +1,384 @@
+//! Findings of the rules engine, with their history: one row per finding from when an evaluation first
+//! produced it until one no longer does. And the reads the rules job builds its inputs from.
+//!
+//! `(kind, rule, subject)` is a finding's identity; at most one row per identity is open. Recording an
+//! evaluation refreshes the open rows it produced again, opens rows for new ones, and resolves the open rows
+//! of the kinds it evaluated that it did not produce, all in one transaction. A finding that comes back after
+//! being resolved opens a new row with a new first sighting.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use collector::Resource;
+use rules::finding::{Finding, FindingKind, Severity};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{from_ms, ms, q, Backend, Store, StoreError};
+
+const COLUMNS: usize = 13;
+/// Rows per multi-row INSERT: 13 parameters each keeps under both databases' limits.
+const CHUNK_POSTGRES: usize = 500;
+/// SQLite statements take anonymous parameters (see `billing.rs`); smaller statements.
+const CHUNK_SQLITE: usize = 128;
+/// Ids per `IN (...)` list.
+const ID_CHUNK: usize = 500;
+
+/// What recording one evaluation changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FindingsWrite {
+    /// Findings seen for the first time (or again after being resolved): new rows.
+    pub opened: u64,
+    /// Open findings produced again: refreshed rows.
+    pub refreshed: u64,
+    /// Open findings of the evaluated kinds that the evaluation did not produce.
+    pub resolved: u64,
+}
+
+/// A stored finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredFinding {
+    pub id: i64,
+    pub kind: FindingKind,
+    pub rule: String,
+    pub subject: String,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub resource_type: Option<String>,
+    pub severity: Severity,
+    pub message: String,
+    pub monthly_usd: Option<Decimal>,
+    pub details: serde_json::Value,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Which findings [`Store::findings`] returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FindingFilter {
+    /// Only this kind; `None`: every kind.
+    pub kind: Option<FindingKind>,
+    /// Resolved findings too; open ones only when false.
+    pub include_resolved: bool,
+}
+
+/// Open findings of one kind and severity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FindingCount {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub open: i64,
+}
+
+/// A live resource as the rules read it: the inventory's resource and when it was first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleResource {
+    pub resource: Resource,
+    pub first_seen: DateTime<Utc>,
+}
+
+/// `info`, `warning` or `critical`.
+pub fn severity_str(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// Every severity, least urgent first.
+pub const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+fn parse_severity(s: &str) -> Option<Severity> {
+    SEVERITIES.into_iter().find(|v| severity_str(*v) == s)
+}
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
+    move |detail| StoreError::Corrupt { what, detail }
+}
+
+fn insert_sql(rows: usize, backend: Backend) -> String {
+    let mut sql = String::from(
+        "INSERT INTO findings (kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
+         details, first_seen_ms, last_seen_ms, resolved_at_ms) VALUES ",
+    );
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
+            }
+        }
+        sql.push(')');
+    }
+    // Only open rows are in the partial unique index: a resolved identity never conflicts.
+    sql.push_str(
+        " ON CONFLICT (kind, rule, subject) WHERE resolved_at_ms IS NULL DO UPDATE SET \
+         account_id = excluded.account_id, region = excluded.region, resource_type = excluded.resource_type, \
+         severity = excluded.severity, message = excluded.message, monthly_usd = excluded.monthly_usd, \
+         details = excluded.details, last_seen_ms = excluded.last_seen_ms",
+    );
+    sql
+}
+
+fn in_list(n: usize, first: usize, backend: Backend) -> String {
+    (0..n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", first + i),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Store {
+    /// Records one evaluation of `kinds` at `now`, in one transaction: `produced` findings are opened or
+    /// refreshed (first sighting kept; last sighting, severity, message, money and details updated), and the
+    /// open findings of `kinds` not produced are resolved at `now`. Findings of other kinds are left as they
+    /// are. A produced finding whose kind is not in `kinds` is recorded too. Duplicate identities in
+    /// `produced` keep the first.
+    pub async fn record_findings(
+        &self,
+        kinds: &[FindingKind],
+        produced: &[Finding],
+        now: DateTime<Utc>,
+    ) -> Result<FindingsWrite, StoreError> {
+        let backend = self.backend();
+        let at = ms(now);
+        let mut tx = self.pool().begin().await.map_err(q("begin findings write"))?;
+
+        // The open rows of the evaluated kinds, by identity.
+        let mut open: HashMap<(String, String, String), i64> = HashMap::new();
+        if !kinds.is_empty() {
+            let sql = format!(
+                "SELECT id, kind, rule, subject FROM findings WHERE resolved_at_ms IS NULL AND kind IN ({})",
+                in_list(kinds.len(), 1, backend)
+            );
+            let mut query = sqlx::query(&sql);
+            for k in kinds {
+                query = query.bind(k.as_str());
+            }
+            for r in query.fetch_all(&mut *tx).await.map_err(q("open findings"))? {
+                let key = (
+                    r.try_get(1).map_err(q("open findings"))?,
+                    r.try_get(2).map_err(q("open findings"))?,
+                    r.try_get(3).map_err(q("open findings"))?,
+                );
+                open.insert(key, r.try_get(0).map_err(q("open findings"))?);
+            }
+        }
+
+        let mut seen: HashSet<(FindingKind, &str, &str)> = HashSet::new();
+        let unique: Vec<&Finding> = produced.iter().filter(|f| seen.insert(f.key())).collect();
+        let mut write = FindingsWrite::default();
+        for f in &unique {
+            if open
+                .remove(&(f.kind.as_str().to_string(), f.rule.clone(), f.subject.clone()))
+                .is_some()
+            {
+                write.refreshed += 1;
+            } else {
+                write.opened += 1;
+            }
+        }
+        let chunk = match backend {
+            Backend::Sqlite => CHUNK_SQLITE,
+            Backend::Postgres => CHUNK_POSTGRES,
+        };
+        for rows in unique.chunks(chunk) {
+            let sql = insert_sql(rows.len(), backend);
+            let mut query = sqlx::query(&sql);
+            for f in rows {
+                let details =
+                    serde_json::to_string(&f.details).map_err(|e| corrupt("finding details")(e.to_string()))?;
+                query = query
+                    .bind(f.kind.as_str())
+                    .bind(f.rule.clone())
+                    .bind(f.subject.clone())
+                    .bind(f.account_id.clone())
+                    .bind(f.region.clone())
+                    .bind(f.resource_type.clone())
+                    .bind(severity_str(f.severity))
+                    .bind(f.message.clone())
+                    .bind(f.monthly_usd.map(|d| d.to_string()))
+                    .bind(details)
+                    .bind(at)
+                    .bind(at)
+                    .bind(None::<i64>);
+            }
+            query.execute(&mut *tx).await.map_err(q("upsert findings"))?;
+        }
+
+        // What is still in `open` was not produced again.
+        let gone: Vec<i64> = open.into_values().collect();
+        for ids in gone.chunks(ID_CHUNK) {
+            let sql = format!(
+                "UPDATE findings SET resolved_at_ms = {} WHERE resolved_at_ms IS NULL AND id IN ({})",
+                match backend {
+                    Backend::Sqlite => "?".to_string(),
+                    Backend::Postgres => "$1".to_string(),
+                },
+                in_list(ids.len(), 2, backend)
+            );
+            let mut query = sqlx::query(&sql).bind(at);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            write.resolved += query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("resolve findings"))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(q("commit findings write"))?;
+        Ok(write)
+    }
+
+    /// Stored findings, ordered by kind (in [`FindingKind::ALL`] order), rule, subject and first sighting.
+    pub async fn findings(&self, filter: FindingFilter) -> Result<Vec<StoredFinding>, StoreError> {
+        const WHAT: &str = "list findings";
+        let mut conditions = Vec::new();
+        if !filter.include_resolved {
+            conditions.push("resolved_at_ms IS NULL".to_string());
+        }
+        if filter.kind.is_some() {
+            conditions.push("kind = $1".to_string());
+        }
+        let sql = format!(
+            "SELECT id, kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, details, \
+             first_seen_ms, last_seen_ms, resolved_at_ms FROM findings{} ORDER BY kind, rule, subject, first_seen_ms, id",
+            if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) }
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(kind) = filter.kind {
+            query = query.bind(kind.as_str());
+        }
+        let rows = query.fetch_all(self.pool()).await.map_err(q(WHAT))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get(1).map_err(q(WHAT))?;
+                let severity: String = r.try_get(7).map_err(q(WHAT))?;
+                let money: Option<String> = r.try_get(9).map_err(q(WHAT))?;
+                let details: String = r.try_get(10).map_err(q(WHAT))?;
+                Ok(StoredFinding {
+                    id: r.try_get(0).map_err(q(WHAT))?,
+                    kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
+                    rule: r.try_get(2).map_err(q(WHAT))?,
+                    subject: r.try_get(3).map_err(q(WHAT))?,
+                    account_id: r.try_get(4).map_err(q(WHAT))?,
+                    region: r.try_get(5).map_err(q(WHAT))?,
+                    resource_type: r.try_get(6).map_err(q(WHAT))?,
+                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    message: r.try_get(8).map_err(q(WHAT))?,
+                    monthly_usd: money
+                        .map(|m| {
+                            Decimal::from_str(&m).map_err(|e| corrupt("finding monthly_usd")(format!("{m:?}: {e}")))
+                        })
+                        .transpose()?,
+                    details: serde_json::from_str(&details).map_err(|e| corrupt("finding details")(e.to_string()))?,
+                    first_seen: from_ms(r.try_get(11).map_err(q(WHAT))?),
+                    last_seen: from_ms(r.try_get(12).map_err(q(WHAT))?),
+                    resolved_at: r.try_get::<Option<i64>, _>(13).map_err(q(WHAT))?.map(from_ms),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // The SQL order is by the kind's text; the API's is the engine's.
+        out.sort_by(|a, b| {
+            (a.kind, &a.rule, &a.subject, a.first_seen, a.id).cmp(&(b.kind, &b.rule, &b.subject, b.first_seen, b.id))
+        });
+        Ok(out)
+    }
+
+    /// Open findings per kind and severity (only the pairs that have some), ordered.
+    pub async fn finding_counts(&self) -> Result<Vec<FindingCount>, StoreError> {
+        const WHAT: &str = "count findings";
+        let rows = sqlx::query(
+            "SELECT kind, severity, COUNT(*) FROM findings WHERE resolved_at_ms IS NULL GROUP BY kind, severity",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(q(WHAT))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get(0).map_err(q(WHAT))?;
+                let severity: String = r.try_get(1).map_err(q(WHAT))?;
+                Ok(FindingCount {
+                    kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
+                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    open: r.try_get(2).map_err(q(WHAT))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every live resource with its details and first sighting, ordered by ARN: what the rules evaluate.
+    pub async fn rule_resources(&self) -> Result<Vec<RuleResource>, StoreError> {
+        const WHAT: &str = "rule resources";
+        let rows = sqlx::query(
+            "SELECT arn, resource_type, account_id, region, resource_id, name, state, tags, details, created_at_ms, \
+             first_seen_ms FROM resources WHERE gone_at_ms IS NULL ORDER BY arn",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(q(WHAT))?;
+        rows.iter()
+            .map(|r| {
+                let tags: String = r.try_get(7).map_err(q(WHAT))?;
+                let details: String = r.try_get(8).map_err(q(WHAT))?;
+                Ok(RuleResource {
+                    resource: Resource {
+                        arn: r.try_get(0).map_err(q(WHAT))?,
+                        resource_type: r.try_get(1).map_err(q(WHAT))?,
+                        account_id: r.try_get(2).map_err(q(WHAT))?,
+                        region: r.try_get(3).map_err(q(WHAT))?,
+                        id: r.try_get(4).map_err(q(WHAT))?,
+                        name: r.try_get(5).map_err(q(WHAT))?,
+                        state: r.try_get(6).map_err(q(WHAT))?,
+                        tags: serde_json::from_str(&tags).map_err(|e| corrupt("resource tags")(e.to_string()))?,
+                        created_at: r.try_get::<Option<i64>, _>(9).map_err(q(WHAT))?.map(from_ms),
+                        details: serde_json::from_str(&details)
+                            .map_err(|e| corrupt("resource details")(e.to_string()))?,
+                    },
+                    first_seen: from_ms(r.try_get(10).map_err(q(WHAT))?),
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored Terraform resource as the rules read it, ordered by origin and address.
+    pub async fn rule_tf_resources(&self) -> Result<Vec<rules::input::TfResource>, StoreError> {
+        const WHAT: &str = "rule terraform resources";
+        let rows = sqlx::query(
+            "SELECT origin, address, tf_type, arn, resource_id, tags FROM tf_resources ORDER BY origin, address, deposed",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(q(WHAT))?;
+        rows.iter()
+            .map(|r| {
+                let tags: String = r.try_get(5).map_err(q(WHAT))?;
+                let tags: BTreeMap<String, String> =
+                    serde_json::from_str(&tags).map_err(|e| corrupt("terraform tags")(e.to_string()))?;
+                Ok(rules::input::TfResource {
+                    origin: r.try_get(0).map_err(q(WHAT))?,
+                    address: r.try_get(1).map_err(q(WHAT))?,
+                    tf_type: r.try_get(2).map_err(q(WHAT))?,
+                    arn: r.try_get(3).map_err(q(WHAT))?,
+                    id: r.try_get(4).map_err(q(WHAT))?,
+                    tags,
+                })
+            })
+            .collect()
+    }
+}
