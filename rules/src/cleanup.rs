@@ -16,11 +16,11 @@
 //! The saving is the resource's billed cost over the cost window of [`CostIndex`] where billing data has
 //! it, else an estimate from [`Prices`] (see [`estimate`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use serde_json::json;
+use serde_json::{Map, Value};
 
 use crate::engine::{CostIndex, FastSet};
 use crate::file::Exemptions;
@@ -278,59 +278,150 @@ pub(crate) fn evaluate_chunk(
     costs: &CostIndex,
     now: DateTime<Utc>,
 ) -> CleanupEvaluation {
-    let mut by_rule: HashMap<CleanupRule, (u64, Decimal)> = HashMap::new();
+    scan(settings, resources, 0, live_volumes, costs, now).evaluation
+}
+
+/// One (candidate, rule) pair of [`scan`], without its finding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    /// Index of the resource, counting from the start of the whole inventory.
+    pub resource: u32,
+    pub rule: CleanupRule,
+    /// Where the age is counted from.
+    pub since: DateTime<Utc>,
+}
+
+/// What [`scan`] found: the pairs, and the aggregates with the pairs' findings in the same order.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// In resource then rule order.
+    pub hits: Vec<Hit>,
+    pub evaluation: CleanupEvaluation,
+}
+
+/// Where the age of `r` as a candidate of `rule` counts from, when `r` is one (thresholds, protection
+/// and exemptions aside).
+fn candidate_since(r: &Resource, rule: CleanupRule, live_volumes: &FastSet<&str>) -> Option<DateTime<Utc>> {
+    let created = r.created_at.unwrap_or(r.first_seen);
+    match (&r.details, rule) {
+        (_, CleanupRule::Untagged) => r.is_untagged().then_some(r.first_seen),
+        (Details::Volume { attached: false, .. }, CleanupRule::UnattachedVolume) => Some(created),
+        (Details::Instance { stopped_at, .. }, CleanupRule::StoppedInstance)
+            if r.state.as_deref() == Some("stopped") =>
+        {
+            Some(stopped_at.unwrap_or(r.first_seen))
+        }
+        (Details::ElasticIp { associated: false, .. }, CleanupRule::UnassociatedEip) => Some(created),
+        (Details::Snapshot { volume_id: Some(v), .. }, CleanupRule::OrphanSnapshot)
+            if v != NO_VOLUME && !live_volumes.contains(v.as_str()) =>
+        {
+            Some(created)
+        }
+        (
+            Details::LogGroup {
+                retention_days: None, ..
+            },
+            CleanupRule::LogGroupWithoutRetention,
+        ) => Some(created),
+        _ => None,
+    }
+}
+
+/// Why `r` is a candidate of `rule`, for people: `unattached gp3 volume of 100 GiB`.
+fn reason(r: &Resource, rule: CleanupRule) -> String {
+    match (&r.details, rule) {
+        (
+            Details::Volume {
+                size_gib, volume_type, ..
+            },
+            CleanupRule::UnattachedVolume,
+        ) => match (volume_type, size_gib) {
+            (Some(t), Some(s)) => format!("unattached {t} volume of {s} GiB"),
+            (None, Some(s)) => format!("unattached volume of {s} GiB"),
+            _ => "unattached volume".to_string(),
+        },
+        (Details::Snapshot { volume_id: Some(v), .. }, CleanupRule::OrphanSnapshot) => {
+            format!("snapshot of deleted volume {v}")
+        }
+        (_, CleanupRule::Untagged) => "untagged".to_string(),
+        (_, CleanupRule::UnattachedVolume) => "unattached volume".to_string(),
+        (_, CleanupRule::StoppedInstance) => "stopped instance".to_string(),
+        (_, CleanupRule::UnassociatedEip) => "unassociated elastic ip".to_string(),
+        (_, CleanupRule::OrphanSnapshot) => "snapshot of deleted volume".to_string(),
+        (_, CleanupRule::LogGroupWithoutRetention) => "log group without retention".to_string(),
+    }
+}
+
+/// The saving of candidate `r` and where it comes from: billing, else the price table.
+fn saving(settings: &CleanupSettings, r: &Resource, costs: &CostIndex) -> (Option<Decimal>, &'static str) {
+    match costs.monthly(r) {
+        Some(c) => (Some(c), "billing"),
+        None => match estimate(r, &settings.prices) {
+            Some(e) => (Some(e), "price_table"),
+            None => (None, "unknown"),
+        },
+    }
+}
+
+/// Builds the finding of `hit`, whose resource is `r` and saving `saving` (from `source`).
+fn finding(
+    settings: &CleanupSettings,
+    r: &Resource,
+    hit: &Hit,
+    (saving, source): (Option<Decimal>, &'static str),
+    now: DateTime<Utc>,
+) -> Finding {
+    let what = reason(r, hit.rule);
+    let age = age_days(now, hit.since);
+    let message = format!("{what} for {age} days");
+    let mut details = Map::new();
+    details.insert("reason".to_string(), Value::String(what));
+    details.insert("since".to_string(), Value::String(hit.since.to_rfc3339()));
+    details.insert("age_days".to_string(), Value::from(age));
+    details.insert(
+        "min_days".to_string(),
+        Value::from(settings.threshold(hit.rule).min_days),
+    );
+    details.insert("saving_source".to_string(), Value::String(source.to_string()));
+    Finding {
+        kind: FindingKind::Cleanup,
+        rule: hit.rule.name().to_string(),
+        subject: r.arn.clone(),
+        account_id: Some(r.account_id.clone()),
+        region: Some(r.region.clone()),
+        resource_type: Some(r.resource_type.clone()),
+        severity: Severity::Info,
+        message,
+        monthly_usd: saving,
+        details: Value::Object(details),
+    }
+}
+
+/// Finds the candidates among `resources`, the share of the inventory starting at index `offset` (all of
+/// whose volume ids are `live_volumes`), recording each pair with its finding.
+pub(crate) fn scan(
+    settings: &CleanupSettings,
+    resources: &[Resource],
+    offset: u32,
+    live_volumes: &FastSet<&str>,
+    costs: &CostIndex,
+    now: DateTime<Utc>,
+) -> Scan {
+    let mut by_rule = [(0u64, Decimal::ZERO); 6];
+    let mut hits = Vec::new();
     let mut findings = Vec::new();
     let (mut candidates, mut total) = (0u64, Decimal::ZERO);
-    for r in resources {
-        let created = r.created_at.unwrap_or(r.first_seen);
-        let mut hits: [Option<(DateTime<Utc>, String)>; 6] = Default::default();
+    for (r, index) in resources.iter().zip(offset..) {
+        let mut found: [Option<DateTime<Utc>>; 6] = [None; 6];
         let mut any = false;
         for rule in CleanupRule::ALL {
             let t = settings.threshold(rule);
             if !t.enabled {
                 continue;
             }
-            let hit = match (&r.details, rule) {
-                (_, CleanupRule::Untagged) => r.is_untagged().then(|| (r.first_seen, "untagged".to_string())),
-                (
-                    Details::Volume {
-                        attached: false,
-                        size_gib,
-                        volume_type,
-                    },
-                    CleanupRule::UnattachedVolume,
-                ) => {
-                    let what = match (volume_type, size_gib) {
-                        (Some(t), Some(s)) => format!("unattached {t} volume of {s} GiB"),
-                        (None, Some(s)) => format!("unattached volume of {s} GiB"),
-                        _ => "unattached volume".to_string(),
-                    };
-                    Some((created, what))
-                }
-                (Details::Instance { stopped_at, .. }, CleanupRule::StoppedInstance)
-                    if r.state.as_deref() == Some("stopped") =>
-                {
-                    Some((stopped_at.unwrap_or(r.first_seen), "stopped instance".to_string()))
-                }
-                (Details::ElasticIp { associated: false, .. }, CleanupRule::UnassociatedEip) => {
-                    Some((created, "unassociated elastic ip".to_string()))
-                }
-                (Details::Snapshot { volume_id: Some(v), .. }, CleanupRule::OrphanSnapshot)
-                    if v != NO_VOLUME && !live_volumes.contains(v.as_str()) =>
-                {
-                    Some((created, format!("snapshot of deleted volume {v}")))
-                }
-                (
-                    Details::LogGroup {
-                        retention_days: None, ..
-                    },
-                    CleanupRule::LogGroupWithoutRetention,
-                ) => Some((created, "log group without retention".to_string())),
-                _ => None,
-            };
-            if let Some((since, what)) = hit {
+            if let Some(since) = candidate_since(r, rule, live_volumes) {
                 if older_than(now, since, t.min_days) {
-                    hits[rule as usize] = Some((since, what));
+                    found[rule as usize] = Some(since);
                     any = true;
                 }
             }
@@ -339,46 +430,28 @@ pub(crate) fn evaluate_chunk(
         if !any || settings.protects(r) {
             continue;
         }
-        let (saving, source) = match costs.monthly(r) {
-            Some(c) => (Some(c), "billing"),
-            None => match estimate(r, &settings.prices) {
-                Some(e) => (Some(e), "price_table"),
-                None => (None, "unknown"),
-            },
-        };
+        let (saving, source) = saving(settings, r, costs);
         candidates += 1;
         total += saving.unwrap_or_default();
-        for (rule, hit) in CleanupRule::ALL.into_iter().zip(hits) {
-            let Some((since, what)) = hit else { continue };
-            let age = age_days(now, since);
-            let e = by_rule.entry(rule).or_default();
+        for (rule, since) in CleanupRule::ALL.into_iter().zip(found) {
+            let Some(since) = since else { continue };
+            let e = &mut by_rule[rule as usize];
             e.0 += 1;
             e.1 += saving.unwrap_or_default();
-            findings.push(Finding {
-                kind: FindingKind::Cleanup,
-                rule: rule.name().to_string(),
-                subject: r.arn.clone(),
-                account_id: Some(r.account_id.clone()),
-                region: Some(r.region.clone()),
-                resource_type: Some(r.resource_type.clone()),
-                severity: Severity::Info,
-                message: format!("{what} for {age} days"),
-                monthly_usd: saving,
-                details: json!({
-                    "reason": what,
-                    "since": since.to_rfc3339(),
-                    "age_days": age,
-                    "min_days": settings.threshold(rule).min_days,
-                    "saving_source": source,
-                }),
-            });
+            let hit = Hit {
+                resource: index,
+                rule,
+                since,
+            };
+            findings.push(finding(settings, r, &hit, (saving, source), now));
+            hits.push(hit);
         }
     }
     let by_rule = CleanupRule::ALL
         .into_iter()
         .filter(|r| settings.threshold(*r).enabled)
         .map(|rule| {
-            let (candidates, monthly_usd) = by_rule.get(&rule).copied().unwrap_or_default();
+            let (candidates, monthly_usd) = by_rule[rule as usize];
             RuleSavings {
                 rule,
                 candidates,
@@ -386,11 +459,14 @@ pub(crate) fn evaluate_chunk(
             }
         })
         .collect();
-    CleanupEvaluation {
-        findings,
-        by_rule,
-        candidates,
-        monthly_usd: total,
+    Scan {
+        hits,
+        evaluation: CleanupEvaluation {
+            findings,
+            by_rule,
+            candidates,
+            monthly_usd: total,
+        },
     }
 }
 

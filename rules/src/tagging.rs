@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::engine::{CostIndex, FastMap};
 use crate::file::{Exemptions, Glob};
@@ -112,18 +112,28 @@ impl TaggingRule {
             .required_keys
             .iter()
             .filter(|k| lookup(&r.tags, k, self.ignore_key_case).is_none())
-            .map(|k| json!(k));
-        let invalid = self.allowed.iter().filter_map(|a| {
-            let (key, value) = lookup(&r.tags, &a.key, self.ignore_key_case)?;
-            (!a.allowed.accepts(value, self.ignore_value_case))
-                .then(|| json!({ "key": key, "value": value, "expected": a.allowed.expected() }))
-        });
-        (missing.collect(), invalid.collect())
+            .map(|k| Value::String(k.clone()))
+            .collect();
+        let invalid = self
+            .allowed
+            .iter()
+            .filter_map(|a| {
+                let (key, value) = lookup(&r.tags, &a.key, self.ignore_key_case)?;
+                (!a.allowed.accepts(value, self.ignore_value_case)).then(|| {
+                    let mut m = Map::new();
+                    m.insert("key".to_string(), Value::String(key.to_string()));
+                    m.insert("value".to_string(), Value::String(value.to_string()));
+                    m.insert("expected".to_string(), a.allowed.expected());
+                    Value::Object(m)
+                })
+            })
+            .collect();
+        (missing, invalid)
     }
 
     fn finding(&self, r: &Resource, monthly_usd: Option<Decimal>) -> Finding {
         let (missing, invalid) = self.violations(r);
-        let mut message = String::with_capacity(64);
+        let mut message = String::with_capacity(r.resource_type.len() + 16 + 16 * (missing.len() + invalid.len()));
         message.push_str(&r.resource_type);
         message.push_str(": ");
         for (i, k) in missing.iter().filter_map(Value::as_str).enumerate() {
@@ -140,6 +150,9 @@ impl TaggingRule {
             message.push('=');
             message.push_str(&bad["value"].to_string());
         }
+        let mut details = Map::new();
+        details.insert("missing".to_string(), Value::Array(missing));
+        details.insert("invalid".to_string(), Value::Array(invalid));
         Finding {
             kind: FindingKind::Tagging,
             rule: self.name.clone(),
@@ -150,7 +163,7 @@ impl TaggingRule {
             severity: self.severity,
             message,
             monthly_usd,
-            details: json!({ "missing": missing, "invalid": invalid }),
+            details: Value::Object(details),
         }
     }
 }
@@ -232,6 +245,12 @@ struct Plan<'r> {
     checks: Vec<(usize, &'r Allowed, bool)>,
     /// Per rule: slots of its required keys, and its checks.
     rules: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Distinct exemptions of the rules.
+    exemptions: Vec<&'r Exemptions>,
+    /// Per rule: its exemption, when it has one.
+    exempt: Vec<Option<usize>>,
+    /// Key as written → the slots of that key (with and without ignoring case).
+    by_key: FastMap<&'r str, Vec<usize>>,
 }
 
 fn same_allowed(a: &Allowed, b: &Allowed) -> bool {
@@ -248,8 +267,20 @@ impl<'r> Plan<'r> {
             keys: Vec::new(),
             checks: Vec::new(),
             rules: Vec::new(),
+            exemptions: Vec::new(),
+            exempt: Vec::new(),
+            by_key: FastMap::default(),
         };
         for rule in rules {
+            let exempt =
+                (!rule.exempt.is_empty()).then(|| match plan.exemptions.iter().position(|e| **e == rule.exempt) {
+                    Some(i) => i,
+                    None => {
+                        plan.exemptions.push(&rule.exempt);
+                        plan.exemptions.len() - 1
+                    }
+                });
+            plan.exempt.push(exempt);
             let mut slot = |key: &'r str| match plan.keys.iter().position(|k| *k == (key, rule.ignore_key_case)) {
                 Some(i) => i,
                 None => {
@@ -278,26 +309,69 @@ impl<'r> Plan<'r> {
                 .collect();
             plan.rules.push((required, checks));
         }
+        for (slot, (key, _)) in plan.keys.iter().enumerate() {
+            plan.by_key.entry(*key).or_default().push(slot);
+        }
         plan
     }
 }
 
-/// Per-resource memo of slot values and check results, reused across resources (no allocation).
+/// Per-resource memo of slot values, check results and exemptions, reused across resources (no
+/// allocation).
 struct Memo<'a> {
     values: Vec<Option<Option<&'a str>>>,
     checks: Vec<Option<bool>>,
+    exempt: Vec<Option<bool>>,
+    /// Results of regex checks by (check, value), kept across resources: tag values repeat across an
+    /// inventory far more than they differ, and a regex match costs much more than a lookup. Cleared when
+    /// it reaches [`Memo::REGEX_CACHE`] entries.
+    regex: FastMap<(usize, &'a str), bool>,
 }
 
 impl<'a> Memo<'a> {
+    /// The most regex results kept.
+    const REGEX_CACHE: usize = 1 << 16;
+
     fn reset(&mut self) {
         self.values.fill(None);
         self.checks.fill(None);
+        self.exempt.fill(None);
     }
 
+    /// True when rule `rule` leaves `r` alone.
+    fn exempts(&mut self, plan: &Plan, r: &Resource, rule: usize) -> bool {
+        let Some(e) = plan.exempt[rule] else {
+            return false;
+        };
+        *self.exempt[e].get_or_insert_with(|| plan.exemptions[e].exempts(&r.arn, &r.tags))
+    }
+
+    /// Starts resource `r`: forgets the previous one and records the value of every slot whose key `r`
+    /// carries exactly, in one pass over its tags (one hash lookup per tag rather than a tree search per
+    /// slot).
+    fn start(&mut self, plan: &Plan, r: &'a Resource) {
+        self.reset();
+        for (k, v) in &r.tags {
+            if let Some(slots) = plan.by_key.get(k.as_str()) {
+                for &slot in slots {
+                    self.values[slot] = Some(Some(v.as_str()));
+                }
+            }
+        }
+    }
+
+    /// The value of `slot` for `r`, once [`Memo::start`] has run for `r`: a slot it left unknown has no
+    /// exact key, so only a key differing in case can still match.
     fn value(&mut self, plan: &Plan, r: &'a Resource, slot: usize) -> Option<&'a str> {
         *self.values[slot].get_or_insert_with(|| {
             let (key, ignore_case) = plan.keys[slot];
-            lookup(&r.tags, key, ignore_case).map(|(_, v)| v)
+            if !ignore_case {
+                return None;
+            }
+            r.tags
+                .iter()
+                .find(|(k, _)| caseless_eq(k, key))
+                .map(|(_, v)| v.as_str())
         })
     }
 
@@ -307,9 +381,22 @@ impl<'a> Memo<'a> {
             return ok;
         }
         let (slot, allowed, ignore_case) = plan.checks[check];
-        let ok = self
-            .value(plan, r, slot)
-            .is_none_or(|v| allowed.accepts(v, ignore_case));
+        let ok = match self.value(plan, r, slot) {
+            None => true,
+            Some(v) if matches!(allowed, Allowed::Regex { .. }) => {
+                if let Some(&ok) = self.regex.get(&(check, v)) {
+                    ok
+                } else {
+                    if self.regex.len() >= Self::REGEX_CACHE {
+                        self.regex.clear();
+                    }
+                    let ok = allowed.accepts(v, ignore_case);
+                    self.regex.insert((check, v), ok);
+                    ok
+                }
+            }
+            Some(v) => allowed.accepts(v, ignore_case),
+        };
         self.checks[check] = Some(ok);
         ok
     }
@@ -317,28 +404,53 @@ impl<'a> Memo<'a> {
 
 /// Evaluates every rule against every resource.
 pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex) -> TaggingEvaluation {
+    let scan = scan(rules, resources, 0, costs);
+    TaggingEvaluation {
+        findings: scan.findings,
+        compliance: scan.compliance,
+    }
+}
+
+/// What [`scan`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// (resource index, rule index) of every non-compliant pair, in resource then rule order; the
+    /// resource index counts from the start of the whole inventory.
+    pub hits: Vec<(u32, u32)>,
+    /// The finding of each pair of `hits`.
+    pub findings: Vec<Finding>,
+    /// Per (account, resource type), sorted by both.
+    pub compliance: Vec<Compliance>,
+}
+
+/// Evaluates every rule against `resources`, the share of the inventory starting at index `offset`,
+/// recording each non-compliant pair with its finding (the pairs let the caller order the findings
+/// without reading them).
+pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, costs: &CostIndex) -> Scan {
     let plan = Plan::new(rules);
     let mut memo = Memo {
         values: vec![None; plan.keys.len()],
         checks: vec![None; plan.checks.len()],
+        exempt: vec![None; plan.exemptions.len()],
+        regex: FastMap::default(),
     };
     // Rules in scope per resource type, computed once per distinct type.
     let mut by_type: FastMap<&str, Vec<usize>> = FastMap::default();
     let mut groups: FastMap<(&str, &str), Counts> = FastMap::default();
+    let mut hits = Vec::new();
     let mut findings = Vec::new();
-    for r in resources {
+    for (r, index) in resources.iter().zip(offset..) {
         let applicable = by_type.entry(r.resource_type.as_str()).or_insert_with(|| {
             (0..rules.len())
                 .filter(|&i| rules[i].covers(&r.resource_type))
                 .collect()
         });
-        memo.reset();
+        memo.start(&plan, r);
         let mut in_scope = false;
         let mut compliant = true;
         let mut cost: Option<Option<Decimal>> = None;
         for &i in applicable.iter() {
-            let rule = &rules[i];
-            if !rule.exempt.is_empty() && rule.exempt.exempts(&r.arn, &r.tags) {
+            if memo.exempts(&plan, r, i) {
                 continue;
             }
             in_scope = true;
@@ -350,7 +462,8 @@ pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex
             }
             compliant = false;
             let monthly = *cost.get_or_insert_with(|| costs.monthly(r));
-            findings.push(rule.finding(r, monthly));
+            hits.push((index, i as u32));
+            findings.push(rules[i].finding(r, monthly));
         }
         let g = groups
             .entry((r.account_id.as_str(), r.resource_type.as_str()))
@@ -379,7 +492,11 @@ pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex
         })
         .collect();
     compliance.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
-    TaggingEvaluation { findings, compliance }
+    Scan {
+        hits,
+        findings,
+        compliance,
+    }
 }
 
 #[cfg(test)]

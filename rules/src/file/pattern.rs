@@ -20,6 +20,9 @@ enum GlobKind {
     Exact,
     /// `prefix*`: the common `ec2:*` and `arn:aws:s3:::logs-*`.
     Prefix(usize),
+    /// Several `*` and no `?`, like `arn:aws:ec2:*:111111111111:*`: the literal head and tail are
+    /// compared in place and the literal runs between stars searched for in order, without backtracking.
+    Stars,
     /// Anything else: matched by backtracking.
     General,
 }
@@ -34,6 +37,8 @@ impl Glob {
             GlobKind::Exact
         } else if text.ends_with('*') && !text[..text.len() - 1].contains(wild) {
             GlobKind::Prefix(text.len() - 1)
+        } else if !text.contains('?') {
+            GlobKind::Stars
         } else {
             GlobKind::General
         };
@@ -54,6 +59,7 @@ impl Glob {
             GlobKind::Any => true,
             GlobKind::Exact => self.text == s,
             GlobKind::Prefix(n) => s.as_bytes().starts_with(&self.text.as_bytes()[..n]),
+            GlobKind::Stars => stars_match(&self.text, s),
             GlobKind::General => wildcard_match(self.text.as_bytes(), s.as_bytes()),
         }
     }
@@ -73,6 +79,35 @@ fn char_len(b: u8) -> usize {
         0xC0..=0xDF => 2,
         _ => 1,
     }
+}
+
+/// Match of a pattern whose only wildcard is `*` (at least one): the text before the first star must
+/// start `s`, the text after the last one end it, and the runs between stars appear in order in what is
+/// left, each at its leftmost place (taking the leftmost never loses a match).
+fn stars_match(p: &str, s: &str) -> bool {
+    let (Some(first), Some(last)) = (p.find('*'), p.rfind('*')) else {
+        return p == s;
+    };
+    let (head, tail) = (&p[..first], &p[last + 1..]);
+    if s.len() < head.len() + tail.len() || !s.starts_with(head) || !s.ends_with(tail) {
+        return false;
+    }
+    let mut rest = &s[head.len()..s.len() - tail.len()];
+    for run in p[first..=last].split('*').filter(|run| !run.is_empty()) {
+        match find(rest.as_bytes(), run.as_bytes()) {
+            Some(at) => rest = &rest[at + run.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The first position of `needle` (not empty) in `hay`: candidates by first byte, then compared. For the
+/// short texts of ARNs and globs this beats a general substring search, whose setup dominates.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    (0..=last_start).find(|&i| hay[i] == first && hay[i + 1..i + needle.len()] == *rest)
 }
 
 /// Iterative glob match with single-star backtracking: linear in practice, never exponential.
@@ -184,11 +219,53 @@ mod tests {
             ("module.*.aws_instance.web[?]", "module.app.aws_instance.web[10]", false),
             ("a*b*c", "aXbYbZc", true),
             ("a*b*c", "aXbYbZ", false),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("ab*ba", "aba", false),
+            ("*x*y*", "yx", false),
+            ("*x*y*", "axbyc", true),
+            ("*é*", "aéb", true),
             ("é?", "éü", true),
             ("**", "x", true),
         ];
         for (p, s, want) in cases {
             assert_eq!(Glob::new(p).matches(s), *want, "{p} vs {s}");
+            assert_eq!(
+                wildcard_match(p.as_bytes(), s.as_bytes()),
+                *want,
+                "{p} vs {s} (backtracking)"
+            );
+        }
+    }
+
+    /// The star-only matcher agrees with the backtracking one on every pattern and string over a small
+    /// alphabet.
+    #[test]
+    fn star_matcher_agrees_with_backtracking() {
+        let words = |max: usize, alphabet: &[char]| {
+            let mut all = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                    .collect();
+                all.extend(last.iter().cloned());
+            }
+            all
+        };
+        let patterns: Vec<String> = words(5, &['a', 'b', '*'])
+            .into_iter()
+            .filter(|p| p.contains('*'))
+            .collect();
+        for p in &patterns {
+            for s in words(5, &['a', 'b']) {
+                assert_eq!(
+                    stars_match(p, &s),
+                    wildcard_match(p.as_bytes(), s.as_bytes()),
+                    "{p} vs {s}"
+                );
+            }
         }
     }
 
