@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the moto test-bed if needed, then runs every test of the workspace and
-# prints one closing line with the totals of all test binaries.
+# The whole test suite: installs the moto test-bed if needed, and promtool/amtool (scripts/deps.sh: when
+# missing and we are root), then runs every test of the workspace and prints one closing line with the totals
+# of all test binaries.
 # PostgreSQL store tests run when CLOUDWARDEN_TEST_POSTGRES_URL is set (CI sets it); otherwise they say they
 # are skipped.
 set -euo pipefail
@@ -8,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 scripts/testbed.sh install
+scripts/deps.sh || echo "test.sh: could not install promtool/amtool; the monitoring rules tests will say why" >&2
 
 if [[ "${CI:-}" == "true" && -z "${CLOUDWARDEN_TEST_POSTGRES_URL:-}" ]]; then
     export CLOUDWARDEN_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
