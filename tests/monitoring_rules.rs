@@ -28,7 +28,8 @@ const REQUIRED_ALERTS: [&str; 10] = [
 ];
 
 /// Alerts an end-to-end test must be able to see fire within a few minutes: their `for:` stays at most 5m.
-const QUICK_ALERTS: [&str; 3] = ["CloudwardenBudgetForecastExceeded", "CloudwardenCostAnomaly", "CloudwardenTagComplianceLow"];
+const QUICK_ALERTS: [&str; 3] =
+    ["CloudwardenBudgetForecastExceeded", "CloudwardenCostAnomaly", "CloudwardenTagComplianceLow"];
 
 #[derive(Debug, Deserialize)]
 struct RuleFile {
@@ -167,18 +168,20 @@ fn anchor(heading: &str) -> String {
 }
 
 fn runbook_anchors() -> BTreeSet<String> {
-    read(&repo().join("docs/runbooks.md"))
-        .lines()
-        .filter_map(|l| l.strip_prefix("## "))
-        .map(anchor)
-        .collect()
+    read(&repo().join("docs/runbooks.md")).lines().filter_map(|l| l.strip_prefix("## ")).map(anchor).collect()
 }
 
 /// The `alertname:` values of every promtool test file.
 fn tested_alerts() -> BTreeSet<String> {
     test_files()
         .iter()
-        .flat_map(|f| read(f).lines().filter_map(|l| l.trim().strip_prefix("alertname:")).map(|n| n.trim().to_string()).collect::<Vec<_>>())
+        .flat_map(|f| {
+            read(f)
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("alertname:"))
+                .map(|n| n.trim().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -240,7 +243,8 @@ fn every_alert_is_labelled_documented_and_tested() {
             }
             let url = format!("docs/runbooks.md#{}", name.to_lowercase());
             if rule.annotations.get("runbook_url") != Some(&url) {
-                problems.push(format!("{name}: runbook_url {:?}, expected {url:?}", rule.annotations.get("runbook_url")));
+                problems
+                    .push(format!("{name}: runbook_url {:?}, expected {url:?}", rule.annotations.get("runbook_url")));
             }
             if !anchors.contains(&name.to_lowercase()) {
                 problems.push(format!("{name}: no section `## {name}` in docs/runbooks.md"));
@@ -295,7 +299,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut rest = expr;
     while let Some(i) = rest.find("cloudwarden_") {
         let before = rest[..i].chars().next_back();
-        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+        let name: String =
+            rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
         rest = &rest[i + name.len()..];
         if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') || name.contains(':') {
             continue;
@@ -318,7 +323,10 @@ fn rules_select_only_exported_metrics() {
                     .iter()
                     .any(|n| source.contains(&format!("register(\"{n}\",")));
                 if !registered {
-                    problems.push(format!("{file}: {} selects {metric}, which src/metrics.rs does not register", rule.alert.as_ref().or(rule.record.as_ref()).map_or("?", |s| s.as_str())));
+                    problems.push(format!(
+                        "{file}: {} selects {metric}, which src/metrics.rs does not register",
+                        rule.alert.as_ref().or(rule.record.as_ref()).map_or("?", |s| s.as_str())
+                    ));
                 }
             }
         }
@@ -331,7 +339,10 @@ fn metric_names_reads_selectors_only() {
     let names = metric_names(
         "sum by (a) (cloudwarden_resources{x=\"y\"}) / account:cloudwarden_untagged_resources:sum + rate(cloudwarden_aws_api_calls_total[5m])",
     );
-    assert_eq!(names, BTreeSet::from(["cloudwarden_resources".to_string(), "cloudwarden_aws_api_calls_total".to_string()]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["cloudwarden_resources".to_string(), "cloudwarden_aws_api_calls_total".to_string()])
+    );
     assert_eq!(seconds("1h30m"), 5400);
     assert_eq!(anchor("CloudwardenDown"), "cloudwardendown");
     assert_eq!(anchor("A b, c"), "a-b-c");
