@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the moto test-bed if needed, then runs every test of the workspace and
-# prints one closing line with the totals of all test binaries.
+# The whole test suite: installs the moto test-bed and the dashboards' TypeScript check if needed, then runs
+# every test of the workspace and prints one closing line with the totals of all test binaries.
 # PostgreSQL store tests run when CLOUDWARDEN_TEST_POSTGRES_URL is set (CI sets it); otherwise they say they
 # are skipped.
 set -euo pipefail
@@ -8,6 +8,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 scripts/testbed.sh install
+
+# tests/dashboards.rs checks the Grafana dashboards with tsc against @grafana/schema (two npm packages, pinned
+# in dashboards/typecheck/package-lock.json). Without npm, or when the install fails, that test is skipped
+# (and fails under CI=true).
+if [[ ! -d dashboards/typecheck/node_modules ]] && command -v npm >/dev/null 2>&1; then
+    if ! (cd dashboards/typecheck && npm ci --no-audit --no-fund --loglevel=error); then
+        echo "npm ci in dashboards/typecheck failed: the dashboards' TypeScript check will not run" >&2
+        rm -rf dashboards/typecheck/node_modules
+    fi
+fi
 
 if [[ "${CI:-}" == "true" && -z "${CLOUDWARDEN_TEST_POSTGRES_URL:-}" ]]; then
     export CLOUDWARDEN_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
