@@ -758,6 +758,31 @@ fn every_panel_and_target_has_a_datasource_and_a_query() {
     }
 }
 
+/// Panels fit the 24 columns of the grid and do not overlap (rows included, each over its own line).
+#[test]
+fn panels_do_not_overlap() {
+    for (name, d) in dashboards() {
+        let mut taken = BTreeMap::new();
+        for p in panels(&d) {
+            let g = &p["gridPos"];
+            let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| {
+                g[k].as_u64()
+                    .unwrap_or_else(|| panic!("{name}: panel {}: gridPos.{k}", p["id"]))
+            });
+            assert!(
+                w > 0 && h > 0 && x + w <= 24,
+                "{name}: panel {} does not fit the grid",
+                p["id"]
+            );
+            for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+                if let Some(other) = taken.insert(cell, p["id"].clone()) {
+                    panic!("{name}: panels {other} and {} overlap at {cell:?}", p["id"]);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn every_dashboard_has_the_shared_variables() {
     for (name, d) in dashboards() {
