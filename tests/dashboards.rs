@@ -1,7 +1,7 @@
 //! The Grafana dashboards of `dashboards/grafana/`, checked offline: their structure (datasource on every
-//! panel and target, unique panel ids and UIDs, the required dashboards and template variables), that every
-//! metric their PromQL names is one the daemon exports, and (when the TypeScript tools are installed) that
-//! each dashboard satisfies Grafana's published `Dashboard` type.
+//! panel and target, unique panel ids and UIDs, the required dashboards and template variables, the grid,
+//! the provisioning files), that every metric and label their PromQL names is one the daemon exports, and
+//! (when the TypeScript tools are installed) that each dashboard satisfies Grafana's published types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -70,9 +70,9 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
 /// drift, findings, and the CloudWatch series of the example configuration) goes through
 /// `metrics::render`, and names and labels are read from the sample lines of the OpenMetrics text, the way
 /// Prometheus reads them (a counter family `x` is sampled as `x_total`). A family without samples is not
-/// rendered at all, so the sanity check in the test below makes sure the snapshot leaves none out. A
-/// dashboard that names a metric or a label that the daemon does not export, or a counter without
-/// `_total`, fails.
+/// rendered at all, so every family `src/metrics.rs` registers (`register("name", ...)`) must show up with
+/// samples: a new family fails this test until the snapshot here fills it. A dashboard that names a metric
+/// or a label that the daemon does not export, or a counter without `_total`, fails.
 ///
 /// CloudWatch pass-through names depend on the configuration: those of `examples/cloudwarden.toml` are
 /// built with the exporter's own naming functions (`exposition_name`, `label_name`), plus
@@ -309,7 +309,22 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             labels.extend(label_names(&line[end..]));
         }
     }
-    // Every family the text announces must have come with samples.
+    // Every family the renderer registers must have come with samples.
+    let source = include_str!("../src/metrics.rs");
+    let registered: Vec<&str> = source
+        .split(".register(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+        .collect();
+    assert!(registered.len() > 30, "registered families: {registered:?}");
+    for name in registered {
+        let family = format!("cloudwarden_{name}");
+        assert!(
+            families.contains_key(&family) || families.contains_key(&format!("{family}_total")),
+            "{family} is registered in src/metrics.rs but has no sample: populate it in the snapshot"
+        );
+    }
+    // And every family the text announces.
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
         let mut parts = line.split_whitespace();
         let (family, kind) = (parts.next().unwrap(), parts.next().unwrap());
