@@ -41,6 +41,10 @@ fn the_example_loads() {
     let loaded = cloudwarden::jobs::rules::read_rule_files(&rules.settings.sources).expect("example rules are valid");
     assert!(loaded.files.len() >= 5, "{:?}", loaded.files);
     assert!(c.api.tokens.is_empty());
+    let cw = c.cloudwatch.expect("cloudwatch enabled").settings;
+    let scored = cw.discovery[0].anomaly.as_ref().expect("the EC2 job scores a series");
+    assert_eq!((scored.series.len(), scored.threshold), (1, 0.8));
+    assert_eq!(cw.statics[0].anomaly.as_ref().map(|a| a.threshold), Some(0.6695));
 }
 
 fn common_root() -> std::path::PathBuf {

@@ -323,7 +323,7 @@ pub struct CloudWatchSection {
     /// Jobs over explicit dimensions.
     #[serde(default, rename = "static")]
     pub static_jobs: Vec<StaticJob>,
-    /// Most series scored for anomalies at once (default 10000, about 7.6 KB of memory each); series beyond
+    /// Most series scored for anomalies at once (default 10000, about 8 KB of memory each with a day's window); series beyond
     /// it are left out and counted.
     #[serde(default = "default_max_anomaly_series")]
     pub max_anomaly_series: usize,
