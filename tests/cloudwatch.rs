@@ -55,7 +55,9 @@ async fn discovery_returns_the_datapoints_the_seed_put() {
     // Expected: per instance with datapoints, the newest one inside the window.
     let (start, end) = window(now, 300, 7200, 0);
     let mut want = BTreeMap::new();
-    for s in raw["cloudwatch"]["series"].as_array().unwrap() {
+    // The seed's CPU series, and its one long series with a spike (for the anomaly detector).
+    let anomaly = raw["cloudwatch"]["anomaly"].clone();
+    for s in raw["cloudwatch"]["series"].as_array().unwrap().iter().chain(anomaly.is_object().then_some(&anomaly)) {
         let newest = s["datapoints"]
             .as_array()
             .unwrap()
@@ -266,4 +268,51 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     let run = daemon.run_job(&job(&daemon, "cloudwatch"), at(end + 180), &cancel).await;
     assert_eq!((run.cloudwatch().unwrap().points_scored, run.cloudwatch().unwrap().late_points), (0, 0));
     assert_eq!(open(&daemon, FindingKind::Tagging).await.len(), 1, "other kinds are left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_scores_the_seeded_cpu_spike_and_names_the_instance() {
+    use rules::finding::FindingKind;
+
+    common::aws_test_env();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = moto.seed(0.1, dir.path());
+    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap()).unwrap();
+    let spike = &raw["cloudwatch"]["anomaly"];
+    let arn = spike["arn"].as_str().unwrap();
+    let spike_at: DateTime<Utc> = spike["spike_at"].as_str().unwrap().parse().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cw.db").display());
+    // A window of 30 hours: the whole long series warms its detector up on the first run.
+    let text = format!(
+        "{}\n[collectors.cloudwatch]\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\nresource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\nstatistics = [\"Average\", \"Maximum\"]\nperiod_secs = 300\nlength_secs = 108000\ndelay_secs = 0\nanomaly = {{ series = [\"CPUUtilization:Average\"] }}\n",
+        truth.config(&moto.endpoint(), &db, "")
+    );
+    let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let inv = daemon.run_job(&job(&daemon, "inventory"), Utc::now(), &cancel).await;
+    assert_eq!(inv.outcome, RunOutcome::Success);
+
+    let run = daemon.run_job(&job(&daemon, "cloudwatch"), spike_at + chrono::Duration::minutes(5), &cancel).await;
+    assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
+    let d = run.cloudwatch().unwrap();
+    // Average only: one detector per instance with datapoints.
+    let seeded = raw["cloudwatch"]["series"].as_array().unwrap();
+    let points: usize = seeded.iter().map(|s| s["datapoints"].as_array().unwrap().len()).sum();
+    assert_eq!(d.anomaly_series, seeded.len() as u64 + 1);
+    assert_eq!(d.points_scored, (points + 320) as u64);
+    let body = daemon.state.metrics();
+    let scores = samples(&body, "cloudwarden_metric_anomaly_score");
+    let id = spike["instance_id"].as_str().unwrap();
+    let (labels, score) = scores.iter().find(|(l, _)| l.contains(id)).expect("the spiked series has a score");
+    assert!(*score > 0.95, "{labels} {score}");
+    assert!(labels.contains("statistic=\"Average\""), "{labels}");
+    // The short series are still in their probation: they score 0.
+    assert!(scores.iter().filter(|(l, _)| !l.contains(id)).all(|(_, v)| *v == 0.0), "{scores:?}");
+    let found = open(&daemon, FindingKind::MetricAnomaly).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].subject, format!("{arn} AWS/EC2 CPUUtilization Average"));
+    assert_eq!(found[0].resource_type.as_deref(), Some("ec2:instance"));
+    assert_eq!(found[0].details["arn"], serde_json::json!(arn));
+    assert_eq!(found[0].details["value"], serde_json::json!(95.0));
 }
