@@ -315,4 +315,16 @@ async fn discovery_scores_the_seeded_cpu_spike_and_names_the_instance() {
     assert_eq!(found[0].resource_type.as_deref(), Some("ec2:instance"));
     assert_eq!(found[0].details["arn"], serde_json::json!(arn));
     assert_eq!(found[0].details["value"], serde_json::json!(95.0));
+
+    // After a restart the first window warms the new detector up: the same points, the same score; the
+    // finding stays open with its first sighting.
+    drop(daemon);
+    let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
+    let run = daemon.run_job(&job(&daemon, "cloudwatch"), spike_at + chrono::Duration::minutes(6), &cancel).await;
+    assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
+    assert_eq!(run.cloudwatch().unwrap().points_scored, (points + 320) as u64);
+    let again = samples(&daemon.state.metrics(), "cloudwarden_metric_anomaly_score");
+    assert_eq!(again.get(labels), Some(score));
+    let reopened = open(&daemon, FindingKind::MetricAnomaly).await;
+    assert_eq!((reopened.len(), reopened[0].first_seen), (1, found[0].first_seen));
 }
