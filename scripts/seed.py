@@ -541,6 +541,45 @@ class Seeder:
                         "maximum": max(values),
                         "datapoints": [[iso(ts), v] for ts, v in points],
                     })
+        # One more instance gets a long steady CPU series whose newest point is a spike, for the metric
+        # anomaly detector: 320 points (more than its 288 points of probation). A stream of its own, so the
+        # other series do not change.
+        anomaly = None
+        arng = random.Random(f"anomaly:{self.args.seed}")
+        taken = {s["instance_id"] for s in series}
+        for acct in self.accounts:
+            spare = sorted(i for i in self.running.get((acct["id"], REGIONS[0]), []) if i not in taken)
+            if not spare:
+                continue
+            iid = spare[0]
+            long_stamps = [end - timedelta(minutes=5 * k) for k in range(319, -1, -1)]
+            points = [(ts, round(20.0 + arng.uniform(-2.0, 2.0), 2)) for ts in long_stamps[:-1]]
+            points.append((long_stamps[-1], 95.0))
+            cw = self.c("cloudwatch", acct["id"], REGIONS[0])
+            for i in range(0, len(points), 500):
+                cw.put_metric_data(
+                    Namespace="AWS/EC2",
+                    MetricData=[
+                        {
+                            "MetricName": "CPUUtilization",
+                            "Dimensions": [{"Name": "InstanceId", "Value": iid}],
+                            "Timestamp": ts,
+                            "Value": v,
+                            "Unit": "Percent",
+                        }
+                        for ts, v in points[i:i + 500]
+                    ],
+                )
+            anomaly = {
+                "account": acct["id"],
+                "region": REGIONS[0],
+                "instance_id": iid,
+                "arn": f"arn:aws:ec2:{REGIONS[0]}:{acct['id']}:instance/{iid}",
+                "spike_at": iso(long_stamps[-1]),
+                "spike_value": 95.0,
+                "datapoints": [[iso(ts), v] for ts, v in points],
+            }
+            break
         return {
             "namespace": "AWS/EC2",
             "metric_name": "CPUUtilization",
@@ -550,6 +589,7 @@ class Seeder:
             "start": iso(stamps[0]),
             "end": iso(stamps[-1]),
             "series": series,
+            "anomaly": anomaly,
         }
 
     # -- billing ----------------------------------------------------------------------------------

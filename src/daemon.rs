@@ -122,6 +122,10 @@ pub struct Daemon {
     billing: Arc<Mutex<BillingState>>,
     /// The newest rules evaluation's aggregates, for `/metrics`.
     rules: Arc<Mutex<Option<Arc<metrics::RulesAggregates>>>>,
+    /// The metric anomaly detectors of the scored CloudWatch series.
+    metric_anomalies: Arc<Mutex<jobs::metric_anomaly::MetricAnomalies>>,
+    /// Their scores and counters after the newest CloudWatch run, for `/metrics`.
+    metric_anomaly_view: Arc<Mutex<Option<Arc<jobs::metric_anomaly::AnomalyView>>>>,
 }
 
 /// The billing files' counters, and their cost windows, computed again only after a load or when the day
@@ -169,6 +173,8 @@ impl Daemon {
             log_last_events: Arc::new(Mutex::new(BTreeMap::new())),
             billing: Arc::new(Mutex::new(BillingState::default())),
             rules: Arc::new(Mutex::new(None)),
+            metric_anomalies: Arc::new(Mutex::new(Default::default())),
+            metric_anomaly_view: Arc::new(Mutex::new(None)),
         };
         // Serve what the database already knows until the first run ends.
         daemon.refresh_metrics().await;
@@ -279,6 +285,14 @@ impl Daemon {
         }
     }
 
+    pub(crate) fn metric_anomalies(&self) -> Arc<Mutex<jobs::metric_anomaly::MetricAnomalies>> {
+        self.metric_anomalies.clone()
+    }
+
+    pub(crate) fn set_metric_anomaly_view(&self, view: jobs::metric_anomaly::AnomalyView) {
+        *self.metric_anomaly_view.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(view));
+    }
+
     pub(crate) fn set_rules_aggregates(&self, aggregates: Arc<metrics::RulesAggregates>) {
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = Some(aggregates);
     }
@@ -316,9 +330,11 @@ impl Daemon {
                 return;
             }
         };
-        let findings = match &self.config.rules {
-            None => None,
-            Some(_) => match self.store.finding_counts().await {
+        // Findings come from the rules and from the CloudWatch job's metric anomalies.
+        let scores_anomalies = self.config.cloudwatch.as_ref().is_some_and(|j| j.settings.scores_anomalies());
+        let findings = match self.config.rules.is_some() || scores_anomalies {
+            false => None,
+            true => match self.store.finding_counts().await {
                 Ok(c) => Some(c),
                 Err(error) => {
                     error!(%error, "cannot count findings; keeping the previous /metrics");
@@ -345,6 +361,7 @@ impl Daemon {
             cloudwatch_metrics_requested: self.cloudwatch_metrics_requested.load(Ordering::Relaxed),
             rules: self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             findings,
+            metric_anomaly: self.metric_anomaly_view.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         self.state.set_metrics(metrics::render(&snapshot));
     }

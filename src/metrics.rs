@@ -67,8 +67,10 @@ pub struct Snapshot {
     pub billing_counters: Option<BillingCounters>,
     /// The newest evaluation's aggregates; `None` before the first evaluation or when rules are off.
     pub rules: Option<std::sync::Arc<RulesAggregates>>,
-    /// Open findings by kind and severity; `None` when rules are off.
+    /// Open findings by kind and severity; `None` when neither rules nor metric anomalies are on.
     pub findings: Option<Vec<crate::store::FindingCount>>,
+    /// Metric anomaly scores and counters; `None` before the first CloudWatch run that scores series.
+    pub metric_anomaly: Option<std::sync::Arc<crate::jobs::metric_anomaly::AnomalyView>>,
 }
 
 /// What `/metrics` shows of one rules evaluation: its aggregates, without the findings.
@@ -275,6 +277,9 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(counts) = &s.findings {
         render_findings(reg, counts);
     }
+    if let Some(view) = &s.metric_anomaly {
+        render_metric_anomaly(reg, view);
+    }
 
     let matches = Family::<Vec<(String, String)>, Counter>::default();
     for p in &s.patterns {
@@ -450,6 +455,38 @@ fn render_findings(reg: &mut Registry, counts: &[crate::store::FindingCount]) {
         }
     }
     reg.register("findings", "Open findings by kind and severity", family);
+}
+
+fn render_metric_anomaly(reg: &mut Registry, v: &crate::jobs::metric_anomaly::AnomalyView) {
+    let scores = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for (labels, score) in &v.scores {
+        scores.get_or_create(labels).set(*score);
+    }
+    reg.register(
+        "metric_anomaly_score",
+        "Anomaly score (0..1) of the newest point of a scored CloudWatch series, with its pass-through labels",
+        scores,
+    );
+    let scored = Counter::<u64>::default();
+    scored.inc_by(v.points_scored);
+    reg.register("metric_anomaly_points_scored", "CloudWatch points fed to the anomaly detectors since start", scored);
+    let late = Counter::<u64>::default();
+    late.inc_by(v.late_points);
+    reg.register(
+        "metric_anomaly_late_points",
+        "CloudWatch points that arrived after a newer point of their series had been scored (not scored) since start",
+        late,
+    );
+    let series = Gauge::<i64>::default();
+    series.set(v.series as i64);
+    reg.register("metric_anomaly_series", "CloudWatch series with an anomaly detector in memory", series);
+    let left_out = Gauge::<i64>::default();
+    left_out.set(v.left_out as i64);
+    reg.register(
+        "metric_anomaly_left_out_series",
+        "CloudWatch series chosen for anomaly scoring but left out by max_anomaly_series in the newest run",
+        left_out,
+    );
 }
 
 fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {

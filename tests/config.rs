@@ -41,6 +41,10 @@ fn the_example_loads() {
     let loaded = cloudwarden::jobs::rules::read_rule_files(&rules.settings.sources).expect("example rules are valid");
     assert!(loaded.files.len() >= 5, "{:?}", loaded.files);
     assert!(c.api.tokens.is_empty());
+    let cw = c.cloudwatch.expect("cloudwatch enabled").settings;
+    let scored = cw.discovery[0].anomaly.as_ref().expect("the EC2 job scores a series");
+    assert_eq!((scored.series.len(), scored.threshold), (1, 0.8));
+    assert_eq!(cw.statics[0].anomaly.as_ref().map(|a| a.threshold), Some(0.6695));
 }
 
 fn common_root() -> std::path::PathBuf {
@@ -187,4 +191,56 @@ fn check_config_reports_rule_file_errors_relative_to_the_config_file() {
     assert!(err.contains(r#"cw.toml:2: rules.files[1]: no file matches "nowhere/*.toml""#), "{err}");
     assert!(err.contains("rules/bad.toml:3: tagging[0].required_keys: "), "{err}");
     assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn anomaly_options_choose_series_and_are_checked() {
+    let job = |anomaly: &str| {
+        format!(
+            "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n\n[[collectors.cloudwatch.static]]\nnamespace = \"AWS/SQS\"\nmetrics = [\"Sent\", \"Visible\"]\nstatistics = [\"Sum\", \"Maximum\"]\n{anomaly}\n"
+        )
+    };
+    let settings = |anomaly: &str| config::parse("cw.toml", &job(anomaly), &no_env).unwrap().cloudwatch.unwrap().settings;
+    let pairs = |s: &cloudwarden::jobs::CloudWatchSettings| {
+        let a = s.statics[0].anomaly.as_ref().unwrap();
+        (a.series.iter().map(|(m, st)| format!("{m}:{st}")).collect::<Vec<_>>(), a.threshold)
+    };
+    // Every series of the job, at the detector's global threshold; none without the option.
+    let all = settings("anomaly = {}");
+    assert_eq!(pairs(&all), (vec!["Sent:Maximum".into(), "Sent:Sum".into(), "Visible:Maximum".into(), "Visible:Sum".into()], 0.6695));
+    assert_eq!(all.max_anomaly_series, 10_000);
+    assert!(all.scores_anomalies());
+    assert!(!settings("").scores_anomalies());
+    // A metric for each statistic, or one statistic; a threshold of its own.
+    let some = settings("anomaly = { series = [\"Sent\", \"Visible:Maximum\"], threshold = 0.9 }");
+    assert_eq!(pairs(&some), (vec!["Sent:Maximum".into(), "Sent:Sum".into(), "Visible:Maximum".into()], 0.9));
+    // The same as a table of its own.
+    let table = settings("[collectors.cloudwatch.static.anomaly]\nseries = [\"Visible:Sum\"]\n");
+    assert_eq!(pairs(&table).0, ["Visible:Sum"]);
+
+    check(
+        &job("anomaly = { series = [\"Sent:p99\", \"Received\", \"Sent\", \"Sent:Sum\"],\n  threshold = 1.5 }"),
+        &[
+            r#"cw.toml:8: collectors.cloudwatch.static[0].anomaly.series[0]: statistic "p99" is not one of the job's statistics"#,
+            r#"cw.toml:8: collectors.cloudwatch.static[0].anomaly.series[1]: metric "Received" is not one of the job's metrics"#,
+            r#"cw.toml:8: collectors.cloudwatch.static[0].anomaly.series[3]: "Sent:Sum" is listed twice"#,
+            "cw.toml:9: collectors.cloudwatch.static[0].anomaly.threshold: must be greater than 0 and at most 1 (scores are in 0..1)",
+        ],
+    );
+    check(
+        &job("anomaly = { series = [], threshold = 0 }"),
+        &[
+            "cw.toml:8: collectors.cloudwatch.static[0].anomaly.series: must name at least one series (leave it out for every series of the job)",
+            "cw.toml:8: collectors.cloudwatch.static[0].anomaly.threshold: must be greater than 0 and at most 1 (scores are in 0..1)",
+        ],
+    );
+    let e = errors(&job("anomaly = { metrics = [\"Sent\"] }"));
+    assert!(e[0].starts_with("cw.toml:8: collectors.cloudwatch.static[0].anomaly.metrics: unknown field `metrics`"), "{e:?}");
+    check(
+        "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\nmax_anomaly_series = 0\n",
+        &["cw.toml:3: collectors.cloudwatch.max_anomaly_series: must be at least 1"],
+    );
+    // Discovery jobs take the same option.
+    let text = "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\nresource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\nstatistics = [\"Average\"]\nanomaly = { series = [\"NetworkIn\"] }\n";
+    check(text, &[r#"cw.toml:10: collectors.cloudwatch.discovery[0].anomaly.series[0]: metric "NetworkIn" is not one of the job's metrics"#]);
 }

@@ -169,6 +169,28 @@ async fn findings_suite(url: &str) {
         .await
         .unwrap();
     assert!(drift.is_empty());
+
+    // Scopes left alone (an account and region that could not be read) keep their open findings.
+    let mut here = finding(FindingKind::MetricAnomaly, "metric_anomaly", "s1", "spike");
+    let mut there = here.clone();
+    here.region = Some("us-east-1".into());
+    there.subject = "s2".into();
+    let metric = [FindingKind::MetricAnomaly];
+    let w = store.record_findings(&metric, &[here.clone(), there.clone()], t3).await.unwrap();
+    assert_eq!(w.opened, 2);
+    let left_alone = [(A.to_string(), "eu-west-1".to_string())];
+    let w = store.record_findings_except(&metric, &left_alone, &[], t4).await.unwrap();
+    assert_eq!((w.opened, w.refreshed, w.resolved), (0, 0, 1));
+    let w = store.record_findings_except(&metric, &left_alone, &[there.clone()], t4).await.unwrap();
+    assert_eq!((w.opened, w.refreshed, w.resolved), (0, 1, 0));
+    let open: Vec<_> = store
+        .findings(FindingFilter { kind: Some(FindingKind::MetricAnomaly), include_resolved: false })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.subject)
+        .collect();
+    assert_eq!(open, ["s2"]);
     store.close().await;
 }
 
@@ -538,6 +560,19 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
         lines.join("\n")
     };
     assert_eq!(strip(&daemon.state.metrics()), strip(&metrics_before));
+
+    // Metric anomaly findings belong to the CloudWatch job: an evaluation leaves them open.
+    let metric = finding(FindingKind::MetricAnomaly, "metric_anomaly", "arn:i-1 AWS/EC2 CPUUtilization Average", "spike");
+    daemon.store.record_findings(&[FindingKind::MetricAnomaly], &[metric], t3).await.unwrap();
+    std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
+    let run = daemon.run_job(&job.kind, t3 + Duration::hours(2), &cancel).await;
+    assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
+    let open = daemon
+        .store
+        .findings(FindingFilter { kind: Some(FindingKind::MetricAnomaly), include_resolved: false })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
 }
 
 #[tokio::test]

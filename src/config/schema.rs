@@ -323,6 +323,27 @@ pub struct CloudWatchSection {
     /// Jobs over explicit dimensions.
     #[serde(default, rename = "static")]
     pub static_jobs: Vec<StaticJob>,
+    /// Most series scored for anomalies at once (default 10000, about 8 KB of memory each with a day's window); series beyond
+    /// it are left out and counted.
+    #[serde(default = "default_max_anomaly_series")]
+    pub max_anomaly_series: usize,
+}
+
+fn default_max_anomaly_series() -> usize {
+    10_000
+}
+
+/// `anomaly = { ... }` on a CloudWatch job: which of its series the online detector scores, and when a
+/// score opens a `metric_anomaly` finding.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyEntry {
+    /// `"Metric:Statistic"`, or `"Metric"` for each of the job's statistics. Default: every metric and
+    /// statistic of the job.
+    pub series: Option<Vec<String>>,
+    /// Score (0..1] at or above which a series' newest point opens a finding (default 0.6695, the detector's
+    /// one global threshold on the NAB CloudWatch files).
+    pub threshold: Option<f64>,
 }
 
 /// `[[collectors.cloudwatch.discovery]]`: resources are taken from the inventory (tagged or not), selected
@@ -354,6 +375,8 @@ pub struct DiscoveryJob {
     /// Tag keys exported as `tag_<key>` labels on every series (and on `aws_resource_info`).
     #[serde(default)]
     pub export_tags: Vec<String>,
+    /// Score these series for anomalies (see [`AnomalyEntry`]).
+    pub anomaly: Option<AnomalyEntry>,
 }
 
 /// `[[collectors.cloudwatch.static]]`: one explicit set of dimensions.
@@ -371,6 +394,8 @@ pub struct StaticJob {
     pub length_secs: Option<i64>,
     #[serde(default = "default_delay_secs")]
     pub delay_secs: i64,
+    /// Score these series for anomalies (see [`AnomalyEntry`]).
+    pub anomaly: Option<AnomalyEntry>,
 }
 
 fn default_period_secs() -> i32 {

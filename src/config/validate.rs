@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use collector::aws::inventory::InventorySettings;
 use collector::{AccountSpec, AwsSettings};
+use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::*;
 use super::{ApiConfig, Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
-use crate::jobs::cloudwatch::{Discovery, Static};
+use crate::jobs::cloudwatch::{AnomalySettings, Discovery, Static};
 use crate::jobs::logs::Pattern;
 use crate::jobs::rules::{read_rule_files, RuleSource, RulesProblem};
 use crate::jobs::{
@@ -354,6 +355,7 @@ pub fn parse(
             if j.dimension.trim().is_empty() {
                 cx.error(&at("dimension"), "must name the dimension that carries the resource id");
             }
+            let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "discovery", i, a, &j.metrics, &j.statistics));
             discovery.push(Discovery {
                 namespace: j.namespace.clone(),
                 resource_type: j.resource_type.clone(),
@@ -365,12 +367,14 @@ pub fn parse(
                 delay_secs: j.delay_secs,
                 tag_selectors: j.tag_selectors.clone(),
                 export_tags: j.export_tags.clone(),
+                anomaly,
             });
         }
         let mut statics = Vec::new();
         for (i, j) in cw.static_jobs.iter().enumerate() {
             let at = |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("static"), Seg::Index(i), Seg::Key(k)];
             metric_job(&mut cx, &at, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+            let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "static", i, a, &j.metrics, &j.statistics));
             statics.push(Static {
                 namespace: j.namespace.clone(),
                 dimensions: j.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -379,13 +383,26 @@ pub fn parse(
                 period_secs: j.period_secs,
                 length_secs: j.length_secs.unwrap_or(j.period_secs as i64),
                 delay_secs: j.delay_secs,
+                anomaly,
             });
+        }
+        if cw.max_anomaly_series == 0 {
+            cx.error(&[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("max_anomaly_series")], "must be at least 1");
         }
         let interval = cw.interval_secs.or(if cw.cron.is_none() { Some(300) } else { None });
         let schedule = schedule(&mut cx, "cloudwatch", interval, cw.cron.as_deref());
         match (cw.enabled, schedule) {
             (true, Some(schedule)) => {
-                Some(Job { schedule, settings: CloudWatchSettings { regions, discovery, statics, max_concurrency: 4 } })
+                Some(Job {
+                schedule,
+                settings: CloudWatchSettings {
+                    regions,
+                    discovery,
+                    statics,
+                    max_concurrency: 4,
+                    max_anomaly_series: cw.max_anomaly_series,
+                },
+            })
             }
             _ => None,
         }
@@ -663,6 +680,64 @@ fn metric_job(
     if delay_secs < 0 {
         cx.error(&at("delay_secs"), "must not be negative");
     }
+}
+
+/// The `anomaly` entry of the CloudWatch job `kind[index]` (`discovery` or `static`): its series resolved to
+/// (metric, statistic) pairs of the job, and its threshold.
+fn anomaly_entry(
+    cx: &mut Ctx<'_>,
+    kind: &'static str,
+    index: usize,
+    entry: &AnomalyEntry,
+    metrics: &[String],
+    statistics: &[String],
+) -> AnomalySettings {
+    let at = |k: &'static str| {
+        vec![Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key(kind), Seg::Index(index), Seg::Key("anomaly"), Seg::Key(k)]
+    };
+    let mut series = BTreeSet::new();
+    match &entry.series {
+        None => {
+            for m in metrics {
+                for st in statistics {
+                    series.insert((m.clone(), st.clone()));
+                }
+            }
+        }
+        Some(list) => {
+            if list.is_empty() {
+                cx.error(&at("series"), "must name at least one series (leave it out for every series of the job)");
+            }
+            for (i, item) in list.iter().enumerate() {
+                let mut path = at("series");
+                path.push(Seg::Index(i));
+                let (metric, stats): (&str, Vec<&String>) = match item.rsplit_once(':') {
+                    Some((m, st)) => match statistics.iter().find(|s| s.as_str() == st) {
+                        Some(s) => (m, vec![s]),
+                        None => {
+                            cx.error(&path, format!("statistic {st:?} is not one of the job's statistics"));
+                            continue;
+                        }
+                    },
+                    None => (item.as_str(), statistics.iter().collect()),
+                };
+                if !metrics.iter().any(|m| m == metric) {
+                    cx.error(&path, format!("metric {metric:?} is not one of the job's metrics"));
+                    continue;
+                }
+                let before = series.len();
+                series.extend(stats.iter().map(|st| (metric.to_string(), st.to_string())));
+                if series.len() == before {
+                    cx.error(&path, format!("{item:?} is listed twice"));
+                }
+            }
+        }
+    }
+    let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        cx.error(&at("threshold"), "must be greater than 0 and at most 1 (scores are in 0..1)");
+    }
+    AnomalySettings { series, threshold }
 }
 
 fn is_role_arn(s: &str) -> bool {

@@ -1,18 +1,22 @@
 //! The CloudWatch job: builds the queries of every discovery and static job for every account and region,
 //! runs them in batches of 500 per (period, window) group, and keeps the newest datapoint of each as a
 //! series for `/metrics`. Discovery selects resources from the stored inventory by type and tags, so
-//! untagged resources are queried too.
+//! untagged resources are queried too. The series a job scores for anomalies get every point of their window,
+//! fed to their detectors by [`super::metric_anomaly`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use collector::aws::cloudwatch::{self, exposition_name, label_name, MetricQuery};
 use collector::aws::account_id;
 use collector::ScopeFailure;
 use futures::stream::{self, StreamExt};
+use rules::finding::FindingKind;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
+use super::metric_anomaly::{Fed, SeriesSpec};
 use super::{Detail, JobOutput};
 use crate::daemon::Daemon;
 use crate::store::RunOutcome;
@@ -34,6 +38,7 @@ pub struct Discovery {
     pub delay_secs: i64,
     pub tag_selectors: BTreeMap<String, String>,
     pub export_tags: Vec<String>,
+    pub anomaly: Option<AnomalySettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +50,22 @@ pub struct Static {
     pub period_secs: i32,
     pub length_secs: i64,
     pub delay_secs: i64,
+    pub anomaly: Option<AnomalySettings>,
+}
+
+/// The series of one job that the metric anomaly detector scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalySettings {
+    /// (metric, statistic) pairs of the job.
+    pub series: BTreeSet<(String, String)>,
+    /// A series whose newest score is at least this has an open `metric_anomaly` finding.
+    pub threshold: f64,
+}
+
+impl AnomalySettings {
+    fn scores(&self, metric: &str, statistic: &str) -> bool {
+        self.series.iter().any(|(m, s)| m == metric && s == statistic)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +75,8 @@ pub struct CloudWatchSettings {
     pub statics: Vec<Static>,
     /// Account-regions queried at once.
     pub max_concurrency: usize,
+    /// Most series scored for anomalies at once.
+    pub max_anomaly_series: usize,
 }
 
 /// One exported series: its name, labels and newest value.
@@ -71,6 +94,25 @@ pub struct CloudWatchDetail {
     pub calls: u64,
     pub metrics_requested: u64,
     pub series: u64,
+    /// Points fed to the anomaly detectors in this run.
+    pub points_scored: u64,
+    /// Points that arrived after a newer point had been fed: not scored.
+    pub late_points: u64,
+    /// Series with a detector after this run.
+    pub anomaly_series: u64,
+    /// New series left out by `max_anomaly_series`.
+    pub anomaly_left_out: u64,
+    /// Series whose newest score reaches their threshold (open `metric_anomaly` findings).
+    pub anomaly_findings: u64,
+    pub findings_opened: u64,
+    pub findings_resolved: u64,
+}
+
+impl CloudWatchSettings {
+    /// Whether any job scores series for anomalies.
+    pub fn scores_anomalies(&self) -> bool {
+        self.discovery.iter().any(|j| j.anomaly.is_some()) || self.statics.iter().any(|j| j.anomaly.is_some())
+    }
 }
 
 /// Does the resource carry every selected tag (`*` accepting any value)?
@@ -83,6 +125,44 @@ struct Target {
     account_id: String,
     region: String,
     queries: Vec<MetricQuery>,
+    /// The scored series among the queries, by query index.
+    anomaly: BTreeMap<usize, SeriesSpec>,
+}
+
+/// A scored series and the datapoints of its window.
+type Window = (SeriesSpec, Vec<(DateTime<Utc>, f64)>);
+
+/// The scored series of a query, when its job scores it and no earlier query of the run is the same series.
+#[allow(clippy::too_many_arguments)]
+fn anomaly_spec(
+    settings: Option<&AnomalySettings>,
+    q: &MetricQuery,
+    account_id: &str,
+    region: &str,
+    arn: Option<&str>,
+    resource_type: Option<&str>,
+    seen: &mut HashSet<String>,
+) -> Option<SeriesSpec> {
+    let settings = settings.filter(|a| a.scores(&q.metric_name, &q.statistic))?;
+    let key = SeriesSpec::key_of(arn, account_id, region, &q.dimensions, &q.namespace, &q.metric_name, &q.statistic);
+    if !seen.insert(key.clone()) {
+        return None;
+    }
+    Some(SeriesSpec {
+        key,
+        namespace: q.namespace.clone(),
+        metric: q.metric_name.clone(),
+        statistic: q.statistic.clone(),
+        account_id: account_id.to_string(),
+        region: region.to_string(),
+        arn: arn.map(str::to_string),
+        resource_type: resource_type.map(str::to_string),
+        dimensions: q.dimensions.clone(),
+        labels: base_labels(account_id, region, q),
+        period_secs: q.period_secs as i64,
+        length_secs: q.length_secs,
+        threshold: settings.threshold,
+    })
 }
 
 fn base_labels(account_id: &str, region: &str, q: &MetricQuery) -> Vec<(String, String)> {
@@ -97,6 +177,8 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
     let mut info = Vec::new();
     let known: BTreeMap<String, String> = d.accounts().into_iter().collect();
     let mut targets = Vec::new();
+    // Every scored series of the run, failed scopes included: the others are dropped.
+    let mut live = HashSet::new();
     for (ai, account) in d.aws.accounts.iter().enumerate() {
         let id = match known.get(&account.spec.name) {
             Some(id) => id.clone(),
@@ -116,6 +198,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
         };
         for region in &s.regions {
             let mut queries = Vec::new();
+            let mut anomaly = BTreeMap::new();
             for job in &s.discovery {
                 let resources = match d.store.live_resources(&id, region, &job.resource_type).await {
                     Ok(r) => r,
@@ -137,7 +220,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                     info.push(Series { name: "aws_resource_info".into(), help: "Resources selected by CloudWatch discovery jobs, with their exported tags".into(), labels, value: 1.0 });
                     for m in &job.metrics {
                         for stat in &job.statistics {
-                            queries.push(MetricQuery {
+                            let mut q = MetricQuery {
                                 namespace: job.namespace.clone(),
                                 metric_name: m.clone(),
                                 dimensions: vec![(job.dimension.clone(), r.id.clone())],
@@ -146,7 +229,14 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                                 length_secs: job.length_secs,
                                 delay_secs: job.delay_secs,
                                 extra_labels: tags.clone(),
-                            });
+                                all_points: false,
+                            };
+                            let (arn, rt) = (Some(r.arn.as_str()), Some(job.resource_type.as_str()));
+                            if let Some(spec) = anomaly_spec(job.anomaly.as_ref(), &q, &id, region, arn, rt, &mut live) {
+                                q.all_points = true;
+                                anomaly.insert(queries.len(), spec);
+                            }
+                            queries.push(q);
                         }
                     }
                 }
@@ -154,7 +244,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
             for job in &s.statics {
                 for m in &job.metrics {
                     for stat in &job.statistics {
-                        queries.push(MetricQuery {
+                        let mut q = MetricQuery {
                             namespace: job.namespace.clone(),
                             metric_name: m.clone(),
                             dimensions: job.dimensions.clone(),
@@ -163,12 +253,18 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                             length_secs: job.length_secs,
                             delay_secs: job.delay_secs,
                             extra_labels: vec![],
-                        });
+                            all_points: false,
+                        };
+                        if let Some(spec) = anomaly_spec(job.anomaly.as_ref(), &q, &id, region, None, None, &mut live) {
+                            q.all_points = true;
+                            anomaly.insert(queries.len(), spec);
+                        }
+                        queries.push(q);
                     }
                 }
             }
             if !queries.is_empty() {
-                targets.push(Target { account: ai, account_id: id.clone(), region: region.clone(), queries });
+                targets.push(Target { account: ai, account_id: id.clone(), region: region.clone(), queries, anomaly });
             }
         }
     }
@@ -193,6 +289,8 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
     };
     let mut series = Vec::new();
     let mut ok = 0;
+    // The windows of the scored series that were fetched, in a stable order.
+    let mut windows: Vec<Window> = Vec::new();
     for (i, r) in results {
         let t = &targets[i];
         match r {
@@ -200,6 +298,11 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                 ok += 1;
                 detail.calls += f.calls;
                 detail.metrics_requested += f.metrics_requested;
+                let mut points: BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> =
+                    f.points.into_iter().map(|p| (p.query, p.points)).collect();
+                for (q, spec) in &t.anomaly {
+                    windows.push((spec.clone(), points.remove(q).unwrap_or_default()));
+                }
                 for sample in f.samples {
                     let q = &t.queries[sample.query];
                     series.push(Series {
@@ -221,18 +324,89 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
     }
     d.add_cloudwatch_metrics_requested(detail.metrics_requested);
     detail.series = series.len() as u64;
-    let outcome = if failures.is_empty() {
+    let mut outcome = if failures.is_empty() {
         RunOutcome::Success
     } else if ok == 0 && !targets.is_empty() {
         RunOutcome::Failed
     } else {
         RunOutcome::Partial
     };
+    let mut error = None;
+    if s.scores_anomalies() {
+        // Not cancellable: a shutdown waits for the findings write.
+        if let Err(e) = score_anomalies(d, s, live, windows, &failures, now, &mut detail).await {
+            warn!(error = %e, "cannot record metric anomaly findings");
+            error = Some(format!("cannot record metric anomaly findings: {e}"));
+            if outcome == RunOutcome::Success {
+                outcome = RunOutcome::Partial;
+            }
+        }
+    }
     if outcome != RunOutcome::Failed {
         series.extend(info);
         d.set_cloudwatch_series(series);
     }
-    JobOutput { outcome, items: detail.series, failures, error: None, detail: Detail::CloudWatch(detail) }
+    JobOutput { outcome, items: detail.series, failures, error, detail: Detail::CloudWatch(detail) }
+}
+
+/// Feeds the fetched windows to the detectors, drops the series no longer queried, and records the
+/// `metric_anomaly` findings of the scopes that were read. Open findings in a scope whose fetch failed are
+/// left as they are; when an account could not be reached at all, no series is dropped and no finding
+/// resolved.
+async fn score_anomalies(
+    d: &Daemon,
+    s: &CloudWatchSettings,
+    live: HashSet<String>,
+    windows: Vec<Window>,
+    failures: &[ScopeFailure],
+    now: DateTime<Utc>,
+    detail: &mut CloudWatchDetail,
+) -> Result<(), crate::store::StoreError> {
+    let account_unreached = failures.iter().any(|f| f.account_id.is_none() || f.region.is_none());
+    let failed: Vec<(String, String)> = failures
+        .iter()
+        .filter_map(|f| Some((f.account_id.clone()?, f.region.clone()?)))
+        .collect();
+    let state = d.metric_anomalies();
+    let max = s.max_anomaly_series;
+    let decided_failed = failed.clone();
+    let work = move || {
+        let mut a = state.lock().unwrap_or_else(|p| p.into_inner());
+        a.begin_run();
+        if !account_unreached {
+            a.retain(&live);
+        }
+        let mut fed = Fed::default();
+        for (spec, points) in windows {
+            let f = a.feed(spec, &points, max);
+            fed.scored += f.scored;
+            fed.late += f.late;
+        }
+        let findings =
+            a.findings(|spec| !decided_failed.iter().any(|(acc, reg)| *acc == spec.account_id && *reg == spec.region));
+        (fed, findings, a.view())
+    };
+    let (fed, findings, view) = match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "metric anomaly scoring failed");
+            return Ok(());
+        }
+    };
+    detail.points_scored = fed.scored;
+    detail.late_points = fed.late;
+    detail.anomaly_series = view.series;
+    detail.anomaly_left_out = view.left_out;
+    if view.left_out > 0 {
+        warn!(left_out = view.left_out, max_anomaly_series = max, "series beyond max_anomaly_series are not scored");
+    }
+    d.set_metric_anomaly_view(view);
+    let kinds: &[FindingKind] = if account_unreached { &[] } else { &[FindingKind::MetricAnomaly] };
+    let w = d.store.record_findings_except(kinds, &failed, &findings, now).await?;
+    detail.anomaly_findings = findings.len() as u64;
+    detail.findings_opened = w.opened;
+    detail.findings_resolved = w.resolved;
+    Ok(())
 }
 
 #[cfg(test)]

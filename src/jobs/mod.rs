@@ -7,6 +7,7 @@ pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
 pub mod logs;
+pub mod metric_anomaly;
 pub mod rules;
 pub mod terraform;
 

@@ -318,7 +318,8 @@ pub async fn daily_costs(
 }
 
 /// The kinds an evaluation decides on: its open findings of these kinds that it does not produce again are
-/// resolved. Drift is decided only when it is disabled or a state is loaded.
+/// resolved. Drift is decided only when it is disabled or a state is loaded. `MetricAnomaly` is never among
+/// them: the CloudWatch job records those.
 pub fn evaluated_kinds(rules: &RuleFile, tf_loaded: bool) -> Vec<FindingKind> {
     let mut kinds = vec![
         FindingKind::Tagging,

@@ -150,15 +150,27 @@ impl Store {
         produced: &[Finding],
         now: DateTime<Utc>,
     ) -> Result<FindingsWrite, StoreError> {
+        self.record_findings_except(kinds, &[], produced, now).await
+    }
+
+    /// [`Store::record_findings`], except that the open findings of `kinds` in the `left_alone` scopes
+    /// (account id, region) are not resolved: an evaluation that could not read a scope decides nothing there.
+    pub async fn record_findings_except(
+        &self,
+        kinds: &[FindingKind],
+        left_alone: &[(String, String)],
+        produced: &[Finding],
+        now: DateTime<Utc>,
+    ) -> Result<FindingsWrite, StoreError> {
         let backend = self.backend();
         let at = ms(now);
         let mut tx = self.pool().begin().await.map_err(q("begin findings write"))?;
 
-        // The open rows of the evaluated kinds, by identity.
-        let mut open: HashMap<(String, String, String), i64> = HashMap::new();
+        // The open rows of the evaluated kinds, by identity: their id, and whether they are left alone.
+        let mut open: HashMap<(String, String, String), (i64, bool)> = HashMap::new();
         if !kinds.is_empty() {
             let sql = format!(
-                "SELECT id, kind, rule, subject FROM findings WHERE resolved_at_ms IS NULL AND kind IN ({})",
+                "SELECT id, kind, rule, subject, account_id, region FROM findings WHERE resolved_at_ms IS NULL AND kind IN ({})",
                 in_list(kinds.len(), 1, backend)
             );
             let mut query = sqlx::query(&sql);
@@ -166,12 +178,18 @@ impl Store {
                 query = query.bind(k.as_str());
             }
             for r in query.fetch_all(&mut *tx).await.map_err(q("open findings"))? {
+                let scope: (Option<String>, Option<String>) =
+                    (r.try_get(4).map_err(q("open findings"))?, r.try_get(5).map_err(q("open findings"))?);
+                let keep = match scope {
+                    (Some(account), Some(region)) => left_alone.iter().any(|(a, g)| *a == account && *g == region),
+                    _ => false,
+                };
                 let key = (
                     r.try_get(1).map_err(q("open findings"))?,
                     r.try_get(2).map_err(q("open findings"))?,
                     r.try_get(3).map_err(q("open findings"))?,
                 );
-                open.insert(key, r.try_get(0).map_err(q("open findings"))?);
+                open.insert(key, (r.try_get(0).map_err(q("open findings"))?, keep));
             }
         }
 
@@ -217,7 +235,7 @@ impl Store {
         }
 
         // What is still in `open` was not produced again.
-        let gone: Vec<i64> = open.into_values().collect();
+        let gone: Vec<i64> = open.into_values().filter(|(_, keep)| !keep).map(|(id, _)| id).collect();
         for ids in gone.chunks(ID_CHUNK) {
             let sql = format!(
                 "UPDATE findings SET resolved_at_ms = {} WHERE resolved_at_ms IS NULL AND id IN ({})",

@@ -16,9 +16,20 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Every datapoint of one query's window, oldest first, one per timestamp: only for queries with
+/// [`MetricQuery::all_points`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Points {
+    /// Index into the queries given to [`fetch`].
+    pub query: usize,
+    pub points: Vec<(DateTime<Utc>, f64)>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CloudWatchFetch {
     pub samples: Vec<Sample>,
+    /// Every datapoint of the queries that asked for them, one entry per such query.
+    pub points: Vec<Points>,
     /// GetMetricData calls made (pages included).
     pub calls: u64,
     /// Queries sent, summed over calls: the unit CloudWatch bills ($0.01 per 1,000).
@@ -57,6 +68,7 @@ pub async fn fetch(
     for batch in batches {
         let data: Vec<MetricDataQuery> = batch.queries.iter().map(|&i| to_query(i, &queries[i])).collect();
         let mut newest: std::collections::HashMap<usize, (DateTime<Utc>, f64)> = Default::default();
+        let mut all: std::collections::BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> = Default::default();
         let mut token: Option<String> = None;
         loop {
             out.calls += 1;
@@ -84,6 +96,9 @@ pub async fn fetch(
                     if t > e.0 {
                         *e = (t, *v);
                     }
+                    if queries.get(i).is_some_and(|q| q.all_points) {
+                        all.entry(i).or_default().push((t, *v));
+                    }
                 }
             }
             match page.next_token() {
@@ -94,6 +109,12 @@ pub async fn fetch(
         let mut samples: Vec<Sample> = newest.into_iter().map(|(query, (timestamp, value))| Sample { query, timestamp, value }).collect();
         samples.sort_by_key(|s| s.query);
         out.samples.extend(samples);
+        for (query, mut points) in all {
+            // Pages come newest first; a timestamp answered twice keeps its first value.
+            points.sort_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+            out.points.push(Points { query, points });
+        }
     }
     Ok(out)
 }

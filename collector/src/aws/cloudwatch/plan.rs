@@ -85,6 +85,7 @@ mod tests {
             length_secs: length,
             delay_secs: delay,
             extra_labels: vec![],
+            all_points: false,
         }
     }
 

@@ -30,6 +30,10 @@
 use std::collections::VecDeque;
 use std::mem::size_of;
 
+/// The one global threshold of the default configuration on NAB's AWS CloudWatch files (a point is a detection
+/// when its score is `>= DEFAULT_THRESHOLD`); see `docs/anomaly-detection.md`.
+pub const DEFAULT_THRESHOLD: f64 = 0.6695;
+
 /// Settings of the [`Detector`]. Window lengths are in points; the defaults assume CloudWatch's common 5-minute
 /// period (288 points a day) but hold for any regular series.
 #[derive(Debug, Clone, PartialEq)]
