@@ -233,6 +233,27 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             files: Some([("loaded", 1), ("unchanged", 0), ("failed", 0)]),
             ..Default::default()
         }),
+        metric_anomaly: Some(Arc::new(cloudwarden::jobs::metric_anomaly::AnomalyView {
+            scores: vec![(
+                [
+                    ("namespace", "AWS/EC2"),
+                    ("metric", "CPUUtilization"),
+                    ("statistic", "Average"),
+                    ("account", A),
+                    ("region", "eu-west-1"),
+                    ("dimension_InstanceId", "i-1"),
+                    ("tag_team", "payments"),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                0.9,
+            )],
+            series: 1,
+            points_scored: 10,
+            late_points: 1,
+            left_out: 0,
+        })),
         rules: Some(Arc::new(RulesAggregates {
             tag_compliance: vec![rules::tagging::Compliance {
                 account_id: A.into(),
