@@ -582,8 +582,8 @@ class Seeder:
             if target:
                 ec2.associate_address(AllocationId=alloc["AllocationId"], InstanceId=target)
             aid = alloc["AllocationId"]
-            note(name, "ec2:elastic-ip", aid, f"arn:aws:ec2:{region}:{account}:elastic-ip/{aid}", purpose, PLANTED_VALID,
-                 instance_id=target, public_ip=alloc["PublicIp"])
+            note(name, "ec2:elastic-ip", aid, f"arn:aws:ec2:{region}:{account}:elastic-ip/{aid}", purpose,
+                 PLANTED_VALID, instance_id=target, public_ip=alloc["PublicIp"])
 
         logs = self.c("logs", account, region)
         for name, tags, retention, purpose in [

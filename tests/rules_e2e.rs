@@ -33,13 +33,28 @@ fn job(d: &Daemon, name: &str) -> JobKind {
 
 async fn run(d: &Daemon, name: &str, now: DateTime<Utc>) {
     let run = d.run_job(&job(d, name), now, &CancellationToken::new()).await;
-    assert_eq!(run.outcome, RunOutcome::Success, "{name}: {:?} {:?}", run.error, run.failures);
+    assert_eq!(
+        run.outcome,
+        RunOutcome::Success,
+        "{name}: {:?} {:?}",
+        run.error,
+        run.failures
+    );
 }
 
 /// (kind, rule, subject) of the open findings in the store.
 async fn open_findings(d: &Daemon) -> BTreeSet<Key> {
-    let open = d.store.findings(FindingFilter { kind: None, include_resolved: false }).await.unwrap();
-    open.into_iter().map(|f| (f.kind.as_str().to_string(), f.rule, f.subject)).collect()
+    let open = d
+        .store
+        .findings(FindingFilter {
+            kind: None,
+            include_resolved: false,
+        })
+        .await
+        .unwrap();
+    open.into_iter()
+        .map(|f| (f.kind.as_str().to_string(), f.rule, f.subject))
+        .collect()
 }
 
 fn truth_findings(expected: &Value) -> BTreeSet<Key> {
@@ -74,7 +89,11 @@ fn samples(body: &str, metric: &str) -> BTreeMap<Vec<(String, String)>, f64> {
 }
 
 fn label(labels: &[(String, String)], name: &str) -> String {
-    labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 async fn api(d: &Daemon, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -82,7 +101,10 @@ async fn api(d: &Daemon, uri: &str, token: Option<&str>) -> (StatusCode, Value) 
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let res = app(d.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let res = app(d.state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
@@ -105,7 +127,13 @@ fn tag_resource(moto: &Moto, arn: &str, tags: &[(&str, &str)]) {
     let tags: BTreeMap<&str, &str> = tags.iter().copied().collect();
     let region = arn.split(':').nth(3).unwrap();
     let script = format!(
-        "import boto3, json, sys\nc = boto3.client('resourcegroupstaggingapi', endpoint_url='{}', region_name='{region}', aws_access_key_id='testing', aws_secret_access_key='testing')\nr = c.tag_resources(ResourceARNList=['{arn}'], Tags=json.loads(sys.argv[1]))\nassert not r['FailedResourcesMap'], r\n",
+        r#"
+import boto3, json, sys
+c = boto3.client("resourcegroupstaggingapi", endpoint_url="{}", region_name="{region}",
+                 aws_access_key_id="testing", aws_secret_access_key="testing")
+r = c.tag_resources(ResourceARNList=["{arn}"], Tags=json.loads(sys.argv[1]))
+assert not r["FailedResourcesMap"], r
+"#,
         moto.endpoint()
     );
     let out = Command::new(common::repo_root().join(".venv/bin/python"))
@@ -129,7 +157,16 @@ async fn findings_and_metrics_equal_the_seed_truth() {
 
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let text = format!(
-        "{}\n[collectors.cost_explorer]\naccount = \"management\"\n\n[rules]\nfiles = [\"{}/examples/rules/testbed/*.toml\", \"{}\"]\n\n[api]\ntokens = [\"${{CW_TOKEN}}\"]\n",
+        r#"{}
+[collectors.cost_explorer]
+account = "management"
+
+[rules]
+files = ["{}/examples/rules/testbed/*.toml", "{}"]
+
+[api]
+tokens = ["${{CW_TOKEN}}"]
+"#,
         truth.config(&moto.endpoint(), &db, ""),
         common::repo_root().display(),
         budgets.display()
@@ -148,7 +185,10 @@ async fn findings_and_metrics_equal_the_seed_truth() {
     let got = open_findings(&daemon).await;
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing: {missing:#?}\nextra: {extra:#?}"
+    );
     // Every kind but drift (no Terraform state in the scenario) is exercised.
     let kinds: BTreeSet<&str> = want.iter().map(|k| k.0.as_str()).collect();
     assert_eq!(kinds, BTreeSet::from(["budget", "cleanup", "cost_anomaly", "tagging"]));
@@ -161,7 +201,10 @@ async fn findings_and_metrics_equal_the_seed_truth() {
         .unwrap()
         .iter()
         .map(|r| {
-            let key = (r["account"].as_str().unwrap().to_string(), r["resource_type"].as_str().unwrap().to_string());
+            let key = (
+                r["account"].as_str().unwrap().to_string(),
+                r["resource_type"].as_str().unwrap().to_string(),
+            );
             (key, r["ratio"].as_f64().unwrap())
         })
         .collect();
@@ -175,8 +218,17 @@ async fn findings_and_metrics_equal_the_seed_truth() {
     for b in expected["budgets"].as_array().unwrap() {
         let key = vec![("budget".to_string(), b["name"].as_str().unwrap().to_string())];
         let want = b["used_ratio"].as_f64().unwrap();
-        assert!((used[&key] - want).abs() < 1e-12, "{key:?}: used {} != {want}", used[&key]);
-        assert_eq!(forecast[&key] > 1.0, b["forecast_exceeds"].as_bool().unwrap(), "{key:?}: forecast {}", forecast[&key]);
+        assert!(
+            (used[&key] - want).abs() < 1e-12,
+            "{key:?}: used {} != {want}",
+            used[&key]
+        );
+        assert_eq!(
+            forecast[&key] > 1.0,
+            b["forecast_exceeds"].as_bool().unwrap(),
+            "{key:?}: forecast {}",
+            forecast[&key]
+        );
     }
 
     // The injected service scores high; no other service comes near detection.
@@ -242,8 +294,18 @@ async fn findings_and_metrics_equal_the_seed_truth() {
     want_after.remove(&fixed_key);
     assert_eq!(open_findings(&daemon).await, want_after);
     // Resolved at the second run, first sighting (and so its age) kept.
-    let (_, list) = api(&daemon, "/api/v1/findings?kind=tagging&include_resolved=true", Some(TOKEN)).await;
-    let rows: Vec<&Value> = list.as_array().unwrap().iter().filter(|f| f["subject"] == fixed.as_str()).collect();
+    let (_, list) = api(
+        &daemon,
+        "/api/v1/findings?kind=tagging&include_resolved=true",
+        Some(TOKEN),
+    )
+    .await;
+    let rows: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["subject"] == fixed.as_str())
+        .collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let secs = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap().timestamp();
     assert_eq!(secs(&rows[0]["first_seen"]), t1.timestamp());
@@ -273,7 +335,17 @@ fn the_testbed_rule_set_is_valid() {
     let budgets = dir.path().join("budgets.toml");
     std::fs::write(
         &budgets,
-        "[[budgets]]\nname = \"demo-monthly-tight\"\nscope = { type = \"total\" }\nperiod = \"month\"\namount_usd = \"9000\"\n\n[budgets.thresholds]\nactual_percent = [50, 80, 100]\nforecast_percent = [100]\n",
+        r#"
+[[budgets]]
+name = "demo-monthly-tight"
+scope = { type = "total" }
+period = "month"
+amount_usd = "9000"
+
+[budgets.thresholds]
+actual_percent = [50, 80, 100]
+forecast_percent = [100]
+"#,
     )
     .unwrap();
     let text = format!(
