@@ -7,11 +7,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PORT="${MOTO_PORT:-5055}"
 LISTEN="${CLOUDWARDEN_LISTEN:-127.0.0.1:9464}"
+# The findings API's bearer token (at least 16 characters).
+export CLOUDWARDEN_API_TOKEN="${CLOUDWARDEN_API_TOKEN:-demo-token-0123456789}"
 
 scripts/testbed.sh install
 scripts/testbed.sh start "$PORT"
 trap 'scripts/testbed.sh stop "$PORT" >/dev/null 2>&1 || true' EXIT
-scripts/testbed.sh seed "$PORT" .testbed/truth.json
+# The seed also writes the test-bed budgets (their amounts follow the seeded billing data) as a rule file.
+scripts/testbed.sh seed "$PORT" .testbed/truth.json --budget-rules .testbed/rules/budgets.toml
 
 member=$(.venv/bin/python -c 'import json; print([a for a in json.load(open(".testbed/truth.json"))["accounts"] if a["role_arn"]][0]["role_arn"])')
 mkdir -p .testbed
@@ -53,6 +56,15 @@ period_secs = 300
 length_secs = 3600
 delay_secs = 0
 export_tags = ["team", "env"]
+
+# The test-bed rule set (paths relative to this file): tagging, cleanup and cost anomalies from the
+# repository, the budgets the seed wrote. The seed's truth lists what they must find (expected_findings).
+[rules]
+files = ["../examples/rules/testbed/*.toml", "rules/budgets.toml"]
+interval_secs = 60
+
+[api]
+tokens = ["\${CLOUDWARDEN_API_TOKEN}"]
 TOML
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
@@ -60,6 +72,8 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 cargo build --locked --quiet
 echo
 echo "cloudwarden is starting: metrics at http://$LISTEN/metrics (readiness: http://$LISTEN/readyz)"
+echo "findings:   curl -s -H 'Authorization: Bearer $CLOUDWARDEN_API_TOKEN' 'http://$LISTEN/api/v1/findings?kind=cleanup'"
+echo "            (kinds: tagging, budget, cost_anomaly, drift, cleanup; what the seed expects: .testbed/truth.json, expected_findings)"
 echo "config: .testbed/demo.toml, database: .testbed/demo.db, seed truth: .testbed/truth.json; Ctrl-C stops"
 echo
-target/debug/cloudwarden run --config .testbed/demo.toml
+"${CARGO_TARGET_DIR:-target}/debug/cloudwarden" run --config .testbed/demo.toml

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 # Creation timestamps come back from moto without a zone and botocore reads them as local time;
@@ -136,6 +138,16 @@ AMORTIZED_RATIO = {
     "AmazonCloudWatch": 1.0,
     "EC2 - Other": 1.0,
 }
+# The test-bed rule set (examples/rules/testbed/ plus the budgets file --budget-rules writes): the truth's
+# expected findings are what these rules must find in what the seed planted.
+TAG_RULE = "ownership"
+OWNER_PATTERN = r"[a-z]+@example\.com"
+EXEMPT_TAG = "cloudwarden:exempt"
+PROTECT_TAG = "cloudwarden:protect"
+BUDGET_ACTUAL_PERCENT = [50, 80, 100]
+BUDGET_FORECAST_PERCENT = [100]
+# Tags of the planted resources that comply with the tagging rule.
+PLANTED_VALID = {"team": "platform", "env": "dev", "owner": "alice@example.com"}
 MONTHLY_GROWTH = 0.03
 ANOMALY_FACTOR = 4.0
 METRICS = ["UnblendedCost", "AmortizedCost"]
@@ -496,6 +508,99 @@ class Seeder:
                 s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_list(tags)})
             self.remember(account, region, name, case)
 
+    # -- planted resources ------------------------------------------------------------------------
+
+    def plant(self) -> list[dict[str, Any]]:
+        """Resources placed on purpose in the management account's first region, each breaking one rule of
+        the test-bed rule set, complying with all of them, or exempt/protected. Created after the random
+        resources and the metrics, so those stay as they were; no randomness."""
+        account, region = MANAGEMENT_ACCOUNT, REGIONS[0]
+        ec2 = self.c("ec2", account, region)
+        zone = f"{region}a"
+        planted: list[dict[str, Any]] = []
+
+        def note(name: str, rtype: str, rid: str, arn: str, purpose: str, tags: dict[str, str],
+                 **details: Any) -> None:
+            self.remember(account, region, rid, classify(tags), **details)
+            planted.append({"name": name, "arn": arn, "resource_type": rtype, "purpose": purpose})
+
+        def instance(name: str, tags: dict[str, str], purpose: str) -> tuple[str, str]:
+            tags = {**tags, "Name": name}
+            inst = ec2.run_instances(
+                ImageId=IMAGE_ID, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                Placement={"AvailabilityZone": zone},
+                BlockDeviceMappings=[{"DeviceName": "/dev/xvda",
+                                      "Ebs": {"VolumeSize": 8, "VolumeType": "gp3", "DeleteOnTermination": True}}],
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(tags)},
+                                   {"ResourceType": "volume", "Tags": tag_list(PLANTED_VALID)}],
+            )["Instances"][0]
+            iid = inst["InstanceId"]
+            root = [m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m]
+            note(name, "ec2:instance", iid, f"arn:aws:ec2:{region}:{account}:instance/{iid}", purpose, tags,
+                 instance_type="t3.micro", availability_zone=zone, volume_ids=root)
+            for vid in root:
+                note(f"{name}-root", "ec2:volume", vid, f"arn:aws:ec2:{region}:{account}:volume/{vid}",
+                     f"root volume of {name}: complies", PLANTED_VALID, root=True, instance_id=iid,
+                     volume_type="gp3", size_gb=8)
+            return iid, root[0]
+
+        compliant, compliant_root = instance("planted-compliant", PLANTED_VALID, "complies with every rule")
+        stopped, _ = instance("planted-stopped", PLANTED_VALID, "cleanup stopped_instance")
+        ec2.stop_instances(InstanceIds=[stopped])
+        instance("planted-exempt", {"team": "platform", EXEMPT_TAG: "true"},
+                 f"tagging: exempt by {EXEMPT_TAG} (without env and owner)")
+        instance("planted-missing-owner", {"team": "web", "env": "staging"},
+                 f"tagging {TAG_RULE}: owner missing (the test adds it and the finding resolves)")
+        instance("planted-bad-owner", {**PLANTED_VALID, "owner": "ops-team"},
+                 f"tagging {TAG_RULE}: owner does not match the pattern")
+
+        for name, tags, purpose in [
+            ("planted-unattached", PLANTED_VALID, "cleanup unattached_volume"),
+            ("planted-protected", {**PLANTED_VALID, PROTECT_TAG: "true"}, f"unattached but protected by {PROTECT_TAG}"),
+        ]:
+            vid = ec2.create_volume(AvailabilityZone=zone, Size=50, VolumeType="gp3",
+                                    TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])["VolumeId"]
+            note(name, "ec2:volume", vid, f"arn:aws:ec2:{region}:{account}:volume/{vid}", purpose, tags,
+                 root=False, instance_id=None, volume_type="gp3", size_gb=50)
+
+        temp = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3")["VolumeId"]
+        for name, source, purpose in [
+            ("planted-orphan-snapshot", temp, "cleanup orphan_snapshot (its volume is deleted)"),
+            ("planted-snapshot", compliant_root, "snapshot of a live volume: complies"),
+        ]:
+            sid = ec2.create_snapshot(VolumeId=source, Description=f"backup of {source}",
+                                      TagSpecifications=[{"ResourceType": "snapshot",
+                                                          "Tags": tag_list(PLANTED_VALID)}])["SnapshotId"]
+            note(name, "ec2:snapshot", sid, f"arn:aws:ec2:{region}::snapshot/{sid}", purpose, PLANTED_VALID,
+                 volume_id=source)
+        ec2.delete_volume(VolumeId=temp)
+
+        for name, target, purpose in [("planted-unassociated-eip", None, "cleanup unassociated_eip"),
+                                      ("planted-associated-eip", compliant, "associated: complies")]:
+            alloc = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+                {"ResourceType": "elastic-ip", "Tags": tag_list(PLANTED_VALID)}])
+            if target:
+                ec2.associate_address(AllocationId=alloc["AllocationId"], InstanceId=target)
+            aid = alloc["AllocationId"]
+            note(name, "ec2:elastic-ip", aid, f"arn:aws:ec2:{region}:{account}:elastic-ip/{aid}", purpose,
+                 PLANTED_VALID, instance_id=target, public_ip=alloc["PublicIp"])
+
+        logs = self.c("logs", account, region)
+        for name, tags, retention, purpose in [
+            ("/planted/no-retention", PLANTED_VALID, None, "cleanup log_group_without_retention"),
+            ("/planted/bad-env", {**PLANTED_VALID, "env": "production"}, 30,
+             f"tagging {TAG_RULE}: env not in the allowed list"),
+        ]:
+            logs.create_log_group(logGroupName=name, tags=tags)
+            if retention:
+                logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
+            note(name, "logs:log-group", name, f"arn:aws:logs:{region}:{account}:log-group:{name}", purpose, tags)
+
+        bucket = f"cw-testbed-planted-untagged-{account}"
+        self.c("s3", account, region).create_bucket(Bucket=bucket)
+        note(bucket, "s3:bucket", bucket, f"arn:aws:s3:::{bucket}", f"cleanup untagged and tagging {TAG_RULE}", {})
+        return planted
+
     # -- metrics ----------------------------------------------------------------------------------
 
     def seed_metrics(self) -> dict[str, Any]:
@@ -733,6 +838,10 @@ class Seeder:
         days_in_month = calendar.monthrange(self.today.year, self.today.month)[1]
         remaining = days_in_month - self.today.day + 1
         forecast = round(mtd + avg7 * remaining, 4)
+        # The daemon's forecast is weekly-seasonal on medians (a spike in the last week does not lift it, the
+        # average does): the amounts keep their margin against both methods.
+        robust = round(mtd + sum(self.weekday_median(values, self.today + timedelta(days=k))
+                                 for k in range(remaining)), 4)
         common = {
             "month": month,
             "time_unit": "MONTHLY",
@@ -743,15 +852,131 @@ class Seeder:
             "remaining_days": remaining,
             "forecast": forecast,
             "forecast_method": "month_to_date + avg_last_7_days * remaining_days (today included)",
+            "forecast_weekday_median": robust,
         }
-        tight = float(math.floor(forecast * 0.85))
-        roomy = float(math.ceil(forecast * 1.3))
+        tight = float(math.floor(min(forecast, robust) * 0.85))
+        roomy = float(math.ceil(max(forecast, robust) * 1.3))
         return [
             {"name": "demo-monthly-tight", "amount": tight, **common, "forecast_exceeds": forecast > tight,
              "actual_exceeds": mtd > tight},
             {"name": "demo-monthly-roomy", "amount": roomy, **common, "forecast_exceeds": forecast > roomy,
              "actual_exceeds": mtd > roomy},
         ]
+
+    def weekday_median(self, values: dict[date, float], day: date) -> float:
+        """Median of the four values of `day`'s weekday before today (fewer when the history is shorter)."""
+        same = [values[d] for d in (self.today - timedelta(days=7 * w - (day - self.today).days % 7)
+                                    for w in range(1, 5)) if d in values and d < self.today]
+        if not same:
+            return 0.0
+        same.sort()
+        mid = len(same) // 2
+        return same[mid] if len(same) % 2 else (same[mid - 1] + same[mid]) / 2
+
+    # -- expected findings ------------------------------------------------------------------------
+
+    def expected_findings(self, resources: list[dict[str, Any]], billing: dict[str, Any],
+                          budgets: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the test-bed rule set must find, computed from what was planted and collected here."""
+        findings: list[dict[str, str]] = []
+
+        def finding(kind: str, rule: str, subject: str) -> None:
+            findings.append({"kind": kind, "rule": rule, "subject": subject})
+
+        # Tagging: one rule over every type; required team/env/owner, team and env from lists, owner by pattern.
+        allowed = {"team": TEAMS, "env": ENVS}
+        compliance: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in resources:
+            tags = r["tags"]
+            if EXEMPT_TAG in tags:
+                continue
+            row = compliance.setdefault((r["account"], r["resource_type"]), {
+                "account": r["account"], "resource_type": r["resource_type"], "in_scope": 0, "compliant": 0})
+            row["in_scope"] += 1
+            missing = [k for k in SCHEME_KEYS if k not in tags]
+            invalid = [k for k, vs in allowed.items() if k in tags and tags[k] not in vs]
+            if "owner" in tags and not re.fullmatch(OWNER_PATTERN, tags["owner"]):
+                invalid.append("owner")
+            if missing or invalid:
+                finding("tagging", TAG_RULE, r["arn"])
+            else:
+                row["compliant"] += 1
+        for row in compliance.values():
+            row["ratio"] = row["compliant"] / row["in_scope"]
+
+        # Cleanup, every rule at min_days 0: protected resources are never candidates.
+        candidates = {rule: 0 for rule in ["untagged", "unattached_volume", "stopped_instance", "unassociated_eip",
+                                           "orphan_snapshot", "log_group_without_retention"]}
+        for r in resources:
+            if PROTECT_TAG in r["tags"]:
+                continue
+            t = r["resource_type"]
+            hits = {
+                "untagged": r["untagged"],
+                "unattached_volume": t == "ec2:volume" and not r["attached"],
+                "stopped_instance": t == "ec2:instance" and r["state"] == "stopped",
+                "unassociated_eip": t == "ec2:elastic-ip" and not r["associated"],
+                "orphan_snapshot": t == "ec2:snapshot" and bool(r["source_volume_deleted"]),
+                "log_group_without_retention": t == "logs:log-group" and r["retention_days"] is None,
+            }
+            for rule, hit in hits.items():
+                if hit:
+                    candidates[rule] += 1
+                    finding("cleanup", rule, r["arn"])
+
+        # Budgets: the daemon reads Cost Explorer's amortized cost by service; actual thresholds exactly in
+        # decimals, the forecast's side of 100 % checked with a margin against a weekday-median forecast.
+        month_start = self.today.replace(day=1)
+        amortized = {date.fromisoformat(e["date"]): sum((Decimal(f"{v['AmortizedCost']:.4f}")
+                                                         for v in e["by_service"].values()), Decimal(0))
+                     for e in billing["daily"]}
+        mtd = sum((v for d, v in amortized.items() if d >= month_start), Decimal(0))
+        remaining = budgets[0]["remaining_days"]
+        floats = {d: float(v) for d, v in amortized.items()}
+        robust = float(mtd) + sum(self.weekday_median(floats, self.today + timedelta(days=k)) for k in range(remaining))
+        expected_budgets = []
+        for b in budgets:
+            amount = Decimal(f"{b['amount']:.0f}")
+            crossed = [p for p in BUDGET_ACTUAL_PERCENT if mtd * 100 >= p * amount]
+            ratio = robust / float(amount)
+            if b["forecast_exceeds"] != (ratio > 1) or abs(ratio - 1) < 0.05:
+                raise SystemExit(f"seed: budget {b['name']}: amortized forecast ratio {ratio:.3f} is too close "
+                                 f"to 1 or disagrees with forecast_exceeds={b['forecast_exceeds']}")
+            for p in crossed:
+                finding("budget", b["name"], f"{b['name']}/actual/{p}")
+            if b["forecast_exceeds"]:
+                for p in BUDGET_FORECAST_PERCENT:
+                    finding("budget", b["name"], f"{b['name']}/forecast/{p}")
+            expected_budgets.append({
+                "name": b["name"],
+                "amount": str(amount),
+                "month_to_date_amortized": str(mtd),
+                "used_ratio": float(mtd / amount),
+                "actual_percent_crossed": crossed,
+                "forecast_exceeds": b["forecast_exceeds"],
+            })
+
+        # Cost anomaly: series by service (Cost Explorer has no account per service), the injected spike.
+        a = billing["anomaly"]
+        anomaly = {"series_kind": "service", "key": a["service"], "date": a["date"]}
+        finding("cost_anomaly", "cost_anomaly", f"service:{a['service']}@{a['date']}")
+
+        findings.sort(key=lambda f: (f["kind"], f["rule"], f["subject"]))
+        return {
+            "rules": {
+                "files": ["examples/rules/testbed/*.toml", "the budgets file of --budget-rules"],
+                "tag_rule": TAG_RULE,
+                "exempt_tag": EXEMPT_TAG,
+                "protect_tag": PROTECT_TAG,
+                "budget_actual_percent": BUDGET_ACTUAL_PERCENT,
+                "budget_forecast_percent": BUDGET_FORECAST_PERCENT,
+            },
+            "findings": findings,
+            "tag_compliance": sorted(compliance.values(), key=lambda r: (r["account"], r["resource_type"])),
+            "cleanup_candidates": candidates,
+            "budgets": expected_budgets,
+            "cost_anomaly": anomaly,
+        }
 
     # -- truth ------------------------------------------------------------------------------------
 
@@ -887,9 +1112,15 @@ class Seeder:
             for region in REGIONS:
                 self.seed_region(acct["id"], region)
         cloudwatch = self.seed_metrics()
+        planted = self.plant()
         billing, budgets = self.seed_billing()
         self.verify_isolation()
         resources = self.collect()
+        expected = self.expected_findings(resources, billing, budgets)
+        by_arn = {r["arn"]: r for r in resources}
+        for p in planted:
+            if p["arn"] not in by_arn:
+                raise SystemExit(f"seed: planted {p['arn']} is not among the collected resources")
 
         counts: dict[tuple[str, str, str], dict[str, Any]] = {}
         for r in resources:
@@ -923,6 +1154,8 @@ class Seeder:
             "billing": billing,
             "cloudwatch": cloudwatch,
             "budgets": budgets,
+            "planted": planted,
+            "expected_findings": expected,
         }
 
 
@@ -942,13 +1175,16 @@ def ce_day(period: dict[str, str], groups: dict[str, dict[str, float]], estimate
 
 
 def write_atomic(path: str, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def write_text_atomic(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".truth-", suffix=".json", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".seed-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
+            fh.write(text)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -959,6 +1195,26 @@ def write_atomic(path: str, data: dict[str, Any]) -> None:
         raise
 
 
+def budget_rules(budgets: list[dict[str, Any]]) -> str:
+    """The test-bed's budgets as a rule file: amounts follow the seeded billing data, so they are written here."""
+    out = ["# Written by scripts/seed.py: the test-bed budgets of " + budgets[0]["month"]
+           + " (amounts from the seeded billing data).", ""]
+    for b in budgets:
+        out += [
+            "[[budgets]]",
+            f'name = "{b["name"]}"',
+            'scope = { type = "total" }',
+            'period = "month"',
+            f'amount_usd = "{b["amount"]:.0f}"',
+            "",
+            "[budgets.thresholds]",
+            f"actual_percent = {BUDGET_ACTUAL_PERCENT}",
+            f"forecast_percent = {BUDGET_FORECAST_PERCENT}",
+            "",
+        ]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True, help="moto server URL, e.g. http://127.0.0.1:5055")
@@ -966,6 +1222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies per-region resource counts")
     parser.add_argument("--days", type=int, default=90, help="days of billing history (default 90)")
+    parser.add_argument("--budget-rules", metavar="PATH",
+                        help="also write the test-bed budgets as a rule file there")
     parser.add_argument("--no-reset", action="store_true",
                         help="do not reset the server first (it must then be empty)")
     args = parser.parse_args(argv)
@@ -977,6 +1235,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     truth = Seeder(args).run()
     write_atomic(args.truth, truth)
+    if args.budget_rules:
+        write_text_atomic(args.budget_rules, budget_rules(truth["budgets"]))
     print(
         f"seeded {len(truth['resources'])} resources in {len(truth['accounts'])} accounts x "
         f"{len(truth['regions'])} regions, {args.days} billing days, "

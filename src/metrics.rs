@@ -408,7 +408,7 @@ fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
     for a in &r.cost_anomaly {
         scores.get_or_create(&labels(&[("series_kind", a.series_kind.as_str()), ("key", &a.key)])).set(a.score);
     }
-    reg.register("cost_anomaly_score", "Anomaly score (0..1) of the newest complete day of a cost series", scores);
+    reg.register("cost_anomaly_score", "Anomaly score (0..1) of a cost series: its highest over the days evaluated", scores);
 
     if let Some(d) = &r.drift {
         let drift = Family::<Vec<(String, String)>, Gauge>::default();

@@ -74,6 +74,11 @@ impl Moto {
 
     /// Runs the seed script against this server and returns its truth file.
     pub fn seed(&self, scale: f64, dir: &Path) -> Truth {
+        self.seed_with(scale, dir, &[])
+    }
+
+    /// [`Moto::seed`] with more arguments for the seed script (e.g. `--budget-rules PATH`).
+    pub fn seed_with(&self, scale: f64, dir: &Path, extra: &[&str]) -> Truth {
         let truth_path = dir.join("truth.json");
         let root = repo_root();
         let status = Command::new(root.join(".venv/bin/python"))
@@ -81,6 +86,7 @@ impl Moto {
             .args(["--endpoint", &self.endpoint(), "--truth"])
             .arg(&truth_path)
             .args(["--scale", &scale.to_string()])
+            .args(extra)
             .status()
             .expect("run the seed script");
         assert!(status.success(), "seeding moto failed");

@@ -155,8 +155,9 @@ pub struct Contributor {
 pub struct CostAnomalyEvaluation {
     /// One finding per anomalous series and day, ordered by series kind, key and day.
     pub findings: Vec<Finding>,
-    /// The latest score of every series with enough history (the most recent day evaluated), ordered by
-    /// series kind and key: `cloudwarden_cost_anomaly_score{series_kind, key}` and its impact.
+    /// Per series with enough history, the day with the highest score among the days evaluated (the
+    /// latest on ties; with `lookback_days = 1`, yesterday), ordered by series kind and key:
+    /// `cloudwarden_cost_anomaly_score{series_kind, key}` and its impact.
     pub series: Vec<SeriesScore>,
 }
 
@@ -292,6 +293,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
             values: &data.values,
             start: first,
         };
+        let mut shown: Option<SeriesScore> = None;
         for day in first_eval.iter_days().take_while(|d| *d <= last) {
             if days_between(first, day) < settings.min_history_days {
                 continue;
@@ -306,8 +308,11 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
                     .findings
                     .push(anomaly_finding(settings, member, &point, &baseline, causes));
             }
-            if day == last {
-                evaluation.series.push(SeriesScore {
+            // The metric shows the highest score of the days evaluated (the latest on ties): an anomaly
+            // found within the lookback keeps its score until it falls out of the window, so an alert on
+            // the metric agrees with the findings.
+            if shown.as_ref().is_none_or(|s| point.score >= s.score) {
+                shown = Some(SeriesScore {
                     series_kind: member.kind(),
                     key: member.key(),
                     day,
@@ -320,6 +325,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
                 });
             }
         }
+        evaluation.series.extend(shown);
     }
     evaluation
 }

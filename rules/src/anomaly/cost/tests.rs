@@ -327,6 +327,20 @@ fn lookback_days() {
         "2026-03-15",
         &["service:AmazonEC2@2026-03-12 Critical account:222222222222~1.0 resource:i-b9~1.0"],
     );
+    // The metric shows the highest score of the days looked at: the spike's, not yesterday's, so an alert on
+    // it agrees with the finding; with a lookback of one day, yesterday's.
+    let shown = |lookback: u32| {
+        let evaluation = evaluate(
+            &settings(&format!("{services}\nlookback_days = {lookback}")),
+            &rows,
+            noon("2026-03-15"),
+        );
+        let ec2 = evaluation.series.iter().find(|s| s.key == "AmazonEC2").unwrap().clone();
+        (ec2.day.to_string(), ec2.score > 0.9, ec2.severity)
+    };
+    assert_eq!(shown(1), ("2026-03-14".to_string(), false, None));
+    assert_eq!(shown(3), ("2026-03-12".to_string(), true, Some(Severity::Critical)));
+    assert_eq!(shown(30), ("2026-03-12".to_string(), true, Some(Severity::Critical)));
 }
 
 #[test]
