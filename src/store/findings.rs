@@ -180,7 +180,7 @@ impl Store {
         let mut write = FindingsWrite::default();
         for f in &unique {
             if open
-                .remove(&(f.kind.as_str().to_string(), f.rule.clone(), f.subject.clone()))
+                .remove(&(f.kind.as_str().to_string(), f.rule.to_string(), f.subject.to_string()))
                 .is_some()
             {
                 write.refreshed += 1;
@@ -200,13 +200,13 @@ impl Store {
                     serde_json::to_string(&f.details).map_err(|e| corrupt("finding details")(e.to_string()))?;
                 query = query
                     .bind(f.kind.as_str())
-                    .bind(f.rule.clone())
-                    .bind(f.subject.clone())
-                    .bind(f.account_id.clone())
-                    .bind(f.region.clone())
-                    .bind(f.resource_type.clone())
+                    .bind(f.rule.to_string())
+                    .bind(f.subject.to_string())
+                    .bind(f.account_id.as_deref().map(str::to_string))
+                    .bind(f.region.as_deref().map(str::to_string))
+                    .bind(f.resource_type.as_deref().map(str::to_string))
                     .bind(severity_str(f.severity))
-                    .bind(f.message.clone())
+                    .bind(f.message.to_string())
                     .bind(f.monthly_usd.map(|d| d.to_string()))
                     .bind(details)
                     .bind(at)
