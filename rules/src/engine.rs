@@ -332,11 +332,13 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
         .iter()
         .all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
 
-    let total = tag_base as usize + middle.len() + clean_base as usize;
-    let mut findings: Vec<Finding> = Vec::with_capacity(total);
-    merge_runs(&mut findings, tag_runs);
+    let mut findings = merge_runs(tag_runs);
+    let mut clean = merge_runs(clean_runs);
+    findings.reserve_exact(middle.len() + clean.len());
     findings.append(&mut middle);
-    merge_runs(&mut findings, clean_runs);
+    findings.append(&mut clean);
+    // The list grew by doubling while the findings were found: give back what is left over.
+    findings.shrink_to_fit();
     if !between {
         sort_findings(&mut findings);
     }
@@ -351,28 +353,51 @@ fn permute_share(mut findings: Vec<Finding>, order: &[OrderKey], base: u32) -> V
     findings
 }
 
-/// Appends the merge of sorted runs (keys, findings) to `out`, then orders the findings of one identity
-/// (duplicate input) by content, like [`sort_findings`].
-fn merge_runs(out: &mut Vec<Finding>, runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) {
-    let start = out.len();
-    let mut keys: Vec<OrderKey> = Vec::with_capacity(runs.iter().map(|r| r.0.len()).sum());
-    let mut runs: Vec<_> = runs.into_iter().map(|(k, f)| k.into_iter().zip(f).peekable()).collect();
-    loop {
-        let mut best: Option<(usize, OrderKey)> = None;
-        for (i, run) in runs.iter_mut().enumerate() {
-            if let Some(&(k, _)) = run.peek() {
-                if best.is_none_or(|(_, b)| k < b) {
-                    best = Some((i, k));
-                }
-            }
-        }
-        let Some((i, _)) = best else { break };
-        if let Some((k, f)) = runs[i].next() {
-            keys.push(k);
-            out.push(f);
-        }
+/// Merges sorted runs (keys, findings) into one list in the first run's allocation, then orders the
+/// findings of one identity (duplicate input) by content, like [`sort_findings`]. Each further run is
+/// merged from the back, so the list only grows by that run (no second list of every finding: fresh
+/// memory costs a page fault per page).
+fn merge_runs(runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) -> Vec<Finding> {
+    let mut runs = runs.into_iter();
+    let Some((mut keys, first)) = runs.next() else {
+        return Vec::new();
+    };
+    // `Option<Finding>` has the layout of `Finding`: both conversions keep the allocation.
+    let mut merged: Vec<Option<Finding>> = first.into_iter().map(Some).collect();
+    for (run_keys, run) in runs {
+        merge_from_back(&mut keys, &mut merged, run_keys, run);
     }
-    order_ties(&mut out[start..], &keys);
+    let mut findings: Vec<Finding> = merged.into_iter().flatten().collect();
+    order_ties(&mut findings, &keys);
+    findings
+}
+
+/// Merges the sorted run (`run_keys`, `run`) into the sorted (`keys`, `merged`): both grow by the run's
+/// length, and the free slots (`None`) travel from the end to the front as the largest keys are placed.
+fn merge_from_back(
+    keys: &mut Vec<OrderKey>,
+    merged: &mut Vec<Option<Finding>>,
+    run_keys: Vec<OrderKey>,
+    run: Vec<Finding>,
+) {
+    let n = merged.len();
+    let total = n + run.len();
+    merged.reserve_exact(run.len());
+    merged.resize_with(total, || None);
+    keys.resize(total, OrderKey(0));
+    // Slots `i..k` are free: `merged[..i]` is still to place, `merged[k..]` is placed.
+    let (mut i, mut k) = (n, total);
+    for (key, f) in run_keys.into_iter().zip(run).rev() {
+        while i > 0 && keys[i - 1] > key {
+            i -= 1;
+            k -= 1;
+            merged.swap(i, k);
+            keys[k] = keys[i];
+        }
+        k -= 1;
+        merged[k] = Some(f);
+        keys[k] = key;
+    }
 }
 
 /// The families evaluated over the whole inputs at once (drift, budgets, cost anomalies), with their
