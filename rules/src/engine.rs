@@ -367,7 +367,9 @@ fn merge_runs(runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) -> Vec<Finding> {
     for (run_keys, run) in runs {
         merge_from_back(&mut keys, &mut merged, run_keys, run);
     }
-    let mut findings: Vec<Finding> = merged.into_iter().flatten().collect();
+    // Every slot is filled by now. `filter_map` (unlike `flatten`) collects in place.
+    #[allow(clippy::filter_map_identity)]
+    let mut findings: Vec<Finding> = merged.into_iter().filter_map(|f| f).collect();
     order_ties(&mut findings, &keys);
     findings
 }
