@@ -55,6 +55,24 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// Every severity, least urgent first.
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+    /// `info`, `warning` or `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// One thing a rule found. `(kind, rule, subject)` is its identity across evaluations.
 ///
 /// The strings are shared (`Arc<str>`): the findings of one resource share its ARN, account, region and
@@ -324,6 +342,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn severities_and_kinds_round_trip() {
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for k in FindingKind::ALL {
+            assert_eq!(FindingKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(Severity::parse("fatal"), None);
+    }
 
     /// Typed details serialize to the same JSON text as the value they stand for (keys in byte order).
     #[test]

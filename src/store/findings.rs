@@ -80,22 +80,6 @@ pub struct RuleResource {
     pub first_seen: DateTime<Utc>,
 }
 
-/// `info`, `warning` or `critical`.
-pub fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
-}
-
-/// Every severity, least urgent first.
-pub const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
-
-fn parse_severity(s: &str) -> Option<Severity> {
-    SEVERITIES.into_iter().find(|v| severity_str(*v) == s)
-}
-
 fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
@@ -205,7 +189,7 @@ impl Store {
                     .bind(f.account_id.as_deref().map(str::to_string))
                     .bind(f.region.as_deref().map(str::to_string))
                     .bind(f.resource_type.as_deref().map(str::to_string))
-                    .bind(severity_str(f.severity))
+                    .bind(f.severity.as_str())
                     .bind(f.message.to_string())
                     .bind(f.monthly_usd.map(|d| d.to_string()))
                     .bind(details)
@@ -276,7 +260,7 @@ impl Store {
                     account_id: r.try_get(4).map_err(q(WHAT))?,
                     region: r.try_get(5).map_err(q(WHAT))?,
                     resource_type: r.try_get(6).map_err(q(WHAT))?,
-                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     message: r.try_get(8).map_err(q(WHAT))?,
                     monthly_usd: money
                         .map(|m| {
@@ -313,7 +297,7 @@ impl Store {
                 let severity: String = r.try_get(1).map_err(q(WHAT))?;
                 Ok(FindingCount {
                     kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
-                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     open: r.try_get(2).map_err(q(WHAT))?,
                 })
             })

@@ -22,9 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
-pub use findings::{
-    severity_str, FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding, SEVERITIES,
-};
+pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use runs::{RunOutcome, RunRow};
