@@ -16,13 +16,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{from_ms, ms, q, Backend, Store, StoreError};
+use super::{from_ms, insert_values, ms, q, Backend, Store, StoreError};
 
+/// Parameters per `findings` row.
 const COLUMNS: usize = 13;
-/// Rows per multi-row INSERT: 13 parameters each keeps under both databases' limits.
-const CHUNK_POSTGRES: usize = 500;
-/// SQLite statements take anonymous parameters (see `billing.rs`); smaller statements.
-const CHUNK_SQLITE: usize = 128;
 /// Ids per `IN (...)` list.
 const ID_CHUNK: usize = 500;
 
@@ -85,23 +82,13 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
 }
 
 fn insert_sql(rows: usize, backend: Backend) -> String {
-    let mut sql = String::from(
+    let mut sql = insert_values(
         "INSERT INTO findings (kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
          details, first_seen_ms, last_seen_ms, resolved_at_ms) VALUES ",
+        rows,
+        COLUMNS,
+        backend,
     );
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
-            }
-        }
-        sql.push(')');
-    }
     // Only open rows are in the partial unique index: a resolved identity never conflicts.
     sql.push_str(
         " ON CONFLICT (kind, rule, subject) WHERE resolved_at_ms IS NULL DO UPDATE SET \
@@ -172,11 +159,7 @@ impl Store {
                 write.opened += 1;
             }
         }
-        let chunk = match backend {
-            Backend::Sqlite => CHUNK_SQLITE,
-            Backend::Postgres => CHUNK_POSTGRES,
-        };
-        for rows in unique.chunks(chunk) {
+        for rows in unique.chunks(backend.insert_chunk()) {
             let sql = insert_sql(rows.len(), backend);
             let mut query = sqlx::query(&sql);
             for f in rows {
