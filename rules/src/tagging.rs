@@ -193,26 +193,27 @@ impl<'a> Builder<'a> {
                 })
             })
             .collect();
-        let missing_at = |memo: &mut Memo<'a>| -> Vec<usize> {
-            (0..required.len())
-                .filter(|&k| memo.value(plan, r, required[k]).is_none())
-                .collect()
-        };
+        let is_missing = |memo: &mut Memo<'a>, k: usize| memo.value(plan, r, required[k]).is_none();
         let (missing, message) = if invalid.is_empty() && required.len() <= 64 {
-            let at = missing_at(memo);
-            let mask = at.iter().fold(0u64, |m, &k| m | (1 << k));
+            // The common case, shared: no list is built unless this (rule, type, missing keys) is new.
+            let mask = (0..required.len())
+                .filter(|&k| is_missing(memo, k))
+                .fold(0u64, |m, k| m | (1 << k));
             let keys = &self.required[i];
             self.shared
                 .entry((i as u32, type_id, mask))
                 .or_insert_with(|| {
-                    let missing: Arc<[Arc<str>]> = at.iter().map(|&k| keys[k].clone()).collect();
+                    let missing: Arc<[Arc<str>]> = (0..keys.len())
+                        .filter(|&k| mask & (1 << k) != 0)
+                        .map(|k| keys[k].clone())
+                        .collect();
                     let message = Self::message(&r.resource_type, &missing, &[]);
                     (missing, message)
                 })
                 .clone()
         } else {
-            let missing: Arc<[Arc<str>]> = missing_at(memo)
-                .into_iter()
+            let missing: Arc<[Arc<str>]> = (0..required.len())
+                .filter(|&k| is_missing(memo, k))
                 .map(|k| self.required[i][k].clone())
                 .collect();
             let message = Self::message(&r.resource_type, &missing, &invalid);
