@@ -447,10 +447,10 @@ fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
 fn render_findings(reg: &mut Registry, counts: &[crate::store::FindingCount]) {
     let family = Family::<Vec<(String, String)>, Gauge>::default();
     for kind in rules::finding::FindingKind::ALL {
-        for severity in crate::store::SEVERITIES {
+        for severity in rules::finding::Severity::ALL {
             let open = counts.iter().find(|c| c.kind == kind && c.severity == severity).map_or(0, |c| c.open);
             family
-                .get_or_create(&labels(&[("kind", kind.as_str()), ("severity", crate::store::severity_str(severity))]))
+                .get_or_create(&labels(&[("kind", kind.as_str()), ("severity", severity.as_str())]))
                 .set(open);
         }
     }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::metrics::CONTENT_TYPE;
-use crate::store::{severity_str, FindingFilter, Store, StoredFinding};
+use crate::store::{FindingFilter, Store, StoredFinding};
 
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
 #[derive(Debug, Clone, Default)]
@@ -225,7 +225,7 @@ impl FindingOut {
             account: f.account_id,
             region: f.region,
             resource_type: f.resource_type,
-            severity: severity_str(f.severity),
+            severity: f.severity.as_str(),
             message: f.message,
             monthly_usd: f.monthly_usd.map(|d| d.to_string()),
             details: f.details,

@@ -34,7 +34,7 @@ fn finding(kind: FindingKind, rule: &str, subject: &str, message: &str) -> Findi
         severity: Severity::Warning,
         message: message.into(),
         monthly_usd: Some("12.50".parse().unwrap()),
-        details: serde_json::json!({ "missing": ["team"] }),
+        details: serde_json::json!({ "missing": ["team"] }).into(),
     }
 }
 

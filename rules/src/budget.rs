@@ -429,16 +429,16 @@ fn finding(
     );
     Finding {
         kind: FindingKind::Budget,
-        rule: rule.name.clone(),
-        subject: format!("{}/{}/{}", rule.name, basis.as_str(), percent),
+        rule: rule.name.as_str().into(),
+        subject: format!("{}/{}/{}", rule.name, basis.as_str(), percent).into(),
         account_id: match &rule.scope {
-            BudgetScope::Account { account_id } => Some(account_id.clone()),
+            BudgetScope::Account { account_id } => Some(account_id.as_str().into()),
             _ => None,
         },
         region: None,
         resource_type: None,
         severity: threshold_severity(basis == Basis::Forecast, percent),
-        message,
+        message: message.into(),
         monthly_usd: monthly_over,
         details: json!({
             "basis": basis.as_str(),
@@ -460,7 +460,8 @@ fn finding(
             },
             "burn_1d": status.burn_1d,
             "burn_7d": status.burn_7d,
-        }),
+        })
+        .into(),
     }
 }
 
@@ -860,19 +861,19 @@ mod tests {
         let critical = evaluation
             .findings
             .iter()
-            .find(|f| f.subject == "platform/actual/100")
+            .find(|f| &*f.subject == "platform/actual/100")
             .expect("actual over 100 %");
         assert_eq!(critical.kind, FindingKind::Budget);
-        assert_eq!(critical.rule, "platform");
+        assert_eq!(&*critical.rule, "platform");
         assert_eq!(critical.severity, Severity::Critical);
         assert_eq!(critical.account_id.as_deref(), Some("111111111111"));
         assert_eq!(
-            critical.message,
+            &*critical.message,
             "budget platform: actual 840.00 USD is 140% of 600 USD for 2026-Q1 (threshold 100%)"
         );
         // 240 over in a quarter: 80 a month.
         assert_eq!(critical.monthly_usd, Some(usd("80")));
-        let d = &critical.details;
+        let d = &critical.details.to_json();
         assert_eq!(d["period_start"], "2026-01-01");
         assert_eq!(d["period_end"], "2026-03-31");
         assert_eq!(d["actual_usd"], "840");

@@ -17,14 +17,14 @@
 //! it, else an estimate from [`Prices`] (see [`estimate`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
-use crate::engine::{CostIndex, FastSet};
+use crate::engine::{CostIndex, FastSet, Interner, ResourceStrings};
 use crate::file::Exemptions;
-use crate::finding::{Finding, FindingKind, Severity};
+use crate::finding::{CleanupDetails, Details as FindingDetails, Finding, FindingKind, Severity};
 use crate::input::{Details, Resource};
 
 /// The default protection tag key: a resource carrying it (any value) is never a candidate.
@@ -327,29 +327,31 @@ fn candidate_since(r: &Resource, rule: CleanupRule, live_volumes: &FastSet<&str>
     }
 }
 
-/// Why `r` is a candidate of `rule`, for people: `unattached gp3 volume of 100 GiB`.
-fn reason(r: &Resource, rule: CleanupRule) -> String {
-    match (&r.details, rule) {
+/// Why `r` is a candidate of `rule`, for people: `unattached gp3 volume of 100 GiB`; written to `out`.
+fn reason(out: &mut String, r: &Resource, rule: CleanupRule) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = match (&r.details, rule) {
         (
             Details::Volume {
                 size_gib, volume_type, ..
             },
             CleanupRule::UnattachedVolume,
         ) => match (volume_type, size_gib) {
-            (Some(t), Some(s)) => format!("unattached {t} volume of {s} GiB"),
-            (None, Some(s)) => format!("unattached volume of {s} GiB"),
-            _ => "unattached volume".to_string(),
+            (Some(t), Some(s)) => write!(out, "unattached {t} volume of {s} GiB"),
+            (None, Some(s)) => write!(out, "unattached volume of {s} GiB"),
+            _ => write!(out, "unattached volume"),
         },
         (Details::Snapshot { volume_id: Some(v), .. }, CleanupRule::OrphanSnapshot) => {
-            format!("snapshot of deleted volume {v}")
+            write!(out, "snapshot of deleted volume {v}")
         }
-        (_, CleanupRule::Untagged) => "untagged".to_string(),
-        (_, CleanupRule::UnattachedVolume) => "unattached volume".to_string(),
-        (_, CleanupRule::StoppedInstance) => "stopped instance".to_string(),
-        (_, CleanupRule::UnassociatedEip) => "unassociated elastic ip".to_string(),
-        (_, CleanupRule::OrphanSnapshot) => "snapshot of deleted volume".to_string(),
-        (_, CleanupRule::LogGroupWithoutRetention) => "log group without retention".to_string(),
-    }
+        (_, CleanupRule::Untagged) => write!(out, "untagged"),
+        (_, CleanupRule::UnattachedVolume) => write!(out, "unattached volume"),
+        (_, CleanupRule::StoppedInstance) => write!(out, "stopped instance"),
+        (_, CleanupRule::UnassociatedEip) => write!(out, "unassociated elastic ip"),
+        (_, CleanupRule::OrphanSnapshot) => write!(out, "snapshot of deleted volume"),
+        (_, CleanupRule::LogGroupWithoutRetention) => write!(out, "log group without retention"),
+    };
 }
 
 /// The saving of candidate `r` and where it comes from: billing, else the price table.
@@ -363,37 +365,60 @@ fn saving(settings: &CleanupSettings, r: &Resource, costs: &CostIndex) -> (Optio
     }
 }
 
-/// Builds the finding of `hit`, whose resource is `r` and saving `saving` (from `source`).
-fn finding(
-    settings: &CleanupSettings,
-    r: &Resource,
-    hit: &Hit,
-    (saving, source): (Option<Decimal>, &'static str),
-    now: DateTime<Utc>,
-) -> Finding {
-    let what = reason(r, hit.rule);
-    let age = age_days(now, hit.since);
-    let message = format!("{what} for {age} days");
-    let mut details = Map::new();
-    details.insert("reason".to_string(), Value::String(what));
-    details.insert("since".to_string(), Value::String(hit.since.to_rfc3339()));
-    details.insert("age_days".to_string(), Value::from(age));
-    details.insert(
-        "min_days".to_string(),
-        Value::from(settings.threshold(hit.rule).min_days),
-    );
-    details.insert("saving_source".to_string(), Value::String(source.to_string()));
-    Finding {
-        kind: FindingKind::Cleanup,
-        rule: hit.rule.name().to_string(),
-        subject: r.arn.clone(),
-        account_id: Some(r.account_id.clone()),
-        region: Some(r.region.clone()),
-        resource_type: Some(r.resource_type.clone()),
-        severity: Severity::Info,
-        message,
-        monthly_usd: saving,
-        details: Value::Object(details),
+/// Builds the findings of one share of the resources, sharing the rule names and each resource's strings.
+struct Builder<'a> {
+    /// Per rule, in [`CleanupRule::ALL`] order.
+    names: Vec<Arc<str>>,
+    strings: Interner<'a>,
+    /// Reused for each reason and message.
+    text: String,
+}
+
+impl<'a> Builder<'a> {
+    fn new() -> Builder<'a> {
+        Builder {
+            names: CleanupRule::ALL.iter().map(|r| Arc::from(r.name())).collect(),
+            strings: Interner::default(),
+            text: String::new(),
+        }
+    }
+
+    /// The finding of `hit`, whose resource is `r` (with the shared `strings`) and saving `saving` (from
+    /// `source`).
+    fn finding(
+        &mut self,
+        settings: &CleanupSettings,
+        r: &Resource,
+        strings: &ResourceStrings,
+        hit: &Hit,
+        (saving, source): (Option<Decimal>, &'static str),
+        now: DateTime<Utc>,
+    ) -> Finding {
+        use std::fmt::Write as _;
+        self.text.clear();
+        reason(&mut self.text, r, hit.rule);
+        let what: Arc<str> = Arc::from(self.text.as_str());
+        let age = age_days(now, hit.since);
+        // Writing to a `String` cannot fail.
+        let _ = write!(self.text, " for {age} days");
+        Finding {
+            kind: FindingKind::Cleanup,
+            rule: self.names[hit.rule as usize].clone(),
+            subject: strings.subject.clone(),
+            account_id: Some(strings.account_id.clone()),
+            region: Some(strings.region.clone()),
+            resource_type: Some(strings.resource_type.clone()),
+            severity: Severity::Info,
+            message: Arc::from(self.text.as_str()),
+            monthly_usd: saving,
+            details: FindingDetails::Cleanup(CleanupDetails {
+                reason: what,
+                since: hit.since,
+                age_days: age,
+                min_days: settings.threshold(hit.rule).min_days,
+                saving_source: source,
+            }),
+        }
     }
 }
 
@@ -411,6 +436,7 @@ pub(crate) fn scan(
     let mut hits = Vec::new();
     let mut findings = Vec::new();
     let (mut candidates, mut total) = (0u64, Decimal::ZERO);
+    let mut builder = Builder::new();
     for (r, index) in resources.iter().zip(offset..) {
         let mut found: [Option<DateTime<Utc>>; 6] = [None; 6];
         let mut any = false;
@@ -431,6 +457,7 @@ pub(crate) fn scan(
             continue;
         }
         let (saving, source) = saving(settings, r, costs);
+        let strings = builder.strings.resource(r);
         candidates += 1;
         total += saving.unwrap_or_default();
         for (rule, since) in CleanupRule::ALL.into_iter().zip(found) {
@@ -443,7 +470,7 @@ pub(crate) fn scan(
                 rule,
                 since,
             };
-            findings.push(finding(settings, r, &hit, (saving, source), now));
+            findings.push(builder.finding(settings, r, &strings, &hit, (saving, source), now));
             hits.push(hit);
         }
     }
@@ -488,7 +515,7 @@ mod tests {
             .iter()
             .map(|f| {
                 (
-                    f.rule.clone(),
+                    f.rule.to_string(),
                     f.subject.rsplit('/').next().unwrap_or_default().to_string(),
                     f.monthly_usd,
                 )

@@ -273,15 +273,15 @@ pub fn evaluate(
                 details["origin"] = json!(t.origin);
                 findings.push(Finding {
                     kind: FindingKind::Drift,
-                    rule: DriftKind::Changed.name().to_string(),
-                    subject,
-                    account_id: Some(r.account_id.clone()),
-                    region: Some(r.region.clone()),
-                    resource_type: Some(r.resource_type.clone()),
+                    rule: DriftKind::Changed.name().into(),
+                    subject: subject.into(),
+                    account_id: Some(r.account_id.as_str().into()),
+                    region: Some(r.region.as_str().into()),
+                    resource_type: Some(r.resource_type.as_str().into()),
                     severity: Severity::Info,
-                    message: format!("tags of {} differ from its state {}", t.address, t.origin),
+                    message: format!("tags of {} differ from its state {}", t.address, t.origin).into(),
                     monthly_usd: None,
-                    details,
+                    details: details.into(),
                 });
             }
             None => {
@@ -293,13 +293,13 @@ pub fn evaluate(
                 *counts.entry(DriftKind::Missing).or_default() += 1;
                 findings.push(Finding {
                     kind: FindingKind::Drift,
-                    rule: DriftKind::Missing.name().to_string(),
-                    subject,
-                    account_id: scope.map(|s| s.0.to_string()),
-                    region: scope.map(|s| s.1.to_string()),
-                    resource_type: Some(inv_type.to_string()),
+                    rule: DriftKind::Missing.name().into(),
+                    subject: subject.into(),
+                    account_id: scope.map(|s| s.0.into()),
+                    region: scope.map(|s| s.1.into()),
+                    resource_type: Some(inv_type.into()),
                     severity: Severity::Warning,
-                    message: format!("{} of state {} is gone from the cloud", t.address, t.origin),
+                    message: format!("{} of state {} is gone from the cloud", t.address, t.origin).into(),
                     monthly_usd: None,
                     details: json!({
                         "address": t.address,
@@ -307,7 +307,8 @@ pub fn evaluate(
                         "tf_type": t.tf_type,
                         "arn": t.arn,
                         "id": t.id,
-                    }),
+                    })
+                    .into(),
                 });
             }
         }
@@ -342,15 +343,15 @@ pub fn evaluate(
         *counts.entry(DriftKind::Unmanaged).or_default() += 1;
         findings.push(Finding {
             kind: FindingKind::Drift,
-            rule: DriftKind::Unmanaged.name().to_string(),
-            subject: r.arn.clone(),
-            account_id: Some(r.account_id.clone()),
-            region: Some(r.region.clone()),
-            resource_type: Some(r.resource_type.clone()),
+            rule: DriftKind::Unmanaged.name().into(),
+            subject: r.arn.as_str().into(),
+            account_id: Some(r.account_id.as_str().into()),
+            region: Some(r.region.as_str().into()),
+            resource_type: Some(r.resource_type.as_str().into()),
             severity: Severity::Warning,
-            message: format!("{} {} is in no terraform state", r.resource_type, r.id),
+            message: format!("{} {} is in no terraform state", r.resource_type, r.id).into(),
             monthly_usd: cost,
-            details: json!({ "id": r.id, "name": r.name }),
+            details: json!({ "id": r.id, "name": r.name }).into(),
         });
     }
     let mut coverage: Vec<Coverage> = coverage.into_values().collect();
@@ -383,11 +384,7 @@ mod tests {
     fn check(rules: &str, live: &[Resource], state: &[TfResource], want: &[(&str, &str)]) -> DriftEvaluation {
         let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
         let eval = evaluate(&file.drift, live, state, &CostIndex::build(&[], at(0)));
-        let got: Vec<(&str, &str)> = eval
-            .findings
-            .iter()
-            .map(|f| (f.rule.as_str(), f.subject.as_str()))
-            .collect();
+        let got: Vec<(&str, &str)> = eval.findings.iter().map(|f| (&*f.rule, &*f.subject)).collect();
         assert_eq!(got, want.to_vec(), "with\n{rules}");
         eval
     }
@@ -457,7 +454,7 @@ mod tests {
                 ("unmanaged", &stray.arn),
             ],
         );
-        let changed = &e.findings[0].details;
+        let changed = &e.findings[0].details.to_json();
         assert_eq!(changed["changed"], json!({"team": {"state": "b", "cloud": "a"}}));
         assert_eq!(changed["removed_in_cloud"], json!({"env": "prod"}));
         let instances = e.coverage.iter().find(|c| c.resource_type == "ec2:instance").unwrap();

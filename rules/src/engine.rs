@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -52,6 +53,38 @@ impl Hasher for FastHasher {
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A `HashSet` with [`FastHasher`].
 pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// The shared strings of the findings of one resource: its ARN (the subject), account, region and type.
+#[derive(Clone)]
+pub(crate) struct ResourceStrings {
+    pub subject: Arc<str>,
+    pub account_id: Arc<str>,
+    pub region: Arc<str>,
+    pub resource_type: Arc<str>,
+}
+
+/// Hands out one `Arc<str>` per distinct string: the accounts, regions and types of the resources with
+/// findings, shared by those findings. One per thread, so the reference counts are not contended.
+#[derive(Default)]
+pub(crate) struct Interner<'a> {
+    strings: FastMap<&'a str, Arc<str>>,
+}
+
+impl<'a> Interner<'a> {
+    pub fn get(&mut self, s: &'a str) -> Arc<str> {
+        self.strings.entry(s).or_insert_with(|| Arc::from(s)).clone()
+    }
+
+    /// The strings of `r`'s findings (its ARN copied once, the others interned).
+    pub fn resource(&mut self, r: &'a Resource) -> ResourceStrings {
+        ResourceStrings {
+            subject: Arc::from(r.arn.as_str()),
+            account_id: self.get(&r.account_id),
+            region: self.get(&r.region),
+            resource_type: self.get(&r.resource_type),
+        }
+    }
+}
 
 /// What the engine evaluates.
 #[derive(Debug, Clone, Copy)]
@@ -299,48 +332,74 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
         .iter()
         .all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
 
-    let total = tag_base as usize + middle.len() + clean_base as usize;
-    let mut findings: Vec<Finding> = Vec::with_capacity(total);
-    merge_runs(&mut findings, tag_runs);
+    let mut findings = merge_runs(tag_runs);
+    let mut clean = merge_runs(clean_runs);
+    findings.reserve_exact(middle.len() + clean.len());
     findings.append(&mut middle);
-    merge_runs(&mut findings, clean_runs);
+    findings.append(&mut clean);
+    // The list grew by doubling while the findings were found: give back what is left over.
+    findings.shrink_to_fit();
     if !between {
         sort_findings(&mut findings);
     }
     others.into_evaluation(findings, compliance.compliance, cleanup)
 }
 
-/// Moves `findings` (whose pairs are numbered from `base`) into the order of `order`, their sorted keys.
-fn permute_share(findings: Vec<Finding>, order: &[OrderKey], base: u32) -> Vec<Finding> {
-    let mut slots: Vec<Option<Finding>> = findings.into_iter().map(Some).collect();
-    order
-        .iter()
-        .filter_map(|k| slots[k.index() - base as usize].take())
-        .collect()
+/// Puts `findings` (whose pairs are numbered from `base`) into the order of `order`, their sorted keys, in
+/// place (no second list of findings).
+fn permute_share(mut findings: Vec<Finding>, order: &[OrderKey], base: u32) -> Vec<Finding> {
+    let mut positions: Vec<u32> = order.iter().map(|k| (k.index() - base as usize) as u32).collect();
+    permute(&mut findings, &mut positions);
+    findings
 }
 
-/// Appends the merge of sorted runs (keys, findings) to `out`, then orders the findings of one identity
-/// (duplicate input) by content, like [`sort_findings`].
-fn merge_runs(out: &mut Vec<Finding>, runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) {
-    let start = out.len();
-    let mut keys: Vec<OrderKey> = Vec::with_capacity(runs.iter().map(|r| r.0.len()).sum());
-    let mut runs: Vec<_> = runs.into_iter().map(|(k, f)| k.into_iter().zip(f).peekable()).collect();
-    loop {
-        let mut best: Option<(usize, OrderKey)> = None;
-        for (i, run) in runs.iter_mut().enumerate() {
-            if let Some(&(k, _)) = run.peek() {
-                if best.is_none_or(|(_, b)| k < b) {
-                    best = Some((i, k));
-                }
-            }
-        }
-        let Some((i, _)) = best else { break };
-        if let Some((k, f)) = runs[i].next() {
-            keys.push(k);
-            out.push(f);
-        }
+/// Merges sorted runs (keys, findings) into one list in the first run's allocation, then orders the
+/// findings of one identity (duplicate input) by content, like [`sort_findings`]. Each further run is
+/// merged from the back, so the list only grows by that run (no second list of every finding: fresh
+/// memory costs a page fault per page).
+fn merge_runs(runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) -> Vec<Finding> {
+    let mut runs = runs.into_iter();
+    let Some((mut keys, first)) = runs.next() else {
+        return Vec::new();
+    };
+    // `Option<Finding>` has the layout of `Finding`: both conversions keep the allocation.
+    let mut merged: Vec<Option<Finding>> = first.into_iter().map(Some).collect();
+    for (run_keys, run) in runs {
+        merge_from_back(&mut keys, &mut merged, run_keys, run);
     }
-    order_ties(&mut out[start..], &keys);
+    // Every slot is filled by now. `filter_map` (unlike `flatten`) collects in place.
+    #[allow(clippy::filter_map_identity)]
+    let mut findings: Vec<Finding> = merged.into_iter().filter_map(|f| f).collect();
+    order_ties(&mut findings, &keys);
+    findings
+}
+
+/// Merges the sorted run (`run_keys`, `run`) into the sorted (`keys`, `merged`): both grow by the run's
+/// length, and the free slots (`None`) travel from the end to the front as the largest keys are placed.
+fn merge_from_back(
+    keys: &mut Vec<OrderKey>,
+    merged: &mut Vec<Option<Finding>>,
+    run_keys: Vec<OrderKey>,
+    run: Vec<Finding>,
+) {
+    let n = merged.len();
+    let total = n + run.len();
+    merged.reserve_exact(run.len());
+    merged.resize_with(total, || None);
+    keys.resize(total, OrderKey(0));
+    // Slots `i..k` are free: `merged[..i]` is still to place, `merged[k..]` is placed.
+    let (mut i, mut k) = (n, total);
+    for (key, f) in run_keys.into_iter().zip(run).rev() {
+        while i > 0 && keys[i - 1] > key {
+            i -= 1;
+            k -= 1;
+            merged.swap(i, k);
+            keys[k] = keys[i];
+        }
+        k -= 1;
+        merged[k] = Some(f);
+        keys[k] = key;
+    }
 }
 
 /// The families evaluated over the whole inputs at once (drift, budgets, cost anomalies), with their
@@ -535,8 +594,8 @@ pub fn sort_findings(findings: &mut Vec<Finding>) {
         findings.sort_by(compare_findings);
         return;
     }
-    let rules = ranks(findings.iter().map(|f| f.rule.as_str()), n);
-    let subjects = ranks(findings.iter().map(|f| f.subject.as_str()), n);
+    let rules = ranks(findings.iter().map(|f| &*f.rule), n);
+    let subjects = ranks(findings.iter().map(|f| &*f.subject), n);
     let mut keys: Vec<u128> = findings
         .iter()
         .zip(rules.iter().zip(&subjects))
@@ -576,7 +635,12 @@ fn compare_findings(x: &Finding, y: &Finding) -> std::cmp::Ordering {
 fn compare_content(x: &Finding, y: &Finding) -> std::cmp::Ordering {
     x.message
         .cmp(&y.message)
-        .then_with(|| x.details.to_string().cmp(&y.details.to_string()))
+        .then_with(|| details_text(x).cmp(&details_text(y)))
+}
+
+/// The details of `f` as JSON text.
+pub(crate) fn details_text(f: &Finding) -> String {
+    serde_json::to_string(&f.details).unwrap_or_default()
 }
 
 /// For each of the `n` strings of `items`, the rank of its value among the distinct values in byte
@@ -861,7 +925,7 @@ min_days = 2
             sort_findings(&mut reversed);
             let order = |fs: &[Finding]| {
                 fs.iter()
-                    .map(|f| (f.key().0, f.rule.clone(), f.subject.clone(), f.message.clone(), f.details.to_string()))
+                    .map(|f| (f.key().0, f.rule.clone(), f.subject.clone(), f.message.clone(), details_text(f)))
                     .collect::<Vec<_>>()
             };
             prop_assert_eq!(order(&first.findings), order(&reversed));
@@ -872,7 +936,7 @@ min_days = 2
             let file = parse_rule_file("rules.toml", RULES).unwrap();
             let e = run(&file, &resources, &tf, &costs);
             for f in e.findings.iter().filter(|f| f.kind == FindingKind::Cleanup) {
-                let r = resources.iter().find(|r| r.arn == f.subject).unwrap();
+                let r = resources.iter().find(|r| *r.arn == *f.subject).unwrap();
                 prop_assert!(!r.tags.contains_key("cloudwarden:protect"), "protected {}", r.arn);
                 prop_assert!(!r.tags.contains_key("exempt"), "exempt {}", r.arn);
             }
@@ -903,7 +967,7 @@ min_days = 2
         };
         let resources = [vol];
         let e = run(&file, &resources, &[], &[]);
-        let got: Vec<(FindingKind, &str)> = e.findings.iter().map(|f| (f.kind, f.rule.as_str())).collect();
+        let got: Vec<(FindingKind, &str)> = e.findings.iter().map(|f| (f.kind, &*f.rule)).collect();
         assert_eq!(
             got,
             [

@@ -10,14 +10,14 @@
 //! cost window of [`CostIndex`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use regex::Regex;
 use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
 
-use crate::engine::{CostIndex, FastMap};
+use crate::engine::{CostIndex, FastMap, Interner, ResourceStrings};
 use crate::file::{Exemptions, Glob};
-use crate::finding::{Finding, FindingKind, Severity};
+use crate::finding::{Details, Expected, Finding, FindingKind, InvalidValue, Severity, TaggingDetails};
 use crate::input::Resource;
 
 /// One tagging rule, compiled from a `[[tagging]]` entry.
@@ -68,10 +68,10 @@ impl Allowed {
         }
     }
 
-    fn expected(&self) -> Value {
+    fn expected(&self) -> Expected {
         match self {
-            Allowed::OneOf(list) => json!(list),
-            Allowed::Regex { pattern, .. } => json!({ "regex": pattern }),
+            Allowed::OneOf(list) => Expected::OneOf(list.clone()),
+            Allowed::Regex { pattern, .. } => Expected::Regex(pattern.clone()),
         }
     }
 }
@@ -105,38 +105,48 @@ impl TaggingRule {
     pub fn covers(&self, resource_type: &str) -> bool {
         self.resource_types.iter().any(|g| g.matches(resource_type))
     }
+}
 
-    /// What is wrong with `r`: `(missing keys, invalid values)`, in the rule's key order.
-    fn violations(&self, r: &Resource) -> (Vec<Value>, Vec<Value>) {
-        let missing = self
-            .required_keys
-            .iter()
-            .filter(|k| lookup(&r.tags, k, self.ignore_key_case).is_none())
-            .map(|k| Value::String(k.clone()))
-            .collect();
-        let invalid = self
-            .allowed
-            .iter()
-            .filter_map(|a| {
-                let (key, value) = lookup(&r.tags, &a.key, self.ignore_key_case)?;
-                (!a.allowed.accepts(value, self.ignore_value_case)).then(|| {
-                    let mut m = Map::new();
-                    m.insert("key".to_string(), Value::String(key.to_string()));
-                    m.insert("value".to_string(), Value::String(value.to_string()));
-                    m.insert("expected".to_string(), a.allowed.expected());
-                    Value::Object(m)
-                })
-            })
-            .collect();
-        (missing, invalid)
+/// The missing keys and message shared by findings.
+type Shared = (Arc<[Arc<str>]>, Arc<str>);
+
+/// Builds the findings of one share of the resources: the rules' names, key lists and expectations made
+/// shared once, and the missing-key lists and messages of findings without invalid values shared by every
+/// finding of the same (rule, resource type, missing keys) (an untagged resource lacks every required key).
+struct Builder<'a> {
+    /// Per rule: its name, its required keys, and its allowed values' expectations.
+    names: Vec<Arc<str>>,
+    required: Vec<Vec<Arc<str>>>,
+    expected: Vec<Vec<Arc<Expected>>>,
+    /// (rule, resource type id, bit mask of the missing required keys) → (missing keys, message).
+    shared: FastMap<(u32, u32, u64), Shared>,
+    strings: Interner<'a>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(rules: &[TaggingRule]) -> Builder<'a> {
+        Builder {
+            names: rules.iter().map(|r| Arc::from(r.name.as_str())).collect(),
+            required: rules
+                .iter()
+                .map(|r| r.required_keys.iter().map(|k| Arc::from(k.as_str())).collect())
+                .collect(),
+            expected: rules
+                .iter()
+                .map(|r| r.allowed.iter().map(|a| Arc::new(a.allowed.expected())).collect())
+                .collect(),
+            shared: FastMap::default(),
+            strings: Interner::default(),
+        }
     }
 
-    fn finding(&self, r: &Resource, monthly_usd: Option<Decimal>) -> Finding {
-        let (missing, invalid) = self.violations(r);
-        let mut message = String::with_capacity(r.resource_type.len() + 16 + 16 * (missing.len() + invalid.len()));
-        message.push_str(&r.resource_type);
+    /// The message: `ec2:instance: missing tags team, env; invalid values env="production"` (values as
+    /// JSON strings).
+    fn message(resource_type: &str, missing: &[Arc<str>], invalid: &[InvalidValue]) -> Arc<str> {
+        let mut message = String::with_capacity(resource_type.len() + 16 + 16 * (missing.len() + invalid.len()));
+        message.push_str(resource_type);
         message.push_str(": ");
-        for (i, k) in missing.iter().filter_map(Value::as_str).enumerate() {
+        for (i, k) in missing.iter().enumerate() {
             message.push_str(if i == 0 { "missing tags " } else { ", " });
             message.push_str(k);
         }
@@ -146,24 +156,80 @@ impl TaggingRule {
                 (0, false) => "; invalid values ",
                 _ => ", ",
             });
-            message.push_str(bad["key"].as_str().unwrap_or_default());
+            message.push_str(&bad.key);
             message.push('=');
-            message.push_str(&bad["value"].to_string());
+            message.push_str(&serde_json::to_string(&bad.value).unwrap_or_default());
         }
-        let mut details = Map::new();
-        details.insert("missing".to_string(), Value::Array(missing));
-        details.insert("invalid".to_string(), Value::Array(invalid));
+        Arc::from(message)
+    }
+
+    /// The finding of rule `i` (of `rules`, planned as `plan`) for `r`, which does not comply with it.
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &mut self,
+        rules: &[TaggingRule],
+        plan: &Plan,
+        memo: &mut Memo<'a>,
+        i: usize,
+        r: &'a Resource,
+        type_id: u32,
+        strings: &ResourceStrings,
+        monthly_usd: Option<Decimal>,
+    ) -> Finding {
+        let rule = &rules[i];
+        let (required, checks) = &plan.rules[i];
+        let invalid: Vec<InvalidValue> = rule
+            .allowed
+            .iter()
+            .zip(checks)
+            .zip(&self.expected[i])
+            .filter(|((_, &c), _)| !memo.check(plan, r, c))
+            .filter_map(|((a, _), expected)| {
+                let (key, value) = lookup(&r.tags, &a.key, rule.ignore_key_case)?;
+                Some(InvalidValue {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    expected: expected.clone(),
+                })
+            })
+            .collect();
+        let is_missing = |memo: &mut Memo<'a>, k: usize| memo.value(plan, r, required[k]).is_none();
+        let (missing, message) = if invalid.is_empty() && required.len() <= 64 {
+            // The common case, shared: no list is built unless this (rule, type, missing keys) is new.
+            let mask = (0..required.len())
+                .filter(|&k| is_missing(memo, k))
+                .fold(0u64, |m, k| m | (1 << k));
+            let keys = &self.required[i];
+            self.shared
+                .entry((i as u32, type_id, mask))
+                .or_insert_with(|| {
+                    let missing: Arc<[Arc<str>]> = (0..keys.len())
+                        .filter(|&k| mask & (1 << k) != 0)
+                        .map(|k| keys[k].clone())
+                        .collect();
+                    let message = Self::message(&r.resource_type, &missing, &[]);
+                    (missing, message)
+                })
+                .clone()
+        } else {
+            let missing: Arc<[Arc<str>]> = (0..required.len())
+                .filter(|&k| is_missing(memo, k))
+                .map(|k| self.required[i][k].clone())
+                .collect();
+            let message = Self::message(&r.resource_type, &missing, &invalid);
+            (missing, message)
+        };
         Finding {
             kind: FindingKind::Tagging,
-            rule: self.name.clone(),
-            subject: r.arn.clone(),
-            account_id: Some(r.account_id.clone()),
-            region: Some(r.region.clone()),
-            resource_type: Some(r.resource_type.clone()),
-            severity: self.severity,
+            rule: self.names[i].clone(),
+            subject: strings.subject.clone(),
+            account_id: Some(strings.account_id.clone()),
+            region: Some(strings.region.clone()),
+            resource_type: Some(strings.resource_type.clone()),
+            severity: rule.severity,
             message,
             monthly_usd,
-            details: Value::Object(details),
+            details: Details::Tagging(TaggingDetails { missing, invalid }),
         }
     }
 }
@@ -316,6 +382,26 @@ impl<'r> Plan<'r> {
     }
 }
 
+/// A value of at most [`Short::MAX`] bytes, held inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Short {
+    len: u8,
+    bytes: [u8; Short::MAX],
+}
+
+impl Short {
+    const MAX: usize = 23;
+
+    fn new(s: &str) -> Option<Short> {
+        let mut bytes = [0u8; Short::MAX];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Short {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+}
+
 /// Per-resource memo of slot values, check results and exemptions, reused across resources (no
 /// allocation).
 struct Memo<'a> {
@@ -323,9 +409,10 @@ struct Memo<'a> {
     checks: Vec<Option<bool>>,
     exempt: Vec<Option<bool>>,
     /// Results of regex checks by (check, value), kept across resources: tag values repeat across an
-    /// inventory far more than they differ, and a regex match costs much more than a lookup. Cleared when
+    /// inventory far more than they differ, and a regex match costs much more than a lookup. Values are
+    /// kept inline ([`Short`]): comparing a key never reads another resource's memory. Cleared when
     /// it reaches [`Memo::REGEX_CACHE`] entries.
-    regex: FastMap<(usize, &'a str), bool>,
+    regex: FastMap<(u32, Short), bool>,
 }
 
 impl<'a> Memo<'a> {
@@ -383,18 +470,22 @@ impl<'a> Memo<'a> {
         let (slot, allowed, ignore_case) = plan.checks[check];
         let ok = match self.value(plan, r, slot) {
             None => true,
-            Some(v) if matches!(allowed, Allowed::Regex { .. }) => {
-                if let Some(&ok) = self.regex.get(&(check, v)) {
-                    ok
-                } else {
-                    if self.regex.len() >= Self::REGEX_CACHE {
-                        self.regex.clear();
+            Some(v) if matches!(allowed, Allowed::Regex { .. }) => match Short::new(v) {
+                Some(short) => {
+                    let key = (check as u32, short);
+                    if let Some(&ok) = self.regex.get(&key) {
+                        ok
+                    } else {
+                        if self.regex.len() >= Self::REGEX_CACHE {
+                            self.regex.clear();
+                        }
+                        let ok = allowed.accepts(v, ignore_case);
+                        self.regex.insert(key, ok);
+                        ok
                     }
-                    let ok = allowed.accepts(v, ignore_case);
-                    self.regex.insert((check, v), ok);
-                    ok
                 }
-            }
+                None => allowed.accepts(v, ignore_case),
+            },
             Some(v) => allowed.accepts(v, ignore_case),
         };
         self.checks[check] = Some(ok);
@@ -434,21 +525,25 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
         exempt: vec![None; plan.exemptions.len()],
         regex: FastMap::default(),
     };
-    // Rules in scope per resource type, computed once per distinct type.
-    let mut by_type: FastMap<&str, Vec<usize>> = FastMap::default();
+    let mut builder = Builder::new(rules);
+    // Rules in scope per resource type, computed once per distinct type, with the type's number.
+    let mut by_type: FastMap<&str, (u32, Vec<usize>)> = FastMap::default();
     let mut groups: FastMap<(&str, &str), Counts> = FastMap::default();
     let mut hits = Vec::new();
     let mut findings = Vec::new();
     for (r, index) in resources.iter().zip(offset..) {
-        let applicable = by_type.entry(r.resource_type.as_str()).or_insert_with(|| {
-            (0..rules.len())
+        let types = by_type.len() as u32;
+        let (type_id, applicable) = by_type.entry(r.resource_type.as_str()).or_insert_with(|| {
+            let applicable = (0..rules.len())
                 .filter(|&i| rules[i].covers(&r.resource_type))
-                .collect()
+                .collect();
+            (types, applicable)
         });
         memo.start(&plan, r);
         let mut in_scope = false;
         let mut compliant = true;
         let mut cost: Option<Option<Decimal>> = None;
+        let mut strings: Option<ResourceStrings> = None;
         for &i in applicable.iter() {
             if memo.exempts(&plan, r, i) {
                 continue;
@@ -462,8 +557,9 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
             }
             compliant = false;
             let monthly = *cost.get_or_insert_with(|| costs.monthly(r));
+            let strings = strings.get_or_insert_with(|| builder.strings.resource(r));
             hits.push((index, i as u32));
-            findings.push(rules[i].finding(r, monthly));
+            findings.push(builder.finding(rules, &plan, &mut memo, i, r, *type_id, strings, monthly));
         }
         let g = groups
             .entry((r.account_id.as_str(), r.resource_type.as_str()))
@@ -504,6 +600,7 @@ mod tests {
     use super::*;
     use crate::engine::tests::{at, costs_for, res};
     use crate::file::parse_rule_file;
+    use serde_json::{json, Value};
 
     /// Parses `rules` (`[[tagging]]` entries), evaluates them and compares `(rule, subject, details)` of
     /// every finding with `want`.
@@ -514,7 +611,7 @@ mod tests {
         let got: Vec<(&str, &str, Value)> = eval
             .findings
             .iter()
-            .map(|f| (f.rule.as_str(), f.subject.as_str(), f.details.clone()))
+            .map(|f| (&*f.rule, &*f.subject, f.details.to_json()))
             .collect();
         let want: Vec<(&str, &str, Value)> = want.to_vec();
         assert_eq!(got, want, "findings of\n{rules}");

@@ -11,14 +11,9 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{from_ms, ms, q, Backend, Store, StoreError};
+use super::{from_ms, insert_values, ms, q, Store, StoreError};
 
-/// Rows per multi-row INSERT on PostgreSQL (14 parameters each: 7,000 parameters, under its limit).
-const CHUNK_POSTGRES: usize = 500;
-/// Rows per multi-row INSERT on SQLite (1,792 parameters). Its statements take anonymous `?` parameters:
-/// SQLite looks each `$N` up in a list as long as the statement's parameters, which makes big statements
-/// quadratic.
-const CHUNK_SQLITE: usize = 128;
+/// Parameters per `billing_costs` row.
 const COLUMNS: usize = 14;
 
 /// A loaded billing file.
@@ -76,27 +71,8 @@ pub struct BillingTotal {
     pub list_cost: Decimal,
 }
 
-fn insert_sql(rows: usize, backend: Backend) -> String {
-    let mut sql = String::from(
-        "INSERT INTO billing_costs (file_id, day, provider, billing_account_id, account_id, service, resource_id, \
-         region, charge_category, currency, billed_cost, effective_cost, list_cost, tags) VALUES ",
-    );
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            match backend {
-                // Anonymous parameters: SQLite binds them in order, where `$N` costs a lookup each.
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
+const INSERT_COSTS: &str = "INSERT INTO billing_costs (file_id, day, provider, billing_account_id, account_id, \
+     service, resource_id, region, charge_category, currency, billed_cost, effective_cost, list_cost, tags) VALUES ";
 
 fn decimal(what: &'static str, text: &str) -> Result<Decimal, StoreError> {
     Decimal::from_str(text).map_err(|e| StoreError::Corrupt { what, detail: format!("{text:?}: {e}") })
@@ -189,14 +165,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("delete billing costs"))?;
-        let chunk = match self.backend() {
-            Backend::Sqlite => CHUNK_SQLITE,
-            Backend::Postgres => CHUNK_POSTGRES,
-        };
+        let chunk = self.backend().insert_chunk();
         let mut costs = read.costs().peekable();
         while costs.peek().is_some() {
             let rows: Vec<_> = costs.by_ref().take(chunk).collect();
-            let sql = insert_sql(rows.len(), self.backend());
+            let sql = insert_values(INSERT_COSTS, rows.len(), COLUMNS, self.backend());
             let mut query = sqlx::query(&sql);
             for c in &rows {
                 let tags = serde_json::to_string(c.tags)

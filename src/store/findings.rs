@@ -16,13 +16,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{from_ms, ms, q, Backend, Store, StoreError};
+use super::{from_ms, insert_values, ms, q, Backend, Store, StoreError};
 
+/// Parameters per `findings` row.
 const COLUMNS: usize = 13;
-/// Rows per multi-row INSERT: 13 parameters each keeps under both databases' limits.
-const CHUNK_POSTGRES: usize = 500;
-/// SQLite statements take anonymous parameters (see `billing.rs`); smaller statements.
-const CHUNK_SQLITE: usize = 128;
 /// Ids per `IN (...)` list.
 const ID_CHUNK: usize = 500;
 
@@ -80,44 +77,18 @@ pub struct RuleResource {
     pub first_seen: DateTime<Utc>,
 }
 
-/// `info`, `warning` or `critical`.
-pub fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
-}
-
-/// Every severity, least urgent first.
-pub const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
-
-fn parse_severity(s: &str) -> Option<Severity> {
-    SEVERITIES.into_iter().find(|v| severity_str(*v) == s)
-}
-
 fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
 
 fn insert_sql(rows: usize, backend: Backend) -> String {
-    let mut sql = String::from(
+    let mut sql = insert_values(
         "INSERT INTO findings (kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
          details, first_seen_ms, last_seen_ms, resolved_at_ms) VALUES ",
+        rows,
+        COLUMNS,
+        backend,
     );
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMNS + c + 1)),
-            }
-        }
-        sql.push(')');
-    }
     // Only open rows are in the partial unique index: a resolved identity never conflicts.
     sql.push_str(
         " ON CONFLICT (kind, rule, subject) WHERE resolved_at_ms IS NULL DO UPDATE SET \
@@ -198,7 +169,7 @@ impl Store {
         let mut write = FindingsWrite::default();
         for f in &unique {
             if open
-                .remove(&(f.kind.as_str().to_string(), f.rule.clone(), f.subject.clone()))
+                .remove(&(f.kind.as_str().to_string(), f.rule.to_string(), f.subject.to_string()))
                 .is_some()
             {
                 write.refreshed += 1;
@@ -206,11 +177,7 @@ impl Store {
                 write.opened += 1;
             }
         }
-        let chunk = match backend {
-            Backend::Sqlite => CHUNK_SQLITE,
-            Backend::Postgres => CHUNK_POSTGRES,
-        };
-        for rows in unique.chunks(chunk) {
+        for rows in unique.chunks(backend.insert_chunk()) {
             let sql = insert_sql(rows.len(), backend);
             let mut query = sqlx::query(&sql);
             for f in rows {
@@ -218,13 +185,13 @@ impl Store {
                     serde_json::to_string(&f.details).map_err(|e| corrupt("finding details")(e.to_string()))?;
                 query = query
                     .bind(f.kind.as_str())
-                    .bind(f.rule.clone())
-                    .bind(f.subject.clone())
-                    .bind(f.account_id.clone())
-                    .bind(f.region.clone())
-                    .bind(f.resource_type.clone())
-                    .bind(severity_str(f.severity))
-                    .bind(f.message.clone())
+                    .bind(f.rule.to_string())
+                    .bind(f.subject.to_string())
+                    .bind(f.account_id.as_deref().map(str::to_string))
+                    .bind(f.region.as_deref().map(str::to_string))
+                    .bind(f.resource_type.as_deref().map(str::to_string))
+                    .bind(f.severity.as_str())
+                    .bind(f.message.to_string())
                     .bind(f.monthly_usd.map(|d| d.to_string()))
                     .bind(details)
                     .bind(at)
@@ -294,7 +261,7 @@ impl Store {
                     account_id: r.try_get(4).map_err(q(WHAT))?,
                     region: r.try_get(5).map_err(q(WHAT))?,
                     resource_type: r.try_get(6).map_err(q(WHAT))?,
-                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     message: r.try_get(8).map_err(q(WHAT))?,
                     monthly_usd: money
                         .map(|m| {
@@ -331,7 +298,7 @@ impl Store {
                 let severity: String = r.try_get(1).map_err(q(WHAT))?;
                 Ok(FindingCount {
                     kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
-                    severity: parse_severity(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     open: r.try_get(2).map_err(q(WHAT))?,
                 })
             })

@@ -22,9 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
-pub use findings::{
-    severity_str, FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding, SEVERITIES,
-};
+pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use runs::{RunOutcome, RunRow};
@@ -35,6 +33,44 @@ pub use terraform::StoredTfResource;
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// Rows per multi-row INSERT statement ([`insert_values`]). PostgreSQL: 500 (at 14 parameters a row,
+    /// 7,000 parameters, well under its limit). SQLite: 128, smaller statements: it binds anonymous `?`
+    /// parameters in order, and would look each `$N` up in a list as long as the statement's parameters,
+    /// which makes big statements quadratic.
+    pub(crate) fn insert_chunk(self) -> usize {
+        match self {
+            Backend::Sqlite => 128,
+            Backend::Postgres => 500,
+        }
+    }
+}
+
+/// A multi-row INSERT: `head` (the statement up to and including `VALUES `) followed by `rows` tuples of
+/// `columns` parameters each: `(?,?),(?,?)` on SQLite (anonymous parameters, bound in order), `($1,$2),($3,$4)`
+/// on PostgreSQL. Bind the values row by row, column by column.
+pub(crate) fn insert_values(head: &str, rows: usize, columns: usize, backend: Backend) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * columns * 5);
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(r * columns + c + 1).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,5 +192,13 @@ mod tests {
         assert_eq!(redact("postgres://app:s3cret@db:5432/cw"), "postgres://app:***@db:5432/cw");
         assert_eq!(redact("postgres://app@db/cw"), "postgres://app@db/cw");
         assert_eq!(redact("sqlite://cloudwarden.db"), "sqlite://cloudwarden.db");
+    }
+
+    #[test]
+    fn multi_row_inserts() {
+        let head = "INSERT INTO t (a, b, c) VALUES ";
+        assert_eq!(insert_values(head, 2, 3, Backend::Sqlite), format!("{head}(?,?,?),(?,?,?)"));
+        assert_eq!(insert_values(head, 2, 3, Backend::Postgres), format!("{head}($1,$2,$3),($4,$5,$6)"));
+        assert_eq!(insert_values(head, 1, 1, Backend::Postgres), format!("{head}($1)"));
     }
 }

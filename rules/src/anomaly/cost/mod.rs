@@ -532,16 +532,16 @@ fn anomaly_finding(
     let severity = point.severity.unwrap_or(Severity::Info);
     Finding {
         kind: FindingKind::CostAnomaly,
-        rule: RULE.to_string(),
-        subject: format!("{}:{}@{}", kind.as_str(), key, point.day),
+        rule: RULE.into(),
+        subject: format!("{}:{}@{}", kind.as_str(), key, point.day).into(),
         account_id: match member {
-            Member::Account(a) => Some(a.clone()),
+            Member::Account(a) => Some(a.as_str().into()),
             _ => None,
         },
         region: None,
         resource_type: None,
         severity,
-        message,
+        message: message.into(),
         monthly_usd: (point.impact > Decimal::ZERO).then_some(point.impact),
         details: json!({
             "series_kind": kind.as_str(),
@@ -559,7 +559,8 @@ fn anomaly_finding(
             "detection_score": settings.detection_score,
             "alert_score": settings.alert_score,
             "root_cause": causes,
-        }),
+        })
+        .into(),
     }
 }
 

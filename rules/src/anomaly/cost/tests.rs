@@ -92,7 +92,7 @@ fn render(evaluation: &CostAnomalyEvaluation) -> Vec<String> {
         .map(|f| {
             let mut s = format!("{} {:?}", f.subject, f.severity);
             let mut seen = Vec::new();
-            for c in f.details["root_cause"].as_array().into_iter().flatten() {
+            for c in f.details.to_json()["root_cause"].as_array().into_iter().flatten() {
                 let dim = c["dimension"].as_str().unwrap_or_default();
                 if !seen.contains(&dim) {
                     seen.push(dim);
@@ -153,7 +153,7 @@ fn root_cause_names_the_main_movers() {
     };
     let evaluation = evaluate(&settings, &rows, noon("2026-03-15"));
     assert_eq!(evaluation.findings.len(), 1);
-    let causes: Vec<(String, String)> = evaluation.findings[0].details["root_cause"]
+    let causes: Vec<(String, String)> = evaluation.findings[0].details.to_json()["root_cause"]
         .as_array()
         .expect("root cause")
         .iter()
@@ -177,7 +177,7 @@ fn root_cause_names_the_main_movers() {
             ("resource", "bucket-a"),
         ]
     );
-    let total_share: f64 = evaluation.findings[0].details["root_cause"]
+    let total_share: f64 = evaluation.findings[0].details.to_json()["root_cause"]
         .as_array()
         .expect("root cause")
         .iter()
@@ -281,14 +281,14 @@ fn detection_and_alert_thresholds() {
     let evaluation = evaluate(&settings(total), &steady("60", 100), noon("2026-03-15"));
     let f = &evaluation.findings[0];
     assert_eq!(
-        f.message,
+        &*f.message,
         "total spent 160.00 USD on 2026-03-14, 60.00 USD (60%) above the expected 100.00 USD (score 0.95)"
     );
-    assert_eq!(f.details["alert"], true);
-    assert_eq!(f.details["impact_usd"], "60.00");
+    assert_eq!(f.details.to_json()["alert"], true);
+    assert_eq!(f.details.to_json()["impact_usd"], "60.00");
     assert_eq!(f.monthly_usd, Some(usd("60.00")));
     assert_eq!(f.kind, FindingKind::CostAnomaly);
-    assert_eq!(f.rule, "cost_anomaly");
+    assert_eq!(&*f.rule, "cost_anomaly");
     let s = &evaluation.series[0];
     assert_eq!((s.series_kind, s.key.as_str()), (SeriesKind::Total, "total"));
     assert_eq!(
@@ -494,7 +494,7 @@ proptest! {
             prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score), "{:?}", s);
         }
         for f in &evaluation.findings {
-            let score = f.details["score"].as_f64().unwrap_or(-1.0);
+            let score = f.details.to_json()["score"].as_f64().unwrap_or(-1.0);
             prop_assert!((0.0..=1.0).contains(&score), "{:?}", f);
         }
     }
