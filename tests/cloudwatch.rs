@@ -219,7 +219,7 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
         severity: Severity::Warning,
         message: "missing tag team".into(),
         monthly_usd: None,
-        details: serde_json::json!({}),
+        details: serde_json::json!({}).into(),
     };
     daemon.store.record_findings(&[FindingKind::Tagging], &[other], at(end)).await.unwrap();
 

@@ -241,16 +241,17 @@ pub fn finding(spec: &SeriesSpec, point: &ScoredPoint) -> Finding {
         spec.dimensions.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     Finding {
         kind: FindingKind::MetricAnomaly,
-        rule: RULE.to_string(),
-        subject: spec.key.clone(),
-        account_id: Some(spec.account_id.clone()),
-        region: Some(spec.region.clone()),
-        resource_type: spec.resource_type.clone(),
+        rule: RULE.into(),
+        subject: spec.key.as_str().into(),
+        account_id: Some(spec.account_id.as_str().into()),
+        region: Some(spec.region.as_str().into()),
+        resource_type: spec.resource_type.as_deref().map(Into::into),
         severity: Severity::Warning,
         message: format!(
             "{} {} {} of {target} scored {:.2} (threshold {}) at {timestamp}, value {}",
             spec.namespace, spec.metric, spec.statistic, point.score, spec.threshold, point.value
-        ),
+        )
+        .into(),
         monthly_usd: None,
         details: json!({
             "namespace": spec.namespace,
@@ -263,7 +264,8 @@ pub fn finding(spec: &SeriesSpec, point: &ScoredPoint) -> Finding {
             "value": point.value,
             "timestamp": timestamp,
             "threshold": spec.threshold,
-        }),
+        })
+        .into(),
     }
 }
 
@@ -342,10 +344,10 @@ mod tests {
         let found = a.findings(|_| true);
         assert_eq!(found.len(), 1);
         let f = &found[0];
-        assert_eq!((f.kind, f.rule.as_str(), f.subject.as_str()), (FindingKind::MetricAnomaly, RULE, "s"));
-        assert!(f.details["score"].as_f64().unwrap() > 0.9, "{f:?}");
-        assert_eq!(f.details["value"], json!(500.0));
-        assert_eq!(f.details["timestamp"], json!(t(350).to_rfc3339_opts(SecondsFormat::Secs, true)));
+        assert_eq!((f.kind, &*f.rule, &*f.subject), (FindingKind::MetricAnomaly, RULE, "s"));
+        assert!(f.details.to_json()["score"].as_f64().unwrap() > 0.9, "{f:?}");
+        assert_eq!(f.details.to_json()["value"], json!(500.0));
+        assert_eq!(f.details.to_json()["timestamp"], json!(t(350).to_rfc3339_opts(SecondsFormat::Secs, true)));
         // Not decided this run: no finding either way.
         assert!(a.findings(|_| false).is_empty());
         a.feed(s.clone(), &window(352, 10, &[]), 10);
