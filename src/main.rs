@@ -1,3 +1,8 @@
+// mimalloc: the rules engine builds up to millions of small findings per evaluation; with the system
+// allocator that dominated its time (docs/benchmarks.md, rules engine). The engine benchmark uses it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cloudwarden::cli::main()
 }

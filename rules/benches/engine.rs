@@ -9,7 +9,7 @@
 //! for more timed runs (default 3). Each timed run prints its wall time and the CPU time of the process
 //! (user + system, all threads) during it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,7 +21,10 @@ use rules::file::parse_rule_file;
 use rules::input::{DailyCost, Details, Resource, TfResource};
 use rust_decimal::Decimal;
 
-/// The system allocator, counting live bytes and their high-water mark.
+/// The allocator the daemon uses (mimalloc), under the counting wrapper.
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The daemon's allocator, counting live bytes and their high-water mark.
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -31,7 +34,7 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { INNER.alloc(layout) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
@@ -40,14 +43,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { INNER.dealloc(ptr, layout) };
         if COUNTING.load(Ordering::Relaxed) {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { INNER.realloc(ptr, layout, new_size) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             if new_size > layout.size() {
                 let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
