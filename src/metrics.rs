@@ -1,7 +1,7 @@
 //! `/metrics`: rendered once per collection cycle from a snapshot of what the daemon knows, then served from
 //! memory. A scrape never calls AWS and never touches the database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,6 +18,9 @@ use crate::store::{RunOutcome, ScopeCount, Store, StoreError};
 
 /// The content type of what [`render`] produces.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of what [`to_text_format`] produces: the Prometheus text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What a collector has done since the daemon started (runs) and ever (last success).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -300,13 +303,13 @@ pub fn render(s: &Snapshot) -> String {
         let labels = vec![("account".into(), account.clone()), ("region".into(), region.clone()), ("log_group".into(), group.clone())];
         stored.get_or_create(&labels).set(bytes.unwrap_or(0));
         // 0 means the group never expires its events.
-        retention.get_or_create(&labels).set(days.unwrap_or(0));
+        retention.get_or_create(&labels).set(days.unwrap_or(0) * 86_400);
         if let Some(t) = s.log_last_events.get(&(account.clone(), region.clone(), group.clone())) {
             last_event.get_or_create(&labels).set(t.timestamp_millis() as f64 / 1000.0);
         }
     }
     reg.register("log_group_stored_bytes", "Bytes a log group stores, as CloudWatch Logs reports", stored);
-    reg.register("log_group_retention_days", "Retention of a log group in days; 0 means never expire", retention);
+    reg.register("log_group_retention_seconds", "Retention of a log group in seconds; 0 means never expire", retention);
     reg.register(
         "log_group_last_event_timestamp_seconds",
         "Unix time of the newest event of any stream of the log group",
@@ -319,6 +322,37 @@ pub fn render(s: &Snapshot) -> String {
 
     let mut out = String::new();
     encode(&mut out, &root).expect("writing to a String cannot fail");
+    out
+}
+
+/// An OpenMetrics body of [`render`] in the Prometheus text format (0.0.4), for tools and scrapers that do not
+/// read OpenMetrics (`promtool check metrics`): a counter's `# HELP` and `# TYPE` name its `_total` series, type
+/// `unknown` is `untyped`, and the OpenMetrics-only lines (`# UNIT`, `# EOF`) are left out. Samples are the
+/// same in both formats.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) { "_total" } else { "" };
+                let tail = if prefix == "# TYPE " && tail == "unknown" { "untyped" } else { tail };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
     out
 }
 
@@ -558,4 +592,59 @@ pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostG
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(openmetrics: &str, text: &str) {
+        assert_eq!(to_text_format(openmetrics), text);
+    }
+
+    #[test]
+    fn the_text_format_names_counters_by_their_total_series() {
+        check(
+            "# HELP cloudwarden_runs Runs since start.\n# TYPE cloudwarden_runs counter\n\
+             cloudwarden_runs_total{outcome=\"success\"} 3\n\
+             # HELP cloudwarden_ratio A share.\n# TYPE cloudwarden_ratio gauge\n# UNIT cloudwarden_ratio ratio\n\
+             cloudwarden_ratio 0.5\n# HELP odd Something.\n# TYPE odd unknown\nodd 1\n# EOF\n",
+            "# HELP cloudwarden_runs_total Runs since start.\n# TYPE cloudwarden_runs_total counter\n\
+             cloudwarden_runs_total{outcome=\"success\"} 3\n\
+             # HELP cloudwarden_ratio A share.\n# TYPE cloudwarden_ratio gauge\n\
+             cloudwarden_ratio 0.5\n# HELP odd Something.\n# TYPE odd untyped\nodd 1\n",
+        );
+        check("# EOF\n", "");
+    }
+
+    #[test]
+    fn a_rendered_snapshot_has_help_and_type_for_every_series_in_both_formats() {
+        let mut s = Snapshot::default();
+        s.log_groups.push(("111111111111".into(), "eu-west-1".into(), "/app".into(), Some(14), Some(2048)));
+        s.log_groups.push(("111111111111".into(), "eu-west-1".into(), "/tmp".into(), None, None));
+        let om = render(&s);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("cloudwarden_log_group_retention_seconds{account=\"111111111111\",region=\"eu-west-1\",log_group=\"/app\"} 1209600\n"), "{om}");
+        assert!(om.contains("cloudwarden_log_group_retention_seconds{account=\"111111111111\",region=\"eu-west-1\",log_group=\"/tmp\"} 0\n"), "{om}");
+        let text = to_text_format(&om);
+        // Every series belongs to the family the last # TYPE line named, which has a # HELP line.
+        let mut family = String::new();
+        let mut helped = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_string();
+                assert!(helped.contains(&family), "no help for {family}");
+                if rest.ends_with(" counter") {
+                    assert!(family.ends_with("_total"), "{line}");
+                }
+            } else {
+                assert!(!line.starts_with('#'), "{line}");
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, family, "{line}");
+            }
+        }
+        assert!(text.contains("# TYPE cloudwarden_costexplorer_requests_total counter\ncloudwarden_costexplorer_requests_total 0\n"), "{text}");
+    }
 }

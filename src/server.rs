@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::metrics::CONTENT_TYPE;
+use crate::metrics::{to_text_format, CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::store::{FindingFilter, Store, StoredFinding};
 
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
@@ -86,9 +86,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// OpenMetrics, unless the request accepts the Prometheus text format and not OpenMetrics
+/// (`curl -H 'Accept: text/plain' ... | promtool check metrics`).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.scrapes.fetch_add(1, Ordering::Relaxed);
     let body = state.metrics();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("text/plain") && !accept.contains("application/openmetrics-text") {
+        return ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], to_text_format(&body)).into_response();
+    }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body.as_str().to_owned()).into_response()
 }
 
@@ -269,4 +275,40 @@ pub async fn serve(
         axum::serve(listener, app(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     });
     Ok((local, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn metrics_are_openmetrics_unless_only_the_text_format_is_accepted() {
+        let state = AppState::default();
+        state.set_metrics("# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n".into());
+        let openmetrics = (CONTENT_TYPE, "# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n");
+        let text = (TEXT_CONTENT_TYPE, "# HELP x_runs_total Runs.\n# TYPE x_runs_total counter\nx_runs_total 1\n");
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, want) in [
+            (None, openmetrics),
+            (Some("*/*"), openmetrics),
+            (Some(prometheus), openmetrics),
+            (Some("text/plain"), text),
+            (Some("text/plain; version=0.0.4"), text),
+        ] {
+            let mut req = Request::get("/metrics");
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            let res = app(state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let content_type = res.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!((content_type.as_str(), std::str::from_utf8(&body).unwrap()), want, "Accept: {accept:?}");
+        }
+    }
 }

@@ -75,7 +75,7 @@ async fn discovery_returns_the_datapoints_the_seed_put() {
         let got: BTreeMap<String, f64> = samples(&body, &format!("aws_ec2_cpuutilization_{stat}"))
             .into_iter()
             .filter_map(|(labels, v)| {
-                let id = labels.split("dimension_InstanceId=\"").nth(1)?.split('"').next()?.to_string();
+                let id = labels.split("dimension_instance_id=\"").nth(1)?.split('"').next()?.to_string();
                 Some((id, v))
             })
             .collect();
@@ -138,7 +138,7 @@ for i in range(0, len(data), 500):
     let avg = samples(&body, "aws_cloudwarden_test_load_average");
     assert_eq!(avg.len(), 617);
     for shard in [0, 1, 300, 616] {
-        let key = format!("{{account=\"123456789012\",region=\"us-east-1\",dimension_Shard=\"{shard}\"}}");
+        let key = format!("{{account=\"123456789012\",region=\"us-east-1\",dimension_shard=\"{shard}\"}}");
         assert_eq!(avg[&key], shard as f64 * 1.5, "shard {shard}");
     }
     assert_eq!(samples(&body, "aws_cloudwarden_test_load_sum").len(), 10);
@@ -167,7 +167,7 @@ for i in range(0, len(data), 500):
 /// The score of one host's series in a `/metrics` body.
 fn score(body: &str, host: &str) -> f64 {
     let scores = samples(body, "cloudwarden_metric_anomaly_score");
-    let (labels, v) = scores.iter().find(|(l, _)| l.contains(&format!("dimension_Host=\"{host}\""))).expect(host);
+    let (labels, v) = scores.iter().find(|(l, _)| l.contains(&format!("dimension_host=\"{host}\""))).expect(host);
     assert!(labels.contains("namespace=\"Cloudwarden/Anomaly\",metric=\"Load\",statistic=\"Average\",account=\"123456789012\",region=\"us-east-1\""), "{labels}");
     *v
 }

@@ -241,7 +241,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
                     ("statistic", "Average"),
                     ("account", A),
                     ("region", "eu-west-1"),
-                    ("dimension_InstanceId", "i-1"),
+                    ("dimension_instance_id", "i-1"),
                     ("tag_team", "payments"),
                 ]
                 .iter()

@@ -76,7 +76,7 @@ async fn pattern_counters_count_each_event_once() {
     let body = daemon.state.metrics();
     assert_eq!(counter(&body, "errors"), Some(3.0), "{body}");
     assert_eq!(counter(&body, "disk_full"), Some(2.0));
-    assert!(body.contains("cloudwarden_log_group_retention_days{account=\"123456789012\",region=\"us-east-1\",log_group=\"/app/api\"} 14"), "{body}");
+    assert!(body.contains("cloudwarden_log_group_retention_seconds{account=\"123456789012\",region=\"us-east-1\",log_group=\"/app/api\"} 1209600"), "{body}");
     assert!(body.contains("cloudwarden_log_group_last_event_timestamp_seconds{"), "{body}");
 
     // Two minutes later: only what is new is added.

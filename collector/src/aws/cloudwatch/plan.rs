@@ -63,11 +63,21 @@ pub fn exposition_name(namespace: &str, metric: &str, statistic: &str) -> String
     format!("aws_{}_{}_{}", snake(ns), snake(metric), snake(statistic))
 }
 
-/// A Prometheus label name from a prefix and a CloudWatch dimension or tag key: characters outside
-/// `[a-zA-Z0-9_]` become `_`, e.g. (`tag_`, `cost-center`) → `tag_cost_center`.
+/// A Prometheus label name from a prefix and a CloudWatch dimension or tag key, in snake case as Prometheus
+/// names labels: a lower-case letter or digit followed by an upper-case letter gets a `_` between them,
+/// letters are lower-cased, other characters outside `[a-zA-Z0-9_]` become `_`; e.g. (`dimension_`,
+/// `InstanceId`) → `dimension_instance_id`, (`tag_`, `cost-center`) → `tag_cost_center`, (`dimension_`,
+/// `DBInstanceIdentifier`) → `dimension_dbinstance_identifier`.
 pub fn label_name(prefix: &str, key: &str) -> String {
     let mut s = String::from(prefix);
-    s.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+    let mut previous: Option<char> = None;
+    for c in key.chars() {
+        if c.is_ascii_uppercase() && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+            s.push('_');
+        }
+        s.push(if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' });
+        previous = Some(c);
+    }
     s
 }
 
@@ -120,6 +130,10 @@ mod tests {
         assert_eq!(exposition_name("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum"), "aws_applicationelb_httpcode_target_5xx_count_sum");
         assert_eq!(exposition_name("Custom/App", "queue.depth", "Maximum"), "aws_custom_app_queue_depth_maximum");
         assert_eq!(label_name("tag_", "cost-center"), "tag_cost_center");
-        assert_eq!(label_name("dimension_", "InstanceId"), "dimension_InstanceId");
+        assert_eq!(label_name("dimension_", "InstanceId"), "dimension_instance_id");
+        assert_eq!(label_name("dimension_", "DBInstanceIdentifier"), "dimension_dbinstance_identifier");
+        assert_eq!(label_name("dimension_", "AutoScalingGroupName"), "dimension_auto_scaling_group_name");
+        assert_eq!(label_name("tag_", "Name"), "tag_name");
+        assert_eq!(label_name("tag_", "team"), "tag_team");
     }
 }
