@@ -212,6 +212,13 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(t) = st.last_success {
             last_success.get_or_create(&l).set(t.timestamp_millis() as f64 / 1000.0);
         }
+        // A collector that has run since start shows every outcome, from 0, so a first failure is an
+        // increase of an existing series (rates and increase() need the series before the event).
+        if !st.runs.is_empty() {
+            for outcome in RunOutcome::FINISHED {
+                runs.get_or_create(&RunLabels { collector: name.clone(), outcome: outcome.as_str().into() });
+            }
+        }
         for (outcome, n) in &st.runs {
             runs.get_or_create(&RunLabels { collector: name.clone(), outcome: outcome.as_str().into() }).inc_by(*n);
         }
@@ -225,6 +232,16 @@ pub fn render(s: &Snapshot) -> String {
     reg.register("collection_runs", "Collector runs by outcome since the daemon started", runs);
 
     let calls = Family::<CallLabels, Counter>::default();
+    // Every outcome of an operation that has been called, from 0 (as for runs above).
+    for k in &s.api_calls.keys().map(|k| (&k.service, &k.operation)).collect::<BTreeSet<_>>() {
+        for outcome in CallOutcome::ALL {
+            calls.get_or_create(&CallLabels {
+                service: k.0.clone(),
+                operation: k.1.clone(),
+                outcome: outcome.as_str().into(),
+            });
+        }
+    }
     for (k, n) in &s.api_calls {
         calls
             .get_or_create(&CallLabels {
@@ -615,6 +632,33 @@ mod tests {
              cloudwarden_ratio 0.5\n# HELP odd Something.\n# TYPE odd untyped\nodd 1\n",
         );
         check("# EOF\n", "");
+    }
+
+    #[test]
+    fn every_outcome_of_a_called_operation_and_of_a_collector_that_ran_starts_at_zero() {
+        let mut s = Snapshot::default();
+        s.api_calls.insert(
+            ApiCallKey { service: "ec2".into(), operation: "DescribeVolumes".into(), outcome: CallOutcome::Success },
+            4,
+        );
+        s.collectors.insert(
+            "inventory".into(),
+            CollectorStatus { runs: BTreeMap::from([(RunOutcome::Success, 2)]), ..Default::default() },
+        );
+        // Known from the database only, not run since start: no run series.
+        s.collectors.insert("logs".into(), CollectorStatus::default());
+        let om = render(&s);
+        let calls = "cloudwarden_aws_api_calls_total{service=\"ec2\",operation=\"DescribeVolumes\",outcome=";
+        assert!(om.contains(&format!("{calls}\"success\"}} 4\n")), "{om}");
+        for outcome in ["throttled", "client_error", "server_error", "transport_error"] {
+            assert!(om.contains(&format!("{calls}\"{outcome}\"}} 0\n")), "{outcome}: {om}");
+        }
+        let runs = "cloudwarden_collection_runs_total{collector=\"inventory\",outcome=";
+        assert!(om.contains(&format!("{runs}\"success\"}} 2\n")), "{om}");
+        for outcome in ["partial", "failed", "cancelled", "skipped"] {
+            assert!(om.contains(&format!("{runs}\"{outcome}\"}} 0\n")), "{outcome}: {om}");
+        }
+        assert!(!om.contains("collector=\"logs\",outcome="), "{om}");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// The outcomes a finished run can have (not `Running`), in the order `/metrics` lists them.
+    pub const FINISHED: [RunOutcome; 5] =
+        [RunOutcome::Success, RunOutcome::Partial, RunOutcome::Failed, RunOutcome::Cancelled, RunOutcome::Skipped];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Running => "running",

@@ -29,6 +29,14 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
+    pub const ALL: [CallOutcome; 5] = [
+        CallOutcome::Success,
+        CallOutcome::Throttled,
+        CallOutcome::ClientError,
+        CallOutcome::ServerError,
+        CallOutcome::TransportError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CallOutcome::Success => "success",
