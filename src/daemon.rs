@@ -208,6 +208,17 @@ impl Daemon {
         out
     }
 
+    /// Whether a collector (a job other than the rules evaluation) is configured.
+    fn has_collectors(&self) -> bool {
+        let c = &self.config;
+        c.inventory.is_some()
+            || c.cost_explorer.is_some()
+            || c.cloudwatch.is_some()
+            || c.logs.is_some()
+            || c.terraform.is_some()
+            || c.billing_files.is_some()
+    }
+
     pub(crate) fn set_accounts(&self, accounts: Vec<(String, String)>) {
         *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = accounts;
     }
@@ -436,7 +447,10 @@ impl Daemon {
         }
         self.note_run(name, summary.outcome, summary.duration_secs, ended);
         self.refresh_metrics().await;
-        if matches!(summary.outcome, RunOutcome::Success | RunOutcome::Partial) {
+        // Ready once a collector has brought data (the rules job only evaluates what is stored; it counts
+        // when it is the only job).
+        let collected = name != jobs::rules::NAME || !self.has_collectors();
+        if collected && matches!(summary.outcome, RunOutcome::Success | RunOutcome::Partial) {
             self.state.set_ready();
         }
         match summary.outcome {

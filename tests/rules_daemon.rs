@@ -391,8 +391,11 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     record(&daemon.store, vec![volume(&[], &[]), instance()], t0).await;
 
     // First evaluation: the untagged, unattached volume is a tagging and a cleanup finding.
+    assert!(!daemon.state.is_ready());
     let run = daemon.run_job(&job.kind, t1, &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
+    // No collector is configured: the evaluation makes the daemon ready.
+    assert!(daemon.state.is_ready());
     let detail = run.rules().unwrap();
     assert_eq!(
         (detail.rule_files, detail.resources, detail.findings, detail.opened),
@@ -777,4 +780,28 @@ ServiceName,ChargeCategory,BillingCurrency,ResourceId,RegionId,Tags";
         ]
     );
     assert_eq!(costs[0].tags, BTreeMap::from([("team".to_string(), "web".to_string())]));
+}
+
+/// With a collector configured, a rules evaluation alone does not make the daemon ready: only a collector's
+/// successful run does.
+#[tokio::test]
+async fn a_rules_run_alone_does_not_make_a_collecting_daemon_ready() {
+    common::aws_test_env();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
+    let text = format!(
+        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\n\
+         [collectors.inventory]\nregions = [\"us-east-1\"]\n\n[rules]\nfiles = [\"{}/rules/*.toml\"]\n",
+        dir.path().join("cw.db").display(),
+        dir.path().display()
+    );
+    let config = cloudwarden::config::parse("t.toml", &text, &|_| None).unwrap();
+    let daemon = Daemon::new(config).await.unwrap();
+    let job = daemon.jobs().into_iter().find(|j| matches!(j.kind, JobKind::Rules(_))).unwrap();
+    let t: DateTime<Utc> = "2026-01-20T09:00:00Z".parse().unwrap();
+    record(&daemon.store, vec![volume(&[], &[]), instance()], t - Duration::hours(1)).await;
+    let run = daemon.run_job(&job.kind, t, &CancellationToken::new()).await;
+    assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
+    assert!(!daemon.state.is_ready());
 }
