@@ -216,7 +216,7 @@ pub fn render(s: &Snapshot) -> String {
         // increase of an existing series (rates and increase() need the series before the event).
         if !st.runs.is_empty() {
             for outcome in RunOutcome::FINISHED {
-                runs.get_or_create(&RunLabels { collector: name.clone(), outcome: outcome.as_str().into() });
+                let _ = runs.get_or_create(&RunLabels { collector: name.clone(), outcome: outcome.as_str().into() });
             }
         }
         for (outcome, n) in &st.runs {
@@ -235,7 +235,7 @@ pub fn render(s: &Snapshot) -> String {
     // Every outcome of an operation that has been called, from 0 (as for runs above).
     for k in &s.api_calls.keys().map(|k| (&k.service, &k.operation)).collect::<BTreeSet<_>>() {
         for outcome in CallOutcome::ALL {
-            calls.get_or_create(&CallLabels {
+            let _ = calls.get_or_create(&CallLabels {
                 service: k.0.clone(),
                 operation: k.1.clone(),
                 outcome: outcome.as_str().into(),

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::located::Step;
+
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
@@ -47,21 +49,19 @@ impl Problem {
     }
 }
 
-/// Renders a path as `budgets[2].thresholds.forecast_percent`.
-pub fn render_path(path: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+impl Seg {
+    /// The step this segment is, for [`crate::located`].
+    pub fn step(&self) -> Step<'_> {
+        match self {
+            Seg::Key(k) => Step::Key(k),
+            Seg::Index(i) => Step::Index(*i),
         }
     }
-    s
+}
+
+/// Renders a path as `budgets[2].thresholds.forecast_percent`.
+pub fn render_path(path: &[Seg]) -> String {
+    crate::located::render(path.iter().map(Seg::step))
 }
 
 impl fmt::Display for Problem {

@@ -15,4 +15,5 @@ pub mod engine;
 pub mod file;
 pub mod finding;
 pub mod input;
+pub mod located;
 pub mod tagging;

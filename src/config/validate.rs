@@ -12,7 +12,8 @@ use collector::{AccountSpec, AwsSettings};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use rules::located::{self, Step};
+use toml::de::{DeTable, DeValue};
 
 use super::schema::*;
 use super::{ApiConfig, Config, ConfigError, ConfigErrors, DatabaseConfig, Job, Schedule};
@@ -40,20 +41,17 @@ enum Seg {
     Index(usize),
 }
 
-fn render(path: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+impl Seg {
+    fn step(&self) -> Step<'_> {
+        match self {
+            Seg::Key(k) => Step::Key(k),
+            Seg::Index(i) => Step::Index(*i),
         }
     }
-    s
+}
+
+fn render(path: &[Seg]) -> String {
+    located::render(path.iter().map(Seg::step))
 }
 
 struct Ctx<'a> {
@@ -66,32 +64,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+        located::line_of(self.text, offset)
     }
 
     /// The span of the value at `path`, or of its nearest parent present in the file.
     fn span(&self, path: &[Seg]) -> Option<Range<usize>> {
-        let mut best = None;
-        let mut table: Option<&DeTable> = Some(self.doc);
-        let mut value: Option<&Spanned<DeValue>> = None;
-        for seg in path {
-            let next = match (seg, table, value) {
-                (Seg::Key(k), Some(t), _) => t.get(*k),
-                (Seg::Index(i), _, Some(v)) => match v.get_ref() {
-                    DeValue::Array(a) => a.get(*i),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(v) = next else { break };
-            best = Some(v.span());
-            value = Some(v);
-            table = match v.get_ref() {
-                DeValue::Table(t) => Some(t),
-                _ => None,
-            };
-        }
-        best
+        located::span_of(self.doc, path.iter().map(Seg::step))
     }
 
     fn error(&mut self, path: &[Seg], message: impl Into<String>) {
@@ -101,21 +79,11 @@ impl Ctx<'_> {
 
     /// Deserializes one top-level section, recording its error (with the path inside the section).
     fn section<T: DeserializeOwned>(&mut self, key: &'static str, value: &Spanned<DeValue<'_>>) -> Option<T> {
-        let mut owned = value.get_ref().clone();
-        owned.make_owned();
-        let de = ValueDeserializer::from(Spanned::new(value.span(), owned));
-        match serde_path_to_error::deserialize::<_, T>(de) {
+        match located::deserialize_section(key, value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
-                let path = match inner.as_str() {
-                    "." | "" => key.to_string(),
-                    p if p.starts_with('[') => format!("{key}{p}"),
-                    p => format!("{key}.{p}"),
-                };
-                let line = e.inner().span().or(Some(value.span())).map(|s| self.line_of(s.start));
-                let message = e.inner().message().to_string();
-                self.errors.push(ConfigError { file: self.file.to_string(), line, path, message });
+                let line = Some(self.line_of(e.span.start));
+                self.errors.push(ConfigError { file: self.file.to_string(), line, path: e.path, message: e.message });
                 None
             }
         }
@@ -151,7 +119,7 @@ pub fn parse(
     base: &Path,
 ) -> Result<Config, ConfigErrors> {
     let (doc, syntax) = DeTable::parse_recoverable(text);
-    let line_of = |o: usize| text[..o.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1;
+    let line_of = |o: usize| located::line_of(text, o);
     if !syntax.is_empty() {
         return Err(ConfigErrors(
             syntax

@@ -6,11 +6,12 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 use super::schema::{CleanupSection, DriftSection, TaggingEntry};
 use super::{Named, RuleFile, RuleFileError, RuleFileErrors, SectionAt};
 use crate::check::{render_path, Check, Problem, Seg};
+use crate::located::{deserialize_section, line_of, span_of};
 
 /// The top-level sections a rule file may have.
 const SECTIONS: &str = "`tagging`, `budgets`, `cost_anomaly`, `drift`, `cleanup`";
@@ -29,27 +30,7 @@ impl Ctx<'_> {
 
     /// The span of the value at `path`, or of its nearest parent present in the file.
     fn span(&self, path: &[Seg]) -> Option<Range<usize>> {
-        let mut best = None;
-        let mut table: Option<&DeTable> = Some(self.doc);
-        let mut value: Option<&Spanned<DeValue>> = None;
-        for seg in path {
-            let next = match (seg, table, value) {
-                (Seg::Key(k), Some(t), _) => t.get(k.as_str()),
-                (Seg::Index(i), _, Some(v)) => match v.get_ref() {
-                    DeValue::Array(a) => a.get(*i),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(v) = next else { break };
-            best = Some(v.span());
-            value = Some(v);
-            table = match v.get_ref() {
-                DeValue::Table(t) => Some(t),
-                _ => None,
-            };
-        }
-        best
+        span_of(self.doc, path.iter().map(Seg::step))
     }
 
     fn line(&self, path: &[Seg]) -> Option<usize> {
@@ -76,25 +57,15 @@ impl Ctx<'_> {
 
     /// Deserializes one top-level section, recording its error (with the path inside the section).
     fn section<T: DeserializeOwned>(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<T> {
-        let mut owned = value.get_ref().clone();
-        owned.make_owned();
-        let de = ValueDeserializer::from(Spanned::new(value.span(), owned));
-        match serde_path_to_error::deserialize::<_, T>(de) {
+        match deserialize_section(key, value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
-                let path = match inner.as_str() {
-                    "." | "" => key.to_string(),
-                    p if p.starts_with('[') => format!("{key}{p}"),
-                    p => format!("{key}.{p}"),
-                };
-                let line = e.inner().span().or(Some(value.span())).map(|s| self.line_of(s.start));
-                let message = e.inner().message().trim().to_string();
+                let line = Some(self.line_of(e.span.start));
                 self.errors.push(RuleFileError {
                     file: self.file.to_string(),
                     line,
-                    path,
-                    message,
+                    path: e.path,
+                    message: e.message.trim().to_string(),
                 });
                 None
             }
@@ -160,10 +131,6 @@ impl Ctx<'_> {
             });
         }
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 pub(super) fn parse(file: &str, text: &str) -> Result<RuleFile, RuleFileErrors> {
