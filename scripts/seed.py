@@ -623,19 +623,7 @@ class Seeder:
                     for j, ts in enumerate(stamps):
                         v = base + amp * math.sin(2 * math.pi * j / len(stamps) + phase) + rng.uniform(-noise, noise)
                         points.append((ts, round(min(100.0, max(0.0, v)), 2)))
-                    cw.put_metric_data(
-                        Namespace="AWS/EC2",
-                        MetricData=[
-                            {
-                                "MetricName": "CPUUtilization",
-                                "Dimensions": [{"Name": "InstanceId", "Value": iid}],
-                                "Timestamp": ts,
-                                "Value": v,
-                                "Unit": "Percent",
-                            }
-                            for ts, v in points
-                        ],
-                    )
+                    put_cpu(cw, iid, points)
                     values = [v for _, v in points]
                     series.append({
                         "account": acct["id"],
@@ -661,20 +649,7 @@ class Seeder:
             points = [(ts, round(20.0 + arng.uniform(-2.0, 2.0), 2)) for ts in long_stamps[:-1]]
             points.append((long_stamps[-1], 95.0))
             cw = self.c("cloudwatch", acct["id"], REGIONS[0])
-            for i in range(0, len(points), 500):
-                cw.put_metric_data(
-                    Namespace="AWS/EC2",
-                    MetricData=[
-                        {
-                            "MetricName": "CPUUtilization",
-                            "Dimensions": [{"Name": "InstanceId", "Value": iid}],
-                            "Timestamp": ts,
-                            "Value": v,
-                            "Unit": "Percent",
-                        }
-                        for ts, v in points[i:i + 500]
-                    ],
-                )
+            put_cpu(cw, iid, points)
             anomaly = {
                 "account": acct["id"],
                 "region": REGIONS[0],
@@ -1157,6 +1132,24 @@ class Seeder:
             "planted": planted,
             "expected_findings": expected,
         }
+
+
+def put_cpu(cw: Any, instance_id: str, points: list[tuple[datetime, float]]) -> None:
+    """Puts an instance's CPUUtilization points (timestamp, percent), at most 500 per call."""
+    for i in range(0, len(points), 500):
+        cw.put_metric_data(
+            Namespace="AWS/EC2",
+            MetricData=[
+                {
+                    "MetricName": "CPUUtilization",
+                    "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                    "Timestamp": ts,
+                    "Value": v,
+                    "Unit": "Percent",
+                }
+                for ts, v in points[i:i + 500]
+            ],
+        )
 
 
 def ce_day(period: dict[str, str], groups: dict[str, dict[str, float]], estimated: bool) -> dict[str, Any]:
