@@ -129,21 +129,34 @@ async fn get_accepting(url: &str, accept: &str) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// Waits until `url` answers 200, failing with the process's output after `secs` seconds.
-async fn wait_ready(url: &str, proc_: &mut Proc, secs: u64) {
+/// Calls `probe` every `every` until it returns `Ok`, checking that `proc_` keeps running; after `secs`
+/// seconds fails with `what`, what the probe saw last (its `Err`) and the process's output.
+async fn poll<T>(
+    what: &str,
+    proc_: &mut Proc,
+    secs: u64,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Some((200, _)) = get(url).await {
-            return;
-        }
+        let seen = match probe().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
         proc_.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer 200 within {secs} s\n{}",
-            proc_.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "{what} within {secs} s\n{seen}\n{}", proc_.tail());
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Waits until `url` answers 200, failing with the process's output after `secs` seconds.
+async fn wait_ready(url: &str, proc_: &mut Proc, secs: u64) {
+    let probe = async || match get(url).await {
+        Some((200, _)) => Ok(()),
+        other => Err(format!("last answer: {other:?}")),
+    };
+    poll(&format!("{url} did not answer 200"), proc_, secs, Duration::from_millis(200), probe).await
 }
 
 /// `/api/v1/<path>` of Prometheus: its `data`, or the error it reported.
@@ -1002,24 +1015,18 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     wait_ready(&format!("{cw}/readyz"), &mut daemon, 120).await;
 
     // The billing deployment has loaded its export (its runs are partial: the malformed file fails).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let probe = async || {
         let body = get(&format!("{cwb}/metrics")).await.map(|(_, b)| b).unwrap_or_default();
         if body.contains("cloudwarden_billing_cost_usd{") && body.contains("cloudwarden_resource_cost_usd{") {
-            break;
+            Ok(())
+        } else {
+            Err(body)
         }
-        billing.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "the billing deployment exports no billing costs:\n{body}\n{}",
-            billing.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
+    poll("the billing deployment exports no billing costs", &mut billing, 60, Duration::from_millis(500), probe).await;
 
     // The first evaluation with costs: every rules metric the alerts select is on /metrics.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let metrics = loop {
+    let probe = async || {
         let body = get(&format!("{cw}/metrics")).await.map(|(_, b)| b).unwrap_or_default();
         let has = |p: &str| body.lines().any(|l| l.starts_with(p));
         if has("cloudwarden_budget_forecast_ratio{budget=\"demo-monthly-tight\"}")
@@ -1031,16 +1038,12 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
             && has("cloudwarden_log_group_last_event_timestamp_seconds{")
             && has("cloudwarden_drift_resources{")
         {
-            break body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        daemon.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "the rules metrics never appeared on /metrics:\n{body}\n{}",
-            daemon.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let metrics = poll("the rules metrics never appeared on /metrics", &mut daemon, 180, Duration::from_millis(500), probe).await;
     eprintln!("[{:>4}s] daemon ready, rules evaluated", started.elapsed().as_secs());
 
     // (c) promtool check metrics, which reads the Prometheus text format, on both deployments' bodies in that
@@ -1084,26 +1087,17 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
         .and_then(|v| v.parse::<f64>().ok());
 
     // Prometheus has scraped the evaluation and evaluated the recording rules on it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let probe = async || {
         let up = query_count(&prom, "up{job=\"cloudwarden\"} == 1").await.unwrap_or(0);
-        let recorded = query_count(&prom, "budget:cloudwarden_budget_forecast_ratio:max")
-            .await
-            .unwrap_or(0);
-        let scraped = query_count(&prom, "cloudwarden_tag_compliance_ratio")
-            .await
-            .unwrap_or(0);
+        let recorded = query_count(&prom, "budget:cloudwarden_budget_forecast_ratio:max").await.unwrap_or(0);
+        let scraped = query_count(&prom, "cloudwarden_tag_compliance_ratio").await.unwrap_or(0);
         if up == 2 && recorded > 0 && scraped > 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("targets up: {up}, recorded series: {recorded}, scraped compliance series: {scraped}"))
         }
-        prometheus.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus does not scrape cloudwarden\n{}",
-            prometheus.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
+    poll("Prometheus does not scrape both deployments", &mut prometheus, 60, Duration::from_millis(500), probe).await;
 
     // (b) the alerts fire in Prometheus and reach the webhook.
     let mut expected = vec![Expected {
