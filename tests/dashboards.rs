@@ -581,16 +581,8 @@ fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
             let word: String = c[start..i].iter().collect();
             let lower = word.to_ascii_lowercase();
             let next = next_non_space(i);
-            if [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ]
-            .contains(&lower.as_str())
-            {
+            // The first six keywords take a label list: `by (...)`, `on (...)`, `group_left (...)`.
+            if KEYWORDS[..6].contains(&lower.as_str()) {
                 if let Some((open, '(')) = next {
                     i = skip_group(open, '(', ')');
                 }

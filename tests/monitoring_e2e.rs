@@ -171,6 +171,18 @@ async fn prom_api(base: &str, path: &str) -> Result<Value, String> {
     Ok(v["data"].clone())
 }
 
+/// The strings a Prometheus API call answers with (label values, metric names); none when it fails.
+async fn strings(base: &str, path: &str) -> Vec<String> {
+    prom_api(base, path)
+        .await
+        .ok()
+        .and_then(|d| d.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
 /// Instant query: the number of series (a scalar or string counts as one).
 async fn query_count(base: &str, expr: &str) -> Result<usize, String> {
     let data = prom_api(base, &format!("query?query={}", encode(expr))).await?;
@@ -291,23 +303,9 @@ async fn resolve_choices(prom: &str, vars: &mut BTreeMap<String, String>) {
                 Some(sel) => format!("label/{label}/values?match[]={}", encode(sel)),
                 None => format!("label/{label}/values"),
             };
-            prom_api(prom, &path)
-                .await
-                .ok()
-                .and_then(|d| d.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
+            strings(prom, &path).await
         } else if let Some(re) = q.strip_prefix("metrics(").and_then(|a| a.strip_suffix(')')) {
-            let names: Vec<String> = prom_api(prom, "label/__name__/values")
-                .await
-                .ok()
-                .and_then(|d| d.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+            let names = strings(prom, "label/__name__/values").await;
             // A prefix regex (`aws_.*`) is what dashboards use; anything else keeps every name.
             let prefix = re.trim().trim_end_matches(".*").trim_start_matches('^');
             names
