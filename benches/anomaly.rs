@@ -50,26 +50,15 @@ fn nab() {
     let mut files: Vec<(String, Vec<f64>, Vec<Window>)> = Vec::new();
     let mut points = 0usize;
     let mut seconds = 0.0;
-    for (name, limits) in labels
-        .iter()
-        .filter(|(k, _)| k.starts_with("realAWSCloudwatch/"))
-    {
+    for (name, limits) in labels.iter().filter(|(k, _)| k.starts_with("realAWSCloudwatch/")) {
         let rows = read_series(&dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
         let times: Vec<NaiveDateTime> = rows
             .iter()
-            .map(|r| {
-                parse_time(&r.timestamp)
-                    .unwrap_or_else(|| panic!("{name}: timestamp {:?}", r.timestamp))
-            })
+            .map(|r| parse_time(&r.timestamp).unwrap_or_else(|| panic!("{name}: timestamp {:?}", r.timestamp)))
             .collect();
         let limits: Vec<(NaiveDateTime, NaiveDateTime)> = limits
             .iter()
-            .map(|(a, b)| {
-                (
-                    parse_time(a).expect("window start"),
-                    parse_time(b).expect("window end"),
-                )
-            })
+            .map(|(a, b)| (parse_time(a).expect("window start"), parse_time(b).expect("window end")))
             .collect();
         let started = Instant::now();
         let mut detector = Detector::new(config.clone());
@@ -78,22 +67,17 @@ fn nab() {
         points += rows.len();
         files.push((name.clone(), scores, windows_by_time(&times, &limits)));
     }
-    let scored: Vec<ScoredFile> = files
-        .iter()
-        .map(|(name, scores, windows)| ScoredFile {
-            name,
-            scores,
-            windows,
-        })
-        .collect();
+    let scored: Vec<ScoredFile> =
+        files.iter().map(|(name, scores, windows)| ScoredFile { name, scores, windows }).collect();
     let started = Instant::now();
     let result = NabScorer::default().optimize(&scored);
     let sweep = started.elapsed().as_secs_f64();
-    println!("\nNAB standard profile, {} realAWSCloudwatch files ({points} points, scored at {:.0} points/s):", files.len(), points as f64 / seconds);
     println!(
-        "{:<50} {:>7} {:>7} {:>4} {:>6} {:>4}",
-        "file", "raw", "windows", "hit", "missed", "FP"
+        "\nNAB standard profile, {} realAWSCloudwatch files ({points} points, scored at {:.0} points/s):",
+        files.len(),
+        points as f64 / seconds
     );
+    println!("{:<50} {:>7} {:>7} {:>4} {:>6} {:>4}", "file", "raw", "windows", "hit", "missed", "FP");
     for f in &result.files {
         println!(
             "{:<50} {:>7.3} {:>7} {:>4} {:>6} {:>4}",
@@ -107,10 +91,7 @@ fn nab() {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_POINTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000_000);
+    let n: usize = std::env::var("BENCH_POINTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
     let values = synthetic(n);
     let config = DetectorConfig::default();
     let mut best = f64::INFINITY;
@@ -133,9 +114,6 @@ fn main() {
         n as f64 / best,
         best * 1e9 / n as f64
     );
-    println!(
-        "state per series: {} bytes (windows full)",
-        detector.state_bytes()
-    );
+    println!("state per series: {} bytes (windows full)", detector.state_bytes());
     nab();
 }

@@ -59,88 +59,44 @@ pub struct Row {
 
 fn unquote(field: &str) -> &str {
     let f = field.trim();
-    f.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(f)
+    f.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(f)
 }
 
 /// Parses the text of a `timestamp,value` file; `path` only names the file in errors.
 pub fn parse_series(path: &Path, text: &str) -> Result<Vec<Row>, AnomalyCliError> {
-    let err = |line: usize, message: String| AnomalyCliError::Parse {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
+    let err = |line: usize, message: String| AnomalyCliError::Parse { path: path.to_path_buf(), line, message };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
     let Some((header_line, header)) = lines.next() else {
-        return Err(err(
-            1,
-            "empty file: expected a `timestamp,value` header".to_string(),
-        ));
+        return Err(err(1, "empty file: expected a `timestamp,value` header".to_string()));
     };
-    let names: Vec<String> = header
-        .split(',')
-        .map(|f| unquote(f).to_ascii_lowercase())
-        .collect();
+    let names: Vec<String> = header.split(',').map(|f| unquote(f).to_ascii_lowercase()).collect();
     if names != ["timestamp", "value"] {
-        return Err(err(
-            header_line,
-            format!(
-                "expected the header `timestamp,value`, found {:?}",
-                header.trim()
-            ),
-        ));
+        return Err(err(header_line, format!("expected the header `timestamp,value`, found {:?}", header.trim())));
     }
     let mut rows = Vec::new();
     for (line, content) in lines {
         let fields: Vec<&str> = content.split(',').collect();
         if fields.len() != 2 {
-            return Err(err(
-                line,
-                format!(
-                    "expected 2 fields (timestamp,value), found {}",
-                    fields.len()
-                ),
-            ));
+            return Err(err(line, format!("expected 2 fields (timestamp,value), found {}", fields.len())));
         }
         let timestamp = unquote(fields[0]);
         if timestamp.is_empty() {
             return Err(err(line, "empty timestamp".to_string()));
         }
         let value_text = unquote(fields[1]);
-        let value: f64 = value_text
-            .parse()
-            .map_err(|_| err(line, format!("value {value_text:?} is not a number")))?;
-        rows.push(Row {
-            timestamp: timestamp.to_string(),
-            value_text: value_text.to_string(),
-            value,
-        });
+        let value: f64 = value_text.parse().map_err(|_| err(line, format!("value {value_text:?} is not a number")))?;
+        rows.push(Row { timestamp: timestamp.to_string(), value_text: value_text.to_string(), value });
     }
     Ok(rows)
 }
 
 /// Reads and parses a `timestamp,value` file.
 pub fn read_series(path: &Path) -> Result<Vec<Row>, AnomalyCliError> {
-    let bytes = std::fs::read(path).map_err(|source| AnomalyCliError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| AnomalyCliError::Read { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
-        AnomalyCliError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: "not valid UTF-8".to_string(),
-        }
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|b| **b == b'\n').count();
+        AnomalyCliError::Parse { path: path.to_path_buf(), line, message: "not valid UTF-8".to_string() }
     })?;
     parse_series(path, &text)
 }
@@ -169,21 +125,14 @@ pub fn run(input: &Path, output: Option<&Path>) -> Result<usize, AnomalyCliError
     let scores = score_rows(&rows, &DetectorConfig::default());
     let text = render_scores(&rows, &scores);
     match output {
-        Some(path) => {
-            std::fs::write(path, text.as_bytes()).map_err(|source| AnomalyCliError::Write {
-                target: path.display().to_string(),
-                source,
-            })?
-        }
+        Some(path) => std::fs::write(path, text.as_bytes())
+            .map_err(|source| AnomalyCliError::Write { target: path.display().to_string(), source })?,
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush())
-                .map_err(|source| AnomalyCliError::Write {
-                    target: "standard output".to_string(),
-                    source,
-                })?
+                .map_err(|source| AnomalyCliError::Write { target: "standard output".to_string(), source })?
         }
     }
     Ok(rows.len())
@@ -199,10 +148,7 @@ mod tests {
 
     #[test]
     fn parses_nab_format() {
-        let rows = parse(
-            "timestamp,value\n2014-01-16 00:00:00,33.5573\r\n\n\"2014-01-16 00:05:00\",NaN\n",
-        )
-        .unwrap();
+        let rows = parse("timestamp,value\n2014-01-16 00:00:00,33.5573\r\n\n\"2014-01-16 00:05:00\",NaN\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].timestamp, "2014-01-16 00:00:00");
         assert_eq!(rows[0].value_text, "33.5573");
@@ -214,7 +160,10 @@ mod tests {
     fn errors_name_file_and_line() {
         let cases = [
             ("", "in.csv: line 1: empty file: expected a `timestamp,value` header"),
-            ("2014-01-16 00:00:00,1\n", "in.csv: line 1: expected the header `timestamp,value`, found \"2014-01-16 00:00:00,1\""),
+            (
+                "2014-01-16 00:00:00,1\n",
+                "in.csv: line 1: expected the header `timestamp,value`, found \"2014-01-16 00:00:00,1\"",
+            ),
             ("timestamp,value\nt1,1\nt2,abc\n", "in.csv: line 3: value \"abc\" is not a number"),
             ("timestamp,value\nt1,1,2\n", "in.csv: line 2: expected 2 fields (timestamp,value), found 3"),
             ("timestamp,value\nt1\n", "in.csv: line 2: expected 2 fields (timestamp,value), found 1"),
@@ -229,9 +178,6 @@ mod tests {
     #[test]
     fn renders_same_rows_in_order() {
         let rows = parse("timestamp,value\nb,2\na,1.50\n").unwrap();
-        assert_eq!(
-            render_scores(&rows, &[0.0, 0.25]),
-            "timestamp,value,anomaly_score\nb,2,0\na,1.50,0.25\n"
-        );
+        assert_eq!(render_scores(&rows, &[0.0, 0.25]), "timestamp,value,anomaly_score\nb,2,0\na,1.50,0.25\n");
     }
 }

@@ -313,7 +313,13 @@ pub async fn billing_view(
     let mut costs = Vec::new();
     for ((window, dimension, key), sums) in groups {
         for (cost_type, amount) in COST_TYPES.iter().zip(sums) {
-            costs.push(CostGauge { window, cost_type, dimension: dimension.clone(), key: key.clone(), usd: usd(amount) });
+            costs.push(CostGauge {
+                window,
+                cost_type,
+                dimension: dimension.clone(),
+                key: key.clone(),
+                usd: usd(amount),
+            });
         }
     }
     let mut view = BillingView {

@@ -96,7 +96,11 @@ pub fn main() -> ExitCode {
                     "{}: ok ({} account(s), inventory {})",
                     config.display(),
                     c.aws.accounts.len(),
-                    c.inventory.as_ref().map_or("disabled".to_string(), |j| format!("{}, {} region(s)", j.schedule, j.settings.regions.len()))
+                    c.inventory.as_ref().map_or("disabled".to_string(), |j| format!(
+                        "{}, {} region(s)",
+                        j.schedule,
+                        j.settings.regions.len()
+                    ))
                 );
                 ExitCode::SUCCESS
             }
@@ -132,8 +136,11 @@ pub fn main() -> ExitCode {
                     Ok(d) => d,
                     Err(e) => return fatal(e),
                 };
-                let jobs: Vec<_> =
-                    daemon.jobs().into_iter().filter(|j| collector.as_deref().is_none_or(|c| c == j.kind.name())).collect();
+                let jobs: Vec<_> = daemon
+                    .jobs()
+                    .into_iter()
+                    .filter(|j| collector.as_deref().is_none_or(|c| c == j.kind.name()))
+                    .collect();
                 if jobs.is_empty() {
                     eprintln!(
                         "{}",
@@ -195,10 +202,15 @@ pub fn human_summary(s: &CycleSummary) -> String {
     if let Some(inv) = s.inventory() {
         let _ = writeln!(out, "{} resources marked gone", inv.write.gone);
         if !inv.inventory.is_empty() {
-            let _ = writeln!(out, "\n{:<14} {:<16} {:<22} {:>7} {:>9}", "ACCOUNT", "REGION", "TYPE", "TOTAL", "UNTAGGED");
+            let _ =
+                writeln!(out, "\n{:<14} {:<16} {:<22} {:>7} {:>9}", "ACCOUNT", "REGION", "TYPE", "TOTAL", "UNTAGGED");
             let (mut total, mut untagged) = (0, 0);
             for c in &inv.inventory {
-                let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", c.account_id, c.region, c.resource_type, c.total, c.untagged);
+                let _ = writeln!(
+                    out,
+                    "{:<14} {:<16} {:<22} {:>7} {:>9}",
+                    c.account_id, c.region, c.resource_type, c.total, c.untagged
+                );
                 total += c.total;
                 untagged += c.untagged;
             }
@@ -211,7 +223,11 @@ pub fn human_summary(s: &CycleSummary) -> String {
                 let _ = writeln!(out, "skipped: {why}");
             }
             (None, Some(a), Some(b)) => {
-                let _ = writeln!(out, "days {a} to {b} (exclusive): {} requests, {} cost rows stored", ce.requests, ce.rows);
+                let _ = writeln!(
+                    out,
+                    "days {a} to {b} (exclusive): {} requests, {} cost rows stored",
+                    ce.requests, ce.rows
+                );
             }
             _ => {}
         }

@@ -150,7 +150,11 @@ impl Daemon {
         for (name, ended, duration) in store.last_successes().await? {
             collectors.insert(
                 name,
-                CollectorStatus { last_duration_secs: Some(duration), last_success: Some(ended), runs: BTreeMap::new() },
+                CollectorStatus {
+                    last_duration_secs: Some(duration),
+                    last_success: Some(ended),
+                    runs: BTreeMap::new(),
+                },
             );
         }
         // Account ids learnt by earlier runs, until the next inventory run confirms them.
@@ -354,9 +358,11 @@ impl Daemon {
             },
         };
         let billing = self.billing_view(Utc::now()).await;
-        let billing_counters = self.config.billing_files.as_ref().map(|_| {
-            self.billing.lock().unwrap_or_else(|p| p.into_inner()).counters.clone()
-        });
+        let billing_counters = self
+            .config
+            .billing_files
+            .as_ref()
+            .map(|_| self.billing.lock().unwrap_or_else(|p| p.into_inner()).counters.clone());
         let snapshot = Snapshot {
             billing,
             billing_counters,
@@ -400,13 +406,13 @@ impl Daemon {
         };
         let job = async {
             match kind {
-            JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
-            JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
-            JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
-            JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
-            JobKind::Terraform(s) => jobs::terraform::run(self, s, cancel).await,
-            JobKind::BillingFiles(s) => jobs::billing_files::run(self, s, cancel).await,
-            JobKind::Rules(s) => jobs::rules::run(self, s, now, cancel).await,
+                JobKind::Inventory(s) => jobs::inventory::run(self, s, cancel).await,
+                JobKind::CostExplorer(s) => jobs::cost_explorer::run(self, s, now, cancel).await,
+                JobKind::CloudWatch(s) => jobs::cloudwatch::run(self, s, now, cancel).await,
+                JobKind::Logs(s) => jobs::logs::run(self, s, now, cancel).await,
+                JobKind::Terraform(s) => jobs::terraform::run(self, s, cancel).await,
+                JobKind::BillingFiles(s) => jobs::billing_files::run(self, s, cancel).await,
+                JobKind::Rules(s) => jobs::rules::run(self, s, now, cancel).await,
             }
         };
         // This run's own calls, even while other jobs call AWS at the same time.
@@ -418,10 +424,7 @@ impl Daemon {
             duration_secs: clock.elapsed().as_secs_f64(),
             outcome: out.outcome,
             items: out.items,
-            api_calls: by_operation(&calls)
-                .into_iter()
-                .map(|((s, o), n)| (format!("{s}:{o}"), n))
-                .collect(),
+            api_calls: by_operation(&calls).into_iter().map(|((s, o), n)| (format!("{s}:{o}"), n)).collect(),
             failures: out.failures,
             error: out.error,
             detail: out.detail,
@@ -439,7 +442,14 @@ impl Daemon {
         if let Some(id) = run_id {
             if let Err(e) = self
                 .store
-                .finish_run(id, ended, summary.outcome, summary.api_call_total(), summary.items, summary.error.as_deref())
+                .finish_run(
+                    id,
+                    ended,
+                    summary.outcome,
+                    summary.api_call_total(),
+                    summary.items,
+                    summary.error.as_deref(),
+                )
                 .await
             {
                 error!(collector = name, error = %e, "cannot record the end of the run");
@@ -455,7 +465,12 @@ impl Daemon {
         }
         match summary.outcome {
             RunOutcome::Failed => {
-                warn!(collector = name, error = summary.error.as_deref().unwrap_or(""), duration_secs = summary.duration_secs, "run failed")
+                warn!(
+                    collector = name,
+                    error = summary.error.as_deref().unwrap_or(""),
+                    duration_secs = summary.duration_secs,
+                    "run failed"
+                )
             }
             outcome => info!(
                 collector = name,

@@ -188,7 +188,11 @@ pub fn render(s: &Snapshot) -> String {
     let resources = Family::<ScopeLabels, Gauge>::default();
     let untagged = Family::<ScopeLabels, Gauge>::default();
     for c in &s.inventory {
-        let l = ScopeLabels { account: c.account_id.clone(), region: c.region.clone(), resource_type: c.resource_type.clone() };
+        let l = ScopeLabels {
+            account: c.account_id.clone(),
+            region: c.region.clone(),
+            resource_type: c.resource_type.clone(),
+        };
         resources.get_or_create(&l).set(c.total);
         untagged.get_or_create(&l).set(c.untagged);
     }
@@ -269,9 +273,8 @@ pub fn render(s: &Snapshot) -> String {
     let cost = Family::<Vec<(String, String)>, Counter<f64, AtomicU64>>::default();
     cost.get_or_create(&vec![("service".to_string(), "costexplorer".to_string())])
         .inc_by(ce_requests as f64 * crate::jobs::cost_explorer::REQUEST_PRICE_USD);
-    cost.get_or_create(&vec![("service".to_string(), "cloudwatch".to_string())]).inc_by(
-        s.cloudwatch_metrics_requested as f64 / 1000.0 * crate::jobs::cloudwatch::PRICE_PER_1000_METRICS_USD,
-    );
+    cost.get_or_create(&vec![("service".to_string(), "cloudwatch".to_string())])
+        .inc_by(s.cloudwatch_metrics_requested as f64 / 1000.0 * crate::jobs::cloudwatch::PRICE_PER_1000_METRICS_USD);
     reg.register("aws_api_cost_usd", "Estimated charges for cloudwarden's own AWS API calls", cost);
 
     let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
@@ -312,12 +315,20 @@ pub fn render(s: &Snapshot) -> String {
             ])
             .inc_by(p.matches.max(0) as u64);
     }
-    reg.register("log_pattern_matches", "Log events matching a configured filter pattern (kept across restarts)", matches);
+    reg.register(
+        "log_pattern_matches",
+        "Log events matching a configured filter pattern (kept across restarts)",
+        matches,
+    );
     let stored = Family::<Vec<(String, String)>, Gauge>::default();
     let retention = Family::<Vec<(String, String)>, Gauge>::default();
     let last_event = Family::<Vec<(String, String)>, FloatGauge>::default();
     for (account, region, group, days, bytes) in &s.log_groups {
-        let labels = vec![("account".into(), account.clone()), ("region".into(), region.clone()), ("log_group".into(), group.clone())];
+        let labels = vec![
+            ("account".into(), account.clone()),
+            ("region".into(), region.clone()),
+            ("log_group".into(), group.clone()),
+        ];
         stored.get_or_create(&labels).set(bytes.unwrap_or(0));
         // 0 means the group never expires its events.
         retention.get_or_create(&labels).set(days.unwrap_or(0) * 86_400);
@@ -347,10 +358,8 @@ pub fn render(s: &Snapshot) -> String {
 /// `unknown` is `untyped`, and the OpenMetrics-only lines (`# UNIT`, `# EOF`) are left out. Samples are the
 /// same in both formats.
 pub fn to_text_format(openmetrics: &str) -> String {
-    let counters: BTreeSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: BTreeSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -432,7 +441,9 @@ fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
     let compliance = Family::<Vec<(String, String)>, FloatGauge>::default();
     for c in &r.tag_compliance {
         if let Some(ratio) = c.ratio() {
-            compliance.get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)])).set(ratio);
+            compliance
+                .get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)]))
+                .set(ratio);
         }
     }
     reg.register(
@@ -459,7 +470,11 @@ fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
     for a in &r.cost_anomaly {
         scores.get_or_create(&labels(&[("series_kind", a.series_kind.as_str()), ("key", &a.key)])).set(a.score);
     }
-    reg.register("cost_anomaly_score", "Anomaly score (0..1) of a cost series: its highest over the days evaluated", scores);
+    reg.register(
+        "cost_anomaly_score",
+        "Anomaly score (0..1) of a cost series: its highest over the days evaluated",
+        scores,
+    );
 
     if let Some(d) = &r.drift {
         let drift = Family::<Vec<(String, String)>, Gauge>::default();
@@ -470,7 +485,9 @@ fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
         let coverage = Family::<Vec<(String, String)>, FloatGauge>::default();
         for c in &d.coverage {
             if let Some(ratio) = c.ratio() {
-                coverage.get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)])).set(ratio);
+                coverage
+                    .get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)]))
+                    .set(ratio);
             }
         }
         reg.register(
@@ -500,9 +517,7 @@ fn render_findings(reg: &mut Registry, counts: &[crate::store::FindingCount]) {
     for kind in rules::finding::FindingKind::ALL {
         for severity in rules::finding::Severity::ALL {
             let open = counts.iter().find(|c| c.kind == kind && c.severity == severity).map_or(0, |c| c.open);
-            family
-                .get_or_create(&labels(&[("kind", kind.as_str()), ("severity", severity.as_str())]))
-                .set(open);
+            family.get_or_create(&labels(&[("kind", kind.as_str()), ("severity", severity.as_str())])).set(open);
         }
     }
     reg.register("findings", "Open findings by kind and severity", family);
@@ -557,7 +572,11 @@ fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {
         for (status, n) in files {
             by_status.get_or_create(&vec![("status".into(), status.to_string())]).set(*n as i64);
         }
-        reg.register("billing_files", "Files of the newest billing load by status: loaded, unchanged, failed", by_status);
+        reg.register(
+            "billing_files",
+            "Files of the newest billing load by status: loaded, unchanged, failed",
+            by_status,
+        );
     }
 }
 
@@ -605,7 +624,13 @@ pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostG
             }
         }
         for ((window, dimension, key), amount) in sums {
-            out.push(CostGauge { window, cost_type: metric.as_str(), dimension, key, usd: amount.to_f64().unwrap_or(0.0) });
+            out.push(CostGauge {
+                window,
+                cost_type: metric.as_str(),
+                dimension,
+                key,
+                usd: amount.to_f64().unwrap_or(0.0),
+            });
         }
     }
     Ok(out)
@@ -689,6 +714,11 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert!(text.contains("# TYPE cloudwarden_costexplorer_requests_total counter\ncloudwarden_costexplorer_requests_total 0\n"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE cloudwarden_costexplorer_requests_total counter\ncloudwarden_costexplorer_requests_total 0\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -134,7 +134,9 @@ struct ErrorBody<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message, challenge) = match &self {
-            ApiError::Disabled => (StatusCode::NOT_FOUND, "not found: the API is off (no [api] token configured)", None),
+            ApiError::Disabled => {
+                (StatusCode::NOT_FOUND, "not found: the API is off (no [api] token configured)", None)
+            }
             ApiError::MissingToken => {
                 (StatusCode::UNAUTHORIZED, "a bearer token is required", Some(r#"Bearer realm="cloudwarden""#))
             }
@@ -291,7 +293,8 @@ mod tests {
         state.set_metrics("# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n".into());
         let openmetrics = (CONTENT_TYPE, "# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n");
         let text = (TEXT_CONTENT_TYPE, "# HELP x_runs_total Runs.\n# TYPE x_runs_total counter\nx_runs_total 1\n");
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
                           text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
         for (accept, want) in [
             (None, openmetrics),

@@ -60,7 +60,15 @@ async fn store_with(dir: &Path, csv: &str) -> Store {
     common::aws_test_env();
     let ctx = AwsContext::new(&AwsSettings::default()).await;
     let source = BillingSource::parse(&dir.join("export.csv").display().to_string()).unwrap();
-    let report = cloudwarden::billing::load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", &[source], &ReadOptions::default()).await;
+    let report = cloudwarden::billing::load_billing(
+        &store,
+        &ctx,
+        &ctx.accounts[0],
+        "us-east-1",
+        &[source],
+        &ReadOptions::default(),
+    )
+    .await;
     assert!(report.is_complete(), "{report:?}");
     store
 }
@@ -192,20 +200,33 @@ async fn the_daemon_loads_new_files_counts_failures_and_exports_costs() {
     if Utc::now().date_naive() == before.date_naive() {
         let costs = samples(&body, "cloudwarden_billing_cost_usd");
         assert_eq!(costs.get(r#"{scope="total",window="yesterday",cost_type="billed"}"#), Some(&2.0), "{body}");
-        assert_eq!(costs.get(r#"{scope="tag",window="yesterday",cost_type="effective",tag_key="team",tag_value="red"}"#), Some(&1.2), "{body}");
+        assert_eq!(
+            costs.get(r#"{scope="tag",window="yesterday",cost_type="effective",tag_key="team",tag_value="red"}"#),
+            Some(&1.2),
+            "{body}"
+        );
         let resources = samples(&body, "cloudwarden_resource_cost_usd");
         assert_eq!(
-            resources.get(r#"{account="111",service="Amazon S3",resource_id="bkt",window="yesterday",cost_type="list"}"#),
+            resources
+                .get(r#"{account="111",service="Amazon S3",resource_id="bkt",window="yesterday",cost_type="list"}"#),
             Some(&0.8),
             "{body}"
         );
     }
     assert_eq!(samples(&body, "cloudwarden_billing_rows_read_total").get(""), Some(&2.0), "{body}");
     assert_eq!(samples(&body, "cloudwarden_billing_files").get(r#"{status="loaded"}"#), Some(&1.0), "{body}");
-    assert_eq!(samples(&body, "cloudwarden_billing_failures_total").get(r#"{kind="malformed_row"}"#), Some(&0.0), "{body}");
+    assert_eq!(
+        samples(&body, "cloudwarden_billing_failures_total").get(r#"{kind="malformed_row"}"#),
+        Some(&0.0),
+        "{body}"
+    );
 
     // Nothing new: not read again. A new malformed file fails alone, named with its line; the run is partial.
-    std::fs::write(exports.join("b.csv"), format!("{HEADER}\n\"not a date\",1,1,1,AWS,9,111,S,Usage,USD,NULL,NULL,NULL\n")).unwrap();
+    std::fs::write(
+        exports.join("b.csv"),
+        format!("{HEADER}\n\"not a date\",1,1,1,AWS,9,111,S,Usage,USD,NULL,NULL,NULL\n"),
+    )
+    .unwrap();
     let second = daemon.run_job(&job, Utc::now(), &cancel).await;
     assert_eq!(second.outcome, RunOutcome::Partial);
     assert_eq!(second.items, 0, "a failed file counts no row");
@@ -215,7 +236,11 @@ async fn the_daemon_loads_new_files_counts_failures_and_exports_costs() {
     assert!(second.failures[0].source.ends_with("b.csv"), "{:?}", second.failures);
     assert!(second.failures[0].error.contains("line 2"), "{:?}", second.failures);
     let body = daemon.state.metrics();
-    assert_eq!(samples(&body, "cloudwarden_billing_failures_total").get(r#"{kind="malformed_row"}"#), Some(&1.0), "{body}");
+    assert_eq!(
+        samples(&body, "cloudwarden_billing_failures_total").get(r#"{kind="malformed_row"}"#),
+        Some(&1.0),
+        "{body}"
+    );
     assert_eq!(samples(&body, "cloudwarden_billing_files").get(r#"{status="failed"}"#), Some(&1.0), "{body}");
     assert_eq!(samples(&body, "cloudwarden_billing_rows_read_total").get(""), Some(&2.0), "{body}");
     let runs = daemon.store.runs("billing_files", 10).await.unwrap();

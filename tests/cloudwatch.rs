@@ -37,7 +37,8 @@ async fn discovery_returns_the_datapoints_the_seed_put() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let truth = moto.seed(0.1, dir.path());
-    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap()).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap()).unwrap();
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let text = format!(
         "{}\n[collectors.cloudwatch]\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\nresource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\nstatistics = [\"Average\", \"Maximum\"]\nperiod_secs = 300\nlength_secs = 7200\ndelay_secs = 0\nexport_tags = [\"team\"]\n",
@@ -189,8 +190,7 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     let end = Utc::now().timestamp() / 60 * 60 - 6 * 60;
     let steady = |i: i64| 50.0 + (i % 7) as f64 * 0.5;
     let gap = end - 100 * 60;
-    let history: Vec<(i64, f64)> =
-        (1..=320).map(|k| (end - k * 60, steady(k))).filter(|(t, _)| *t != gap).collect();
+    let history: Vec<(i64, f64)> = (1..=320).map(|k| (end - k * 60, steady(k))).filter(|(t, _)| *t != gap).collect();
     put_points(&moto, "spiky", &[history.clone(), vec![(end, 500.0)]].concat());
     put_points(&moto, "steady", &[history.clone(), vec![(end, steady(3))]].concat());
 
@@ -237,7 +237,10 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     assert_eq!(found.len(), 1, "{found:?}");
     let f = &found[0];
     assert_eq!(f.subject, "123456789012/us-east-1/Host=spiky Cloudwarden/Anomaly Load Average");
-    assert_eq!((f.rule.as_str(), f.account_id.as_deref(), f.region.as_deref()), ("metric_anomaly", Some("123456789012"), Some("us-east-1")));
+    assert_eq!(
+        (f.rule.as_str(), f.account_id.as_deref(), f.region.as_deref()),
+        ("metric_anomaly", Some("123456789012"), Some("us-east-1"))
+    );
     assert_eq!(f.details["value"], serde_json::json!(500.0));
     assert_eq!(f.details["threshold"], serde_json::json!(0.6695));
     assert_eq!(f.details["timestamp"].as_str().unwrap(), at(end).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -278,7 +281,8 @@ async fn discovery_scores_the_seeded_cpu_spike_and_names_the_instance() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let truth = moto.seed(0.1, dir.path());
-    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap()).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap()).unwrap();
     let spike = &raw["cloudwatch"]["anomaly"];
     let arn = spike["arn"].as_str().unwrap();
     let spike_at: DateTime<Utc> = spike["spike_at"].as_str().unwrap().parse().unwrap();

@@ -34,7 +34,10 @@ fn the_example_loads() {
     assert_eq!(c.aws.home_region, "us-east-1");
     let billing = c.billing_files.expect("billing files enabled");
     assert_eq!(billing.settings.sources.len(), 2);
-    assert_eq!((billing.settings.tag_keys.as_slice(), billing.settings.resource_costs), (&["team".to_string()][..], None));
+    assert_eq!(
+        (billing.settings.tag_keys.as_slice(), billing.settings.resource_costs),
+        (&["team".to_string()][..], None)
+    );
     // The example's rule files were read and validated with it, relative to its directory.
     let rules = c.rules.expect("rules enabled");
     assert!(matches!(rules.schedule, Schedule::Every(d) if d.as_secs() == 300));
@@ -86,10 +89,15 @@ fn every_kind_of_error_has_file_line_and_field() {
     assert!(e[0].starts_with("cw.toml:2: log.format: unknown variant `xml`"), "{e:?}");
     // Semantic checks.
     check("[server]\nlisten = \"localhost\"\n", &[r#"cw.toml:2: server.listen: not an address:port: "localhost""#]);
-    check("[database]\nurl = \"mysql://x\"\n", &["cw.toml:2: database.url: expected a sqlite://PATH or postgres://... URL"]);
+    check(
+        "[database]\nurl = \"mysql://x\"\n",
+        &["cw.toml:2: database.url: expected a sqlite://PATH or postgres://... URL"],
+    );
     check(
         "[collectors.inventory]\nregions = [\"us-east-1\"]\ncron = \"not cron\"\n",
-        &[r#"cw.toml:3: collectors.inventory.cron: invalid cron expression "not cron": The 'Seconds' field does not support using names. 'not' specified"#],
+        &[
+            r#"cw.toml:3: collectors.inventory.cron: invalid cron expression "not cron": The 'Seconds' field does not support using names. 'not' specified"#,
+        ],
     );
 }
 
@@ -143,8 +151,12 @@ fn secrets_come_from_the_environment() {
 
 #[test]
 fn five_field_cron_is_accepted() {
-    let c = config::parse("cw.toml", "[collectors.inventory]\nregions = [\"eu-west-1\"]\ncron = \"*/10 * * * *\"\n", &no_env)
-        .unwrap();
+    let c = config::parse(
+        "cw.toml",
+        "[collectors.inventory]\nregions = [\"eu-west-1\"]\ncron = \"*/10 * * * *\"\n",
+        &no_env,
+    )
+    .unwrap();
     let job = c.inventory.unwrap();
     let t = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:03:00Z").unwrap().to_utc();
     assert_eq!(job.schedule.next_after(t).to_rfc3339(), "2026-11-23T08:10:00+00:00");
@@ -200,14 +212,18 @@ fn anomaly_options_choose_series_and_are_checked() {
             "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n\n[[collectors.cloudwatch.static]]\nnamespace = \"AWS/SQS\"\nmetrics = [\"Sent\", \"Visible\"]\nstatistics = [\"Sum\", \"Maximum\"]\n{anomaly}\n"
         )
     };
-    let settings = |anomaly: &str| config::parse("cw.toml", &job(anomaly), &no_env).unwrap().cloudwatch.unwrap().settings;
+    let settings =
+        |anomaly: &str| config::parse("cw.toml", &job(anomaly), &no_env).unwrap().cloudwatch.unwrap().settings;
     let pairs = |s: &cloudwarden::jobs::CloudWatchSettings| {
         let a = s.statics[0].anomaly.as_ref().unwrap();
         (a.series.iter().map(|(m, st)| format!("{m}:{st}")).collect::<Vec<_>>(), a.threshold)
     };
     // Every series of the job, at the detector's global threshold; none without the option.
     let all = settings("anomaly = {}");
-    assert_eq!(pairs(&all), (vec!["Sent:Maximum".into(), "Sent:Sum".into(), "Visible:Maximum".into(), "Visible:Sum".into()], 0.6695));
+    assert_eq!(
+        pairs(&all),
+        (vec!["Sent:Maximum".into(), "Sent:Sum".into(), "Visible:Maximum".into(), "Visible:Sum".into()], 0.6695)
+    );
     assert_eq!(all.max_anomaly_series, 10_000);
     assert!(all.scores_anomalies());
     assert!(!settings("").scores_anomalies());
@@ -235,12 +251,20 @@ fn anomaly_options_choose_series_and_are_checked() {
         ],
     );
     let e = errors(&job("anomaly = { metrics = [\"Sent\"] }"));
-    assert!(e[0].starts_with("cw.toml:8: collectors.cloudwatch.static[0].anomaly.metrics: unknown field `metrics`"), "{e:?}");
+    assert!(
+        e[0].starts_with("cw.toml:8: collectors.cloudwatch.static[0].anomaly.metrics: unknown field `metrics`"),
+        "{e:?}"
+    );
     check(
         "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\nmax_anomaly_series = 0\n",
         &["cw.toml:3: collectors.cloudwatch.max_anomaly_series: must be at least 1"],
     );
     // Discovery jobs take the same option.
     let text = "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\nresource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\nstatistics = [\"Average\"]\nanomaly = { series = [\"NetworkIn\"] }\n";
-    check(text, &[r#"cw.toml:10: collectors.cloudwatch.discovery[0].anomaly.series[0]: metric "NetworkIn" is not one of the job's metrics"#]);
+    check(
+        text,
+        &[
+            r#"cw.toml:10: collectors.cloudwatch.discovery[0].anomaly.series[0]: metric "NetworkIn" is not one of the job's metrics"#,
+        ],
+    );
 }

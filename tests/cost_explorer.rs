@@ -31,7 +31,13 @@ fn dec(v: &serde_json::Value) -> Decimal {
 async fn stored(d: &Daemon, metric: CostMetric) -> BTreeMap<(NaiveDate, String, String), Decimal> {
     let from = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
     let to = NaiveDate::from_ymd_opt(2100, 1, 1).unwrap();
-    d.store.cost_days(metric, from, to).await.unwrap().into_iter().map(|c| ((c.day, c.dimension, c.key), c.amount)).collect()
+    d.store
+        .cost_days(metric, from, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| ((c.day, c.dimension, c.key), c.amount))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +50,10 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
     let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(truth_path).unwrap()).unwrap();
     let parsed_truth = moto_truth(dir.path());
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
-    let text = format!("{}\n[collectors.cost_explorer]\naccount = \"management\"\n", parsed_truth.config(&moto.endpoint(), &db, ""));
+    let text = format!(
+        "{}\n[collectors.cost_explorer]\naccount = \"management\"\n",
+        parsed_truth.config(&moto.endpoint(), &db, "")
+    );
     let cfg = config::parse("t.toml", &text, &|_| None).unwrap();
     let daemon = Daemon::new(cfg.clone()).await.unwrap();
     let job = ce_job(&daemon);
@@ -77,7 +86,8 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
 
     // /metrics: yesterday's total is the truth's.
     let yesterday = (now.date_naive() - Days::new(1)).to_string();
-    let truth_yesterday = truth["billing"]["daily"].as_array().unwrap().iter().find(|d| d["date"] == yesterday.as_str()).unwrap();
+    let truth_yesterday =
+        truth["billing"]["daily"].as_array().unwrap().iter().find(|d| d["date"] == yesterday.as_str()).unwrap();
     let body = daemon.state.metrics();
     let line = body
         .lines()
@@ -141,9 +151,14 @@ async fn every_page_is_read() {
     let d = |i: u64| (today - Days::new(i)).to_string();
     let page1 = ce_result("SERVICE", &[(d(2), vec![("A".into(), "1.5".into(), "1.5".into())])], Some("page-2"));
     let page2 = ce_result("SERVICE", &[(d(1), vec![("B".into(), "2.25".into(), "2".into())])], None);
-    let accounts = ce_result("LINKED_ACCOUNT", &[(d(1), vec![("123456789012".into(), "3.75".into(), "3.5".into())])], None);
-    moto_post(&moto.endpoint(), QUEUE, &serde_json::json!({"account_id": "123456789012", "results": [page1, page2, accounts]}))
-        .await;
+    let accounts =
+        ce_result("LINKED_ACCOUNT", &[(d(1), vec![("123456789012".into(), "3.75".into(), "3.5".into())])], None);
+    moto_post(
+        &moto.endpoint(),
+        QUEUE,
+        &serde_json::json!({"account_id": "123456789012", "results": [page1, page2, accounts]}),
+    )
+    .await;
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let text = format!(
         "[database]\nurl = \"{db}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"payer\"\n\n[collectors.cost_explorer]\nlookback_days = 30\n",

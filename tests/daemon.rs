@@ -62,13 +62,23 @@ async fn aws_stopping_mid_cycle_fails_the_run_and_the_daemon_recovers() {
     assert_eq!(served, expected);
 
     // Freeze moto while a cycle is in flight: its calls time out.
-    eventually(30, "a cycle in flight", || async { matches!(newest_run(&daemon.store).await, Some((_, RunOutcome::Running))) }).await;
+    eventually(30, "a cycle in flight", || async {
+        matches!(newest_run(&daemon.store).await, Some((_, RunOutcome::Running)))
+    })
+    .await;
     moto.pause();
     eventually(120, "a failed run", || async {
         daemon.store.runs("inventory", 5).await.unwrap().iter().any(|r| r.outcome == RunOutcome::Failed)
     })
     .await;
-    let failed = daemon.store.runs("inventory", 50).await.unwrap().into_iter().find(|r| r.outcome == RunOutcome::Failed).unwrap();
+    let failed = daemon
+        .store
+        .runs("inventory", 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.outcome == RunOutcome::Failed)
+        .unwrap();
     let failed_id = failed.id;
     assert!(failed.ended_at.is_some() && failed.error.as_deref().is_some_and(|e| !e.is_empty()), "{failed:?}");
 
@@ -76,7 +86,10 @@ async fn aws_stopping_mid_cycle_fails_the_run_and_the_daemon_recovers() {
     assert!(!task.is_finished());
     let during = scrape(&daemon).await;
     assert_eq!(resource_lines(&during), resource_lines(&before));
-    assert!(during.contains("cloudwarden_collection_runs_total{collector=\"inventory\",outcome=\"failed\"}"), "{during}");
+    assert!(
+        during.contains("cloudwarden_collection_runs_total{collector=\"inventory\",outcome=\"failed\"}"),
+        "{during}"
+    );
     assert!(during.contains("outcome=\"transport_error\""), "failed attempts are counted");
 
     // AWS comes back: the next cycle succeeds.
@@ -129,7 +142,8 @@ async fn discovery_waits_for_the_first_inventory_and_runs_count_their_own_calls(
     let calls: std::collections::BTreeSet<i64> =
         cloudwatch.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.api_calls).collect();
     assert_eq!(calls.len(), 1, "{cloudwatch:#?}");
-    let inventory_calls = inventory.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.api_calls).min().unwrap();
+    let inventory_calls =
+        inventory.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.api_calls).min().unwrap();
     assert!(calls.iter().all(|c| *c > 0 && *c < inventory_calls), "{calls:?} vs {inventory_calls}");
 }
 
@@ -210,8 +224,10 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(status.success(), "{err}");
-    let events: Vec<serde_json::Value> =
-        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect();
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
     let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
     for want in ["run finished", "SIGTERM received", "stopped"] {
         assert!(messages.contains(&want), "{want:?} not in {messages:?}");

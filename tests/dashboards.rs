@@ -47,8 +47,7 @@ fn dashboards() -> Vec<(String, Value)> {
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&p).unwrap();
-            let json =
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: invalid JSON: {e}"));
+            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: invalid JSON: {e}"));
             (name, json)
         })
         .collect()
@@ -93,33 +92,16 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     );
     let config = cloudwarden::config::load(&Path::new(ROOT).join("examples/cloudwarden.toml"))
         .unwrap_or_else(|e| panic!("examples/cloudwarden.toml: {e:?}"));
-    let cw = config
-        .cloudwatch
-        .expect("the example configuration has a CloudWatch collector")
-        .settings;
-    let base = || {
-        vec![
-            ("account".to_string(), A.to_string()),
-            ("region".to_string(), "eu-west-1".to_string()),
-        ]
-    };
+    let cw = config.cloudwatch.expect("the example configuration has a CloudWatch collector").settings;
+    let base = || vec![("account".to_string(), A.to_string()), ("region".to_string(), "eu-west-1".to_string())];
     let mut series: Vec<Series> = Vec::new();
     let mut push = |name: String, labels: Vec<(String, String)>| {
-        series.push(Series {
-            name,
-            help: "x".into(),
-            labels,
-            value: 1.0,
-        })
+        series.push(Series { name, help: "x".into(), labels, value: 1.0 })
     };
     for d in &cw.discovery {
         let mut labels = base();
         labels.push((label_name("dimension_", &d.dimension), "i-1".into()));
-        labels.extend(
-            d.export_tags
-                .iter()
-                .map(|t| (label_name("tag_", t), "x".to_string())),
-        );
+        labels.extend(d.export_tags.iter().map(|t| (label_name("tag_", t), "x".to_string())));
         for m in &d.metrics {
             for s in &d.statistics {
                 push(exposition_name(&d.namespace, m, s), labels.clone());
@@ -128,20 +110,12 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         let mut info = vec![("arn".to_string(), "arn:x".to_string())];
         info.extend(base());
         info.push(("resource_type".into(), d.resource_type.clone()));
-        info.extend(
-            d.export_tags
-                .iter()
-                .map(|t| (label_name("tag_", t), "x".to_string())),
-        );
+        info.extend(d.export_tags.iter().map(|t| (label_name("tag_", t), "x".to_string())));
         push("aws_resource_info".into(), info);
     }
     for st in &cw.statics {
         let mut labels = base();
-        labels.extend(
-            st.dimensions
-                .iter()
-                .map(|(k, v)| (label_name("dimension_", k), v.clone())),
-        );
+        labels.extend(st.dimensions.iter().map(|(k, v)| (label_name("dimension_", k), v.clone())));
         for m in &st.metrics {
             for s in &st.statistics {
                 push(exposition_name(&st.namespace, m, s), labels.clone());
@@ -158,19 +132,9 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         key: key.into(),
         usd: 1.0,
     };
-    let costs = vec![
-        cost("total", ""),
-        cost("service", "Amazon EC2"),
-        cost("account", A),
-        cost("tag:team", "data"),
-    ];
+    let costs = vec![cost("total", ""), cost("service", "Amazon EC2"), cost("account", A), cost("tag:team", "data")];
     let one = Decimal::ONE;
-    let burn = rules::budget::BurnRate {
-        window_days: 7,
-        usd_per_day: one,
-        projected_usd: one,
-        projected_ratio: 0.5,
-    };
+    let burn = rules::budget::BurnRate { window_days: 7, usd_per_day: one, projected_usd: one, projected_ratio: 0.5 };
     let snapshot = Snapshot {
         patterns: vec![PatternCount {
             account_id: A.into(),
@@ -182,10 +146,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             counted_until_ms: 0,
         }],
         log_groups: vec![(A.into(), "eu-west-1".into(), "/app".into(), None, Some(10))],
-        log_last_events: BTreeMap::from([(
-            (A.to_string(), "eu-west-1".to_string(), "/app".to_string()),
-            t,
-        )]),
+        log_last_events: BTreeMap::from([((A.to_string(), "eu-west-1".to_string(), "/app".to_string()), t)]),
         inventory: vec![ScopeCount {
             account_id: A.into(),
             region: "eu-west-1".into(),
@@ -204,11 +165,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             },
         )]),
         api_calls: BTreeMap::from([(
-            ApiCallKey {
-                service: "ec2".into(),
-                operation: "DescribeVolumes".into(),
-                outcome: CallOutcome::Throttled,
-            },
+            ApiCallKey { service: "ec2".into(), operation: "DescribeVolumes".into(), outcome: CallOutcome::Throttled },
             1,
         )]),
         cloudwatch: Arc::new(series),
@@ -312,18 +269,11 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
                 monthly_usd: one,
             },
         })),
-        findings: Some(vec![FindingCount {
-            kind: FindingKind::Tagging,
-            severity: Severity::Warning,
-            open: 1,
-        }]),
+        findings: Some(vec![FindingCount { kind: FindingKind::Tagging, severity: Severity::Warning, open: 1 }]),
     };
     let text = render(&snapshot);
     let mut families = BTreeMap::<String, BTreeSet<String>>::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let end = line.find(['{', ' ']).unwrap_or(line.len());
         let labels = families.entry(line[..end].to_string()).or_default();
         if line[end..].starts_with('{') {
@@ -349,15 +299,8 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
         let mut parts = line.split_whitespace();
         let (family, kind) = (parts.next().unwrap(), parts.next().unwrap());
-        let sample = if kind == "counter" {
-            format!("{family}_total")
-        } else {
-            family.to_string()
-        };
-        assert!(
-            families.contains_key(&sample),
-            "{family} ({kind}) has no sample: populate it in the snapshot"
-        );
+        let sample = if kind == "counter" { format!("{family}_total") } else { family.to_string() };
+        assert!(families.contains_key(&sample), "{family} ({kind}) has no sample: populate it in the snapshot");
     }
     families
 }
@@ -440,22 +383,14 @@ fn substitute(expr: &str) -> String {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     while i < chars.len() {
         let (name, next) = if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
-            let end = chars[i..]
-                .iter()
-                .position(|&c| c == '}')
-                .map(|p| i + p)
-                .expect("unclosed ${");
+            let end = chars[i..].iter().position(|&c| c == '}').map(|p| i + p).expect("unclosed ${");
             let inner: String = chars[i + 2..end].iter().collect();
             (inner.split(':').next().unwrap().to_string(), end + 1)
         } else if chars[i] == '$' && chars.get(i + 1).is_some_and(|&c| ident(c)) {
             let len = chars[i + 1..].iter().take_while(|&&c| ident(c)).count();
             (chars[i + 1..i + 1 + len].iter().collect(), i + 1 + len)
         } else if chars[i] == '[' && chars.get(i + 1) == Some(&'[') {
-            let end = chars[i..]
-                .windows(2)
-                .position(|w| w == [']', ']'])
-                .map(|p| i + p)
-                .expect("unclosed [[");
+            let end = chars[i..].windows(2).position(|w| w == [']', ']']).map(|p| i + p).expect("unclosed [[");
             (chars[i + 2..end].iter().collect(), end + 2)
         } else {
             out.push(chars[i]);
@@ -547,12 +482,7 @@ fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
         }
         panic!("unbalanced {open} in {expr}");
     };
-    let next_non_space = |j: usize| {
-        c[j..]
-            .iter()
-            .position(|x| !x.is_whitespace())
-            .map(|p| (j + p, c[j + p]))
-    };
+    let next_non_space = |j: usize| c[j..].iter().position(|x| !x.is_whitespace()).map(|p| (j + p, c[j + p]));
     while i < c.len() {
         let x = c[i];
         if x == '"' || x == '\'' || x == '`' {
@@ -562,13 +492,8 @@ fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
         } else if x == '[' {
             i = skip_group(i, '[', ']');
         } else if x == '#' {
-            i = c[i..]
-                .iter()
-                .position(|&x| x == '\n')
-                .map_or(c.len(), |p| i + p);
-        } else if x.is_ascii_digit()
-            || (x == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
+            i = c[i..].iter().position(|&x| x == '\n').map_or(c.len(), |p| i + p);
+        } else if x.is_ascii_digit() || (x == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             // Numbers and durations (1e3, 0x1f, 5m, 1h30m).
             while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.' || c[i] == '_') {
                 i += 1;
@@ -612,10 +537,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 /// EXPR; `label_values(label)`, `label_names()` and custom values give none.
 fn variable_promql(query: &str) -> Option<String> {
     let q = query.trim();
-    if let Some(inner) = q
-        .strip_prefix("query_result(")
-        .and_then(|r| r.strip_suffix(')'))
-    {
+    if let Some(inner) = q.strip_prefix("query_result(").and_then(|r| r.strip_suffix(')')) {
         return Some(inner.to_string());
     }
     let inner = q.strip_prefix("label_values(")?.strip_suffix(')')?;
@@ -658,14 +580,8 @@ fn promql_metric_names() {
         r#"sum without (outcome) (rate(cloudwarden_aws_api_calls_total{outcome="throttled"}[$__rate_interval])) / on() group_left sum(rate(x_total[5m]))"#,
         &["cloudwarden_aws_api_calls_total", "x_total"],
     );
-    check(
-        r#"topk(10, cloudwarden_cost_usd{scope="service"}) > bool 0.5e1 or vector(0)"#,
-        &["cloudwarden_cost_usd"],
-    );
-    check(
-        r#"label_replace(up, "dst", "$1", "src", "(.*)") offset 1h"#,
-        &["up"],
-    );
+    check(r#"topk(10, cloudwarden_cost_usd{scope="service"}) > bool 0.5e1 or vector(0)"#, &["cloudwarden_cost_usd"]);
+    check(r#"label_replace(up, "dst", "$1", "src", "(.*)") offset 1h"#, &["up"]);
     check(
         r#"time() - cloudwarden_build_info unless level:metric:rate5m"#,
         &["cloudwarden_build_info", "level:metric:rate5m"],
@@ -678,19 +594,10 @@ fn promql_metric_names() {
     );
     assert_eq!(
         selectors(r#"sum(x{a="1", b!~"q}\"z", c=~'${c}'}) / y{ d = "" }"#),
-        [
-            (
-                "x".to_string(),
-                vec!["a".to_string(), "b".into(), "c".into()]
-            ),
-            ("y".to_string(), vec!["d".to_string()])
-        ]
+        [("x".to_string(), vec!["a".to_string(), "b".into(), "c".into()]), ("y".to_string(), vec!["d".to_string()])]
     );
     assert_eq!(
-        variable_promql(
-            "label_values(cloudwarden_cost_usd{scope=\"tag\", tag_key=\"team\"}, tag_value)"
-        )
-        .as_deref(),
+        variable_promql("label_values(cloudwarden_cost_usd{scope=\"tag\", tag_key=\"team\"}, tag_value)").as_deref(),
         Some("cloudwarden_cost_usd{scope=\"tag\", tag_key=\"team\"}")
     );
     assert_eq!(variable_promql("label_values(account)"), None);
@@ -700,28 +607,15 @@ fn promql_metric_names() {
 fn the_required_dashboards_exist_with_unique_uids() {
     let mut uids = BTreeMap::new();
     for (name, d) in dashboards() {
-        let uid = d["uid"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no uid"));
-        assert!(
-            uid.len() <= 40 && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-            "{name}: uid {uid:?}"
-        );
+        let uid = d["uid"].as_str().unwrap_or_else(|| panic!("{name}: no uid"));
+        assert!(uid.len() <= 40 && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{name}: uid {uid:?}");
         if let Some(other) = uids.insert(uid.to_string(), name.clone()) {
             panic!("{name} and {other} share uid {uid}");
         }
+        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: no title");
+        assert!(d["schemaVersion"].as_u64().is_some_and(|v| v >= 39), "{name}: schemaVersion below 39");
         assert!(
-            d["title"].as_str().is_some_and(|t| !t.is_empty()),
-            "{name}: no title"
-        );
-        assert!(
-            d["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
-            "{name}: schemaVersion below 39"
-        );
-        assert!(
-            d["tags"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t == "cloudwarden")),
+            d["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "cloudwarden")),
             "{name}: no cloudwarden tag"
         );
     }
@@ -736,17 +630,10 @@ fn every_panel_and_target_has_a_datasource_and_a_query() {
         let mut ids = BTreeSet::new();
         for p in panels(&d) {
             let title = p["title"].as_str().unwrap_or("");
-            let id = p["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: panel {title:?} has no id"));
+            let id = p["id"].as_u64().unwrap_or_else(|| panic!("{name}: panel {title:?} has no id"));
             assert!(ids.insert(id), "{name}: panel id {id} used twice");
-            assert!(
-                p["gridPos"].is_object(),
-                "{name}: panel {id} has no gridPos"
-            );
-            let kind = p["type"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: panel {id} has no type"));
+            assert!(p["gridPos"].is_object(), "{name}: panel {id} has no gridPos");
+            let kind = p["type"].as_str().unwrap_or_else(|| panic!("{name}: panel {id} has no type"));
             if kind == "row" || kind == "text" {
                 continue;
             }
@@ -761,8 +648,7 @@ fn every_panel_and_target_has_a_datasource_and_a_query() {
                 "{name}: panel {title:?} does not use the datasource variable"
             );
             let targets = p["targets"].as_array().filter(|t| !t.is_empty());
-            let targets =
-                targets.unwrap_or_else(|| panic!("{name}: panel {title:?} has no target"));
+            let targets = targets.unwrap_or_else(|| panic!("{name}: panel {title:?} has no target"));
             let mut refs = BTreeSet::new();
             for t in targets {
                 assert!(
@@ -774,13 +660,8 @@ fn every_panel_and_target_has_a_datasource_and_a_query() {
                     Some("${datasource}"),
                     "{name}: a target of {title:?} does not use the datasource variable"
                 );
-                let r = t["refId"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{name}: a target of {title:?} has no refId"));
-                assert!(
-                    refs.insert(r),
-                    "{name}: panel {title:?} uses refId {r} twice"
-                );
+                let r = t["refId"].as_str().unwrap_or_else(|| panic!("{name}: a target of {title:?} has no refId"));
+                assert!(refs.insert(r), "{name}: panel {title:?} uses refId {r} twice");
             }
         }
     }
@@ -793,15 +674,9 @@ fn panels_do_not_overlap() {
         let mut taken = BTreeMap::new();
         for p in panels(&d) {
             let g = &p["gridPos"];
-            let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| {
-                g[k].as_u64()
-                    .unwrap_or_else(|| panic!("{name}: panel {}: gridPos.{k}", p["id"]))
-            });
-            assert!(
-                w > 0 && h > 0 && x + w <= 24,
-                "{name}: panel {} does not fit the grid",
-                p["id"]
-            );
+            let [x, y, w, h] = ["x", "y", "w", "h"]
+                .map(|k| g[k].as_u64().unwrap_or_else(|| panic!("{name}: panel {}: gridPos.{k}", p["id"])));
+            assert!(w > 0 && h > 0 && x + w <= 24, "{name}: panel {} does not fit the grid", p["id"]);
             for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
                 if let Some(other) = taken.insert(cell, p["id"].clone()) {
                     panic!("{name}: panels {other} and {} overlap at {cell:?}", p["id"]);
@@ -814,13 +689,8 @@ fn panels_do_not_overlap() {
 #[test]
 fn every_dashboard_has_the_shared_variables() {
     for (name, d) in dashboards() {
-        let list = d["templating"]["list"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: no templating.list"));
-        let by_name: BTreeMap<&str, &Value> = list
-            .iter()
-            .map(|v| (v["name"].as_str().unwrap(), v))
-            .collect();
+        let list = d["templating"]["list"].as_array().unwrap_or_else(|| panic!("{name}: no templating.list"));
+        let by_name: BTreeMap<&str, &Value> = list.iter().map(|v| (v["name"].as_str().unwrap(), v)).collect();
         for v in VARIABLES {
             assert!(by_name.contains_key(v), "{name}: no variable {v}");
         }
@@ -834,8 +704,7 @@ fn every_dashboard_has_the_shared_variables() {
                 Some("${datasource}"),
                 "{name}: variable {vname} does not use the datasource variable"
             );
-            let query = variable_query(v)
-                .unwrap_or_else(|| panic!("{name}: variable {vname} has no query"));
+            let query = variable_query(v).unwrap_or_else(|| panic!("{name}: variable {vname} has no query"));
             assert!(
                 query.starts_with("label_values(") || query.starts_with("query_result("),
                 "{name}: variable {vname}: {query}"
@@ -845,10 +714,7 @@ fn every_dashboard_has_the_shared_variables() {
             let var = by_name[v];
             assert_eq!(var["type"], "query", "{name}: {v} is not a query variable");
             assert_eq!(var["includeAll"], true, "{name}: {v} has no All option");
-            assert_eq!(
-                var["allValue"], ".*",
-                "{name}: {v}'s All must match every value, the empty one included"
-            );
+            assert_eq!(var["allValue"], ".*", "{name}: {v}'s All must match every value, the empty one included");
         }
     }
 }
@@ -865,16 +731,9 @@ fn every_metric_a_dashboard_names_is_exported_with_its_labels() {
         "cloudwarden_billing_files",
         "aws_resource_info",
     ] {
-        assert!(
-            exported.contains_key(name),
-            "{name} missing from the rendered names: {:?}",
-            exported.keys()
-        );
+        assert!(exported.contains_key(name), "{name} missing from the rendered names: {:?}", exported.keys());
     }
-    assert!(
-        !exported.contains_key("cloudwarden_aws_api_calls"),
-        "counters are exported with _total only"
-    );
+    assert!(!exported.contains_key("cloudwarden_aws_api_calls"), "counters are exported with _total only");
     assert!(exported["cloudwarden_cost_usd"].contains("tag_value"));
     let recorded = recording_rules();
     let mut unknown = Vec::new();
@@ -884,10 +743,7 @@ fn every_metric_a_dashboard_names_is_exported_with_its_labels() {
         for p in panels(&d) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 if let Some(e) = t["expr"].as_str() {
-                    exprs.push((
-                        format!("panel {:?}", p["title"].as_str().unwrap_or("")),
-                        e.to_string(),
-                    ));
+                    exprs.push((format!("panel {:?}", p["title"].as_str().unwrap_or("")), e.to_string()));
                 }
             }
         }
@@ -898,16 +754,10 @@ fn every_metric_a_dashboard_names_is_exported_with_its_labels() {
         }
         for (place, e) in exprs {
             let found = selectors(&e);
-            assert!(
-                !found.is_empty() || e.contains("__name__"),
-                "{name}: {place}: no metric in {e}"
-            );
+            assert!(!found.is_empty() || e.contains("__name__"), "{name}: {place}: no metric in {e}");
             for (m, labels) in found {
                 if let Some(known) = exported.get(&m) {
-                    for l in labels
-                        .iter()
-                        .filter(|l| !known.contains(*l) && l.as_str() != "__name__")
-                    {
+                    for l in labels.iter().filter(|l| !known.contains(*l) && l.as_str() != "__name__") {
                         unknown.push(format!("{name}: {place}: {m} has no label {l}"));
                     }
                     used.insert(m);
@@ -919,11 +769,7 @@ fn every_metric_a_dashboard_names_is_exported_with_its_labels() {
             }
         }
     }
-    assert!(
-        unknown.is_empty(),
-        "metrics or labels cloudwarden does not export:\n{}",
-        unknown.join("\n")
-    );
+    assert!(unknown.is_empty(), "metrics or labels cloudwarden does not export:\n{}", unknown.join("\n"));
     assert!(used.len() > 20, "the dashboards use only {used:?}");
 }
 
@@ -931,34 +777,20 @@ fn every_metric_a_dashboard_names_is_exported_with_its_labels() {
 /// defaults to.
 #[test]
 fn provisioning_matches_the_dashboards() {
-    let read = |p: &str| {
-        std::fs::read_to_string(Path::new(ROOT).join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
-    };
+    let read = |p: &str| std::fs::read_to_string(Path::new(ROOT).join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let datasources = read("dashboards/grafana/provisioning/datasources/cloudwarden.yml");
     let uid = datasources
         .lines()
         .find_map(|l| l.trim().strip_prefix("uid:"))
         .map(str::trim)
         .expect("the provisioned data source has a fixed uid");
-    assert!(
-        datasources.contains("type: prometheus"),
-        "the provisioned data source is not Prometheus"
-    );
+    assert!(datasources.contains("type: prometheus"), "the provisioned data source is not Prometheus");
     let providers = read("dashboards/grafana/provisioning/dashboards/cloudwarden.yml");
-    for want in [
-        "type: file",
-        "folder: cloudwarden",
-        "path: /var/lib/grafana/dashboards/cloudwarden",
-    ] {
+    for want in ["type: file", "folder: cloudwarden", "path: /var/lib/grafana/dashboards/cloudwarden"] {
         assert!(providers.contains(want), "dashboard provider: no {want:?}");
     }
     for (name, d) in dashboards() {
-        let ds = d["templating"]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "datasource")
-            .unwrap();
+        let ds = d["templating"]["list"].as_array().unwrap().iter().find(|v| v["name"] == "datasource").unwrap();
         assert_eq!(
             ds["current"]["value"], uid,
             "{name}: the datasource variable does not default to the provisioned one"
@@ -993,8 +825,5 @@ fn dashboards_satisfy_grafana_schema_types() {
         );
     };
     run("node", &["generate.mjs"]);
-    run(
-        "node_modules/.bin/tsc",
-        &["--project", "tsconfig.json", "--noEmit", "--strict"],
-    );
+    run("node_modules/.bin/tsc", &["--project", "tsconfig.json", "--noEmit", "--strict"]);
 }

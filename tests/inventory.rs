@@ -20,10 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 async fn scrape(daemon: &Daemon) -> String {
-    let res = app(daemon.state.clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app(daemon.state.clone()).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
@@ -122,7 +119,9 @@ async fn inventory_matches_the_seed_truth() {
     assert_eq!(parse_inventory(&body), truth_counts(&truth));
     assert!(body.contains("cloudwarden_build_info{version=\""));
     assert!(body.contains("cloudwarden_collection_last_success_timestamp_seconds{collector=\"inventory\"}"));
-    assert!(body.contains("cloudwarden_aws_api_calls_total{service=\"ec2\",operation=\"DescribeInstances\",outcome=\"success\"}"));
+    assert!(body.contains(
+        "cloudwarden_aws_api_calls_total{service=\"ec2\",operation=\"DescribeInstances\",outcome=\"success\"}"
+    ));
     for _ in 0..100 {
         scrape(&daemon).await;
     }

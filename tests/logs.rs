@@ -38,7 +38,9 @@ logs.put_log_events(logGroupName="/app/api", logStreamName="web-1", logEvents=[{
 
 fn counter(body: &str, pattern: &str) -> Option<f64> {
     body.lines()
-        .find(|l| l.starts_with("cloudwarden_log_pattern_matches_total{") && l.contains(&format!("pattern=\"{pattern}\"")))
+        .find(|l| {
+            l.starts_with("cloudwarden_log_pattern_matches_total{") && l.contains(&format!("pattern=\"{pattern}\""))
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
 }
 

@@ -74,11 +74,7 @@ impl Proc {
     fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- last lines of {} ---\n{}",
-            self.name,
-            lines[lines.len().saturating_sub(30)..].join("\n")
-        )
+        format!("--- last lines of {} ---\n{}", self.name, lines[lines.len().saturating_sub(30)..].join("\n"))
     }
 
     /// Fails with its output if it has exited.
@@ -116,14 +112,8 @@ async fn get(url: &str) -> Option<(u16, String)> {
 
 async fn get_accepting(url: &str, accept: &str) -> Option<(u16, String)> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let req = axum::http::Request::get(url)
-        .header("accept", accept)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .ok()?
-        .ok()?;
+    let req = axum::http::Request::get(url).header("accept", accept).body(axum::body::Body::empty()).unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), client.request(req)).await.ok()?.ok()?;
     let status = res.status().as_u16();
     let body = res.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
@@ -161,9 +151,7 @@ async fn wait_ready(url: &str, proc_: &mut Proc, secs: u64) {
 
 /// `/api/v1/<path>` of Prometheus: its `data`, or the error it reported.
 async fn prom_api(base: &str, path: &str) -> Result<Value, String> {
-    let (status, body) = get(&format!("{base}/api/v1/{path}"))
-        .await
-        .ok_or("Prometheus does not answer")?;
+    let (status, body) = get(&format!("{base}/api/v1/{path}")).await.ok_or("Prometheus does not answer")?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}, not JSON ({e}): {body}"))?;
     if v["status"] != "success" {
         return Err(format!("HTTP {status}: {} {}", v["errorType"], v["error"]));
@@ -240,20 +228,14 @@ fn dashboard_variables(dashboard: &Value) -> BTreeMap<String, String> {
                     c
                 }
             }
-            "query" if all || v["includeAll"] == true => v["allValue"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(".*")
-                .to_string(),
+            "query" if all || v["includeAll"] == true => {
+                v["allValue"].as_str().filter(|s| !s.is_empty()).unwrap_or(".*").to_string()
+            }
             // A single choice among the query's values: resolved through Prometheus (`resolve_choices`).
             "query" => format!("{CHOICE}{}", variable_query(v)),
             _ if all => {
                 if v["includeAll"] == true {
-                    v["allValue"]
-                        .as_str()
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or(".*")
-                        .to_string()
+                    v["allValue"].as_str().filter(|s| !s.is_empty()).unwrap_or(".*").to_string()
                 } else {
                     v["options"][0]["value"]
                         .as_str()
@@ -275,22 +257,15 @@ const CHOICE: &str = "\u{0}choice:";
 
 /// The query of a query variable (`label_values(up, job)`), as Grafana stores it (a string or an object).
 fn variable_query(v: &Value) -> String {
-    v["query"]
-        .as_str()
-        .or(v["query"]["query"].as_str())
-        .or(v["definition"].as_str())
-        .unwrap_or("")
-        .to_string()
+    v["query"].as_str().or(v["query"]["query"].as_str()).or(v["definition"].as_str()).unwrap_or("").to_string()
 }
 
 /// Gives each single-choice query variable the first value its query finds in Prometheus
 /// (`label_values(selector, label)`, `label_values(label)`, `metrics(regex)`), so that a panel showing one
 /// chosen series (`{__name__="$metric"}`) queries a real one. A query without values leaves `.*`.
 async fn resolve_choices(prom: &str, vars: &mut BTreeMap<String, String>) {
-    let pending: Vec<(String, String)> = vars
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.strip_prefix(CHOICE)?.to_string())))
-        .collect();
+    let pending: Vec<(String, String)> =
+        vars.iter().filter_map(|(k, v)| Some((k.clone(), v.strip_prefix(CHOICE)?.to_string()))).collect();
     for (name, query) in pending {
         let q = substitute(query.trim(), vars);
         let values: Vec<String> = if let Some(args) = q.strip_prefix("label_values(").and_then(|a| a.strip_suffix(')'))
@@ -388,10 +363,8 @@ fn dashboards(dir: &Path) -> Vec<(String, Value)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return vec![];
     };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
     files.sort();
     files
         .into_iter()
@@ -456,11 +429,7 @@ async fn panel_queries_are_found_in_rows_and_have_their_variables_substituted() 
         ]
     });
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sample.json"),
-        serde_json::to_string_pretty(&sample).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("sample.json"), serde_json::to_string_pretty(&sample).unwrap()).unwrap();
     std::fs::write(dir.path().join("README.md"), "not a dashboard").unwrap();
     let got = dashboard_queries(dir.path(), None).await;
     let q = |panel: &str, ref_id: &str, expr: &str| PanelQuery {
@@ -472,27 +441,16 @@ async fn panel_queries_are_found_in_rows_and_have_their_variables_substituted() 
     assert_eq!(
         got,
         [
-            q(
-                "Resources",
-                "A",
-                "sum(cloudwarden_resources{account=~\".*\", region=~\".*\"})"
-            ),
+            q("Resources", "A", "sum(cloudwarden_resources{account=~\".*\", region=~\".*\"})"),
             q("Spend", "A", "sum(rate(cloudwarden_aws_api_calls_total[1m])) * 3600"),
-            q(
-                "Spend",
-                "B",
-                "max_over_time(cloudwarden_cost_usd{cost_type=\"amortized\"}[6h])"
-            ),
+            q("Spend", "B", "max_over_time(cloudwarden_cost_usd{cost_type=\"amortized\"}[6h])"),
             q("Spend", "E", "{__name__=\"\u{0}choice:metrics(aws_.*)\"}"),
         ]
     );
     assert!(dashboard_queries(&dir.path().join("none"), None).await.is_empty());
     // Unknown names and lone dollars stay as they are.
     let vars = dashboard_variables(&sample);
-    assert_eq!(
-        substitute("x{a=\"$nope\"} [5m] $ ${x", &vars),
-        "x{a=\"$nope\"} [5m] $ ${x"
-    );
+    assert_eq!(substitute("x{a=\"$nope\"} [5m] $ ${x", &vars), "x{a=\"$nope\"} [5m] $ ${x");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -503,19 +461,10 @@ async fn panel_queries_are_found_in_rows_and_have_their_variables_substituted() 
 fn tagging_rule(truth: &Value) -> (String, BTreeSet<(String, String)>) {
     let scheme = &truth["tag_scheme"];
     let list = |k: &str| -> Vec<String> {
-        scheme[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
+        scheme[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     };
     let (teams, envs) = (list("team"), list("env"));
-    let domain = scheme["owner"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("<name>@")
-        .expect("owner is <name>@domain");
+    let domain = scheme["owner"].as_str().unwrap().strip_prefix("<name>@").expect("owner is <name>@domain");
     let quoted = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     let rule = format!(
         "[[tagging]]\nname = \"team-env-owner\"\nrequired_keys = [\"team\", \"env\", \"owner\"]\n\n\
@@ -536,19 +485,12 @@ fn tagging_rule(truth: &Value) -> (String, BTreeSet<(String, String)>) {
             && tag("owner").is_some_and(owner_ok);
         // The rule encodes the seed's scheme: compliant exactly when the seed planned the tags as valid.
         assert_eq!(compliant, r["tag_case"] == "valid", "{r}");
-        let key = (
-            r["account"].as_str().unwrap().to_string(),
-            r["resource_type"].as_str().unwrap().to_string(),
-        );
+        let key = (r["account"].as_str().unwrap().to_string(), r["resource_type"].as_str().unwrap().to_string());
         let g = groups.entry(key).or_default();
         g.0 += 1;
         g.1 += usize::from(compliant);
     }
-    let low = groups
-        .into_iter()
-        .filter(|(_, (n, ok))| (*ok as f64) < 0.9 * *n as f64)
-        .map(|(k, _)| k)
-        .collect();
+    let low = groups.into_iter().filter(|(_, (n, ok))| (*ok as f64) < 0.9 * *n as f64).map(|(k, _)| k).collect();
     (rule, low)
 }
 
@@ -599,11 +541,7 @@ fn tight_budget_amount(truth: &Value, seed_amount: f64) -> f64 {
 fn labels(alert: &Value) -> BTreeMap<String, String> {
     alert["labels"]
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
         .unwrap_or_default()
 }
 
@@ -612,11 +550,8 @@ fn describe(alerts: &[Value]) -> String {
         .iter()
         .map(|a| {
             let l = labels(a);
-            let rest: Vec<String> = l
-                .iter()
-                .filter(|(k, _)| *k != "alertname")
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect();
+            let rest: Vec<String> =
+                l.iter().filter(|(k, _)| *k != "alertname").map(|(k, v)| format!("{k}={v:?}")).collect();
             format!(
                 "  {} {} {{{}}}",
                 a["state"].as_str().or(a["status"].as_str()).unwrap_or("?"),
@@ -710,12 +645,7 @@ SubAccountId,ServiceName,ChargeCategory,BillingCurrency,ResourceId,RegionId,Tags
 /// A FOCUS 1.0 export of the last seven days and today: for each account of the truth file, its first EC2
 /// instance and S3 bucket, with the resource's `team` tag when it has one.
 fn focus_export(truth: &Value) -> String {
-    let payer = truth["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["role_arn"].is_null())
-        .unwrap()["id"]
+    let payer = truth["accounts"].as_array().unwrap().iter().find(|a| a["role_arn"].is_null()).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -785,29 +715,15 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     let parsed: common::Truth = serde_json::from_value(truth.clone()).unwrap();
 
     // The seed's scenario, checked before anything relies on it.
-    let budget = |name: &str| {
-        truth["budgets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == name)
-            .unwrap()
-            .clone()
-    };
+    let budget = |name: &str| truth["budgets"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap().clone();
     let (tight, roomy) = (budget("demo-monthly-tight"), budget("demo-monthly-roomy"));
-    assert_eq!(
-        (&tight["forecast_exceeds"], &roomy["forecast_exceeds"]),
-        (&Value::Bool(true), &Value::Bool(false))
-    );
+    assert_eq!((&tight["forecast_exceeds"], &roomy["forecast_exceeds"]), (&Value::Bool(true), &Value::Bool(false)));
     let tight_amount = tight_budget_amount(&truth, tight["amount"].as_f64().unwrap());
     let spike = &truth["billing"]["anomaly"];
     let spike_service = spike["service"].as_str().unwrap().to_string();
     let spike_day = chrono::NaiveDate::parse_from_str(spike["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let lookback_days = (chrono::Utc::now().date_naive() - spike_day).num_days() + 1;
-    assert!(
-        (2..=90).contains(&lookback_days),
-        "the spike of {spike_day} is not within a lookback"
-    );
+    assert!((2..=90).contains(&lookback_days), "the spike of {spike_day} is not within a lookback");
     let (tagging, low_compliance) = tagging_rule(&truth);
     assert!(!low_compliance.is_empty());
 
@@ -821,31 +737,15 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     std::fs::write(&rules_path, &rules).unwrap();
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let base = parsed.config(&moto.endpoint(), &db, "interval_secs = 60");
-    let listen = base
-        .lines()
-        .find_map(|l| l.strip_prefix("listen = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
+    let listen = base.lines().find_map(|l| l.strip_prefix("listen = \"")).unwrap().trim_end_matches('"').to_string();
     let management = &parsed.accounts.iter().find(|a| a.role_arn.is_none()).unwrap().name;
     let tfstate = repo_root().join("tests/fixtures/tfstate/prod/*.tfstate");
-    let log_group = truth["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resource_type"] == "logs:log-group")
-        .unwrap();
+    let log_group =
+        truth["resources"].as_array().unwrap().iter().find(|r| r["resource_type"] == "logs:log-group").unwrap();
     let text = |v: &Value| v.as_str().unwrap().to_string();
-    let (log_account, log_region, log_group) = (
-        text(&log_group["account"]),
-        text(&log_group["region"]),
-        text(&log_group["id"]),
-    );
-    put_testbed_data(
-        &moto,
-        &dir.path().join("truth.json"),
-        (&log_account, &log_region, &log_group),
-    );
+    let (log_account, log_region, log_group) =
+        (text(&log_group["account"]), text(&log_group["region"]), text(&log_group["id"]));
+    put_testbed_data(&moto, &dir.path().join("truth.json"), (&log_account, &log_region, &log_group));
     let config = format!(
         "{base}\n[collectors.cost_explorer]\naccount = \"{management}\"\ninterval_secs = 3600\ntag_keys = [\"team\"]\n\n\
          [collectors.cloudwatch]\ninterval_secs = 60\n\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\n\
@@ -866,17 +766,9 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
         .unwrap()
         .iter()
         .map(|d| {
-            let (u, a) = (
-                d["total"]["UnblendedCost"].as_f64().unwrap(),
-                d["total"]["AmortizedCost"].as_f64().unwrap(),
-            );
-            let part = |key: &str, share: f64| {
-                (
-                    key.to_string(),
-                    format!("{:.4}", u * share),
-                    format!("{:.4}", a * share),
-                )
-            };
+            let (u, a) = (d["total"]["UnblendedCost"].as_f64().unwrap(), d["total"]["AmortizedCost"].as_f64().unwrap());
+            let part =
+                |key: &str, share: f64| (key.to_string(), format!("{:.4}", u * share), format!("{:.4}", a * share));
             (
                 d["date"].as_str().unwrap().to_string(),
                 vec![part("team$web", 0.5), part("team$data", 0.3), part("team$", 0.2)],
@@ -964,11 +856,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     );
     let billing_config_path = dir.path().join("cloudwarden-billing.toml");
     std::fs::write(&billing_config_path, &billing_config).unwrap();
-    let mut billing = Proc::spawn(
-        "cloudwarden-billing",
-        &mut daemon_command(&billing_config_path),
-        dir.path(),
-    );
+    let mut billing = Proc::spawn("cloudwarden-billing", &mut daemon_command(&billing_config_path), dir.path());
     let cwb = format!("http://{billing_listen}");
 
     // Prometheus: the example configuration with this test's addresses, short intervals and the repository's
@@ -990,10 +878,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     prom_config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
         vec![format!("127.0.0.1:{am_port}")].into();
     let job = &mut prom_config["scrape_configs"][0];
-    assert_eq!(
-        job["job_name"], "cloudwarden",
-        "the rules expect the job name cloudwarden"
-    );
+    assert_eq!(job["job_name"], "cloudwarden", "the rules expect the job name cloudwarden");
     job["static_configs"][0]["targets"] = vec![listen.clone(), billing_listen.clone()].into();
     let prom_config_path = dir.path().join("prometheus.yml");
     std::fs::write(&prom_config_path, serde_yaml::to_string(&prom_config).unwrap()).unwrap();
@@ -1041,15 +926,14 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
             Err(body)
         }
     };
-    let metrics = poll("the rules metrics never appeared on /metrics", &mut daemon, 180, Duration::from_millis(500), probe).await;
+    let metrics =
+        poll("the rules metrics never appeared on /metrics", &mut daemon, 180, Duration::from_millis(500), probe).await;
     eprintln!("[{:>4}s] daemon ready, rules evaluated", started.elapsed().as_secs());
 
     // (c) promtool check metrics, which reads the Prometheus text format, on both deployments' bodies in that
     // format.
     for base in [&cw, &cwb] {
-        let (status, text) = get_accepting(&format!("{base}/metrics"), "text/plain; version=0.0.4")
-            .await
-            .unwrap();
+        let (status, text) = get_accepting(&format!("{base}/metrics"), "text/plain; version=0.0.4").await.unwrap();
         assert_eq!(status, 200);
         let mut check = Command::new("promtool")
             .args(["check", "metrics"])
@@ -1060,11 +944,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
             .unwrap();
         check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
         let out = check.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let problems: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(
             out.status.success() && problems.is_empty(),
@@ -1077,9 +957,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     let spike_score = metrics
         .lines()
         .find(|l| {
-            l.starts_with(&format!(
-                "cloudwarden_cost_anomaly_score{{series_kind=\"service\",key=\"{spike_service}\"}}"
-            ))
+            l.starts_with(&format!("cloudwarden_cost_anomaly_score{{series_kind=\"service\",key=\"{spike_service}\"}}"))
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
@@ -1100,10 +978,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     // (b) the alerts fire in Prometheus and reach the webhook.
     let mut expected = vec![Expected {
         alertname: "CloudwardenBudgetForecastExceeded",
-        labels: BTreeMap::from([
-            ("budget", "demo-monthly-tight".to_string()),
-            ("severity", "warning".to_string()),
-        ]),
+        labels: BTreeMap::from([("budget", "demo-monthly-tight".to_string()), ("severity", "warning".to_string())]),
     }];
     for (account, resource_type) in &low_compliance {
         expected.push(Expected {
@@ -1175,37 +1050,21 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    eprintln!(
-        "[{:>4}s] alerts firing and delivered:\n{}",
-        started.elapsed().as_secs(),
-        describe(&firing)
-    );
+    eprintln!("[{:>4}s] alerts firing and delivered:\n{}", started.elapsed().as_secs(), describe(&firing));
 
     // Exactly the expected tag compliance alerts, the forecast alert for the tight budget only, no alert
     // about spend so far (pending included), and what reached the webhook carries Prometheus' labels.
-    let alerts: Vec<Value> = prom_api(&prom, "alerts").await.unwrap()["alerts"]
-        .as_array()
-        .cloned()
-        .unwrap();
+    let alerts: Vec<Value> = prom_api(&prom, "alerts").await.unwrap()["alerts"].as_array().cloned().unwrap();
     let named = |name: &str| -> Vec<BTreeMap<String, String>> {
-        alerts
-            .iter()
-            .filter(|a| a["labels"]["alertname"] == name)
-            .map(labels)
-            .collect()
+        alerts.iter().filter(|a| a["labels"]["alertname"] == name).map(labels).collect()
     };
     let compliance: BTreeSet<(String, String)> = named("CloudwardenTagComplianceLow")
         .iter()
         .map(|l| (l["account"].clone(), l["resource_type"].clone()))
         .collect();
-    assert_eq!(
-        compliance, low_compliance,
-        "tag compliance alerts vs the truth's groups below 90 %"
-    );
-    let forecast: Vec<String> = named("CloudwardenBudgetForecastExceeded")
-        .iter()
-        .map(|l| l["budget"].clone())
-        .collect();
+    assert_eq!(compliance, low_compliance, "tag compliance alerts vs the truth's groups below 90 %");
+    let forecast: Vec<String> =
+        named("CloudwardenBudgetForecastExceeded").iter().map(|l| l["budget"].clone()).collect();
     assert_eq!(forecast, ["demo-monthly-tight"], "{}", describe(&alerts));
     assert!(
         named("CloudwardenBudgetExceeded").is_empty(),
@@ -1214,16 +1073,11 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     );
     for a in firing.iter().filter(|a| expected.iter().any(|e| e.matches(a))) {
         let want = labels(a);
-        let at_hook = delivered
-            .iter()
-            .find(|d| want.iter().all(|(k, v)| labels(d).get(k) == Some(v)));
+        let at_hook = delivered.iter().find(|d| want.iter().all(|(k, v)| labels(d).get(k) == Some(v)));
         let at_hook =
             at_hook.unwrap_or_else(|| panic!("{want:?} firing but not at the webhook:\n{}", describe(&delivered)));
         for key in ["summary", "description", "runbook_url"] {
-            assert!(
-                at_hook["annotations"][key].as_str().is_some_and(|s| !s.is_empty()),
-                "{key} of {at_hook}"
-            );
+            assert!(at_hook["annotations"][key].as_str().is_some_and(|s| !s.is_empty()), "{key} of {at_hook}");
         }
     }
 

@@ -42,20 +42,11 @@ fn finding(kind: FindingKind, rule: &str, subject: &str, message: &str) -> Findi
 async fn findings_suite(url: &str) {
     let store = Store::connect(url, 2).await.unwrap();
     let t1: DateTime<Utc> = "2026-11-01T10:00:00Z".parse().unwrap();
-    let (t2, t3, t4) = (
-        t1 + Duration::minutes(5),
-        t1 + Duration::minutes(10),
-        t1 + Duration::minutes(15),
-    );
+    let (t2, t3, t4) = (t1 + Duration::minutes(5), t1 + Duration::minutes(10), t1 + Duration::minutes(15));
     let tagging = [FindingKind::Tagging];
     let a = finding(FindingKind::Tagging, "ownership", "arn:a", "missing team");
     let b = finding(FindingKind::Tagging, "ownership", "arn:b", "missing team");
-    let c = finding(
-        FindingKind::Cleanup,
-        "unattached_volume",
-        "arn:a",
-        "unattached for 9 days",
-    );
+    let c = finding(FindingKind::Cleanup, "unattached_volume", "arn:a", "unattached for 9 days");
 
     let w = store
         .record_findings(
@@ -76,67 +67,26 @@ async fn findings_suite(url: &str) {
     let w = store.record_findings(&tagging, &[a2.clone()], t2).await.unwrap();
     assert_eq!((w.opened, w.refreshed, w.resolved), (0, 1, 1));
     let open = store.findings(FindingFilter::default()).await.unwrap();
-    let got: Vec<_> = open
-        .iter()
-        .map(|f| (f.kind, f.subject.as_str(), f.first_seen, f.last_seen))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (FindingKind::Tagging, "arn:a", t1, t2),
-            (FindingKind::Cleanup, "arn:a", t1, t1)
-        ]
-    );
+    let got: Vec<_> = open.iter().map(|f| (f.kind, f.subject.as_str(), f.first_seen, f.last_seen)).collect();
+    assert_eq!(got, [(FindingKind::Tagging, "arn:a", t1, t2), (FindingKind::Cleanup, "arn:a", t1, t1)]);
     let fa = &open[0];
-    assert_eq!(
-        (fa.message.as_str(), fa.severity, fa.monthly_usd),
-        ("missing team and env", Severity::Critical, None)
-    );
+    assert_eq!((fa.message.as_str(), fa.severity, fa.monthly_usd), ("missing team and env", Severity::Critical, None));
     assert_eq!(fa.details, serde_json::json!({ "missing": ["team"] }));
     assert_eq!(open[1].monthly_usd, Some("12.50".parse().unwrap()));
     assert_eq!(open[1].monthly_usd.unwrap().to_string(), "12.50");
 
     // `b` comes back: a new row with a new first sighting; the resolved row stays.
-    let w = store
-        .record_findings(&tagging, &[a2.clone(), b.clone()], t3)
-        .await
-        .unwrap();
+    let w = store.record_findings(&tagging, &[a2.clone(), b.clone()], t3).await.unwrap();
     assert_eq!((w.opened, w.refreshed, w.resolved), (1, 1, 0));
-    let all = store
-        .findings(FindingFilter {
-            kind: Some(FindingKind::Tagging),
-            include_resolved: true,
-        })
-        .await
-        .unwrap();
-    let got: Vec<_> = all
-        .iter()
-        .map(|f| (f.subject.as_str(), f.first_seen, f.last_seen, f.resolved_at))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("arn:a", t1, t3, None),
-            ("arn:b", t1, t1, Some(t2)),
-            ("arn:b", t3, t3, None)
-        ]
-    );
-    let only_open = store
-        .findings(FindingFilter {
-            kind: Some(FindingKind::Tagging),
-            include_resolved: false,
-        })
-        .await
-        .unwrap();
+    let all = store.findings(FindingFilter { kind: Some(FindingKind::Tagging), include_resolved: true }).await.unwrap();
+    let got: Vec<_> = all.iter().map(|f| (f.subject.as_str(), f.first_seen, f.last_seen, f.resolved_at)).collect();
+    assert_eq!(got, [("arn:a", t1, t3, None), ("arn:b", t1, t1, Some(t2)), ("arn:b", t3, t3, None)]);
+    let only_open =
+        store.findings(FindingFilter { kind: Some(FindingKind::Tagging), include_resolved: false }).await.unwrap();
     assert_eq!(only_open.len(), 2);
 
-    let counts: Vec<_> = store
-        .finding_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.kind, c.severity, c.open))
-        .collect();
+    let counts: Vec<_> =
+        store.finding_counts().await.unwrap().into_iter().map(|c| (c.kind, c.severity, c.open)).collect();
     assert_eq!(
         counts,
         [
@@ -148,26 +98,14 @@ async fn findings_suite(url: &str) {
 
     // An evaluation producing nothing resolves every open finding of its kinds, in chunks.
     let many: Vec<Finding> = (0..1300)
-        .map(|i| {
-            finding(
-                FindingKind::Drift,
-                "unmanaged",
-                &format!("arn:{i:04}"),
-                "not in any state",
-            )
-        })
+        .map(|i| finding(FindingKind::Drift, "unmanaged", &format!("arn:{i:04}"), "not in any state"))
         .collect();
     let w = store.record_findings(&[FindingKind::Drift], &many, t3).await.unwrap();
     assert_eq!(w.opened, 1300);
     let w = store.record_findings(&[FindingKind::Drift], &[], t4).await.unwrap();
     assert_eq!(w.resolved, 1300);
-    let drift = store
-        .findings(FindingFilter {
-            kind: Some(FindingKind::Drift),
-            include_resolved: false,
-        })
-        .await
-        .unwrap();
+    let drift =
+        store.findings(FindingFilter { kind: Some(FindingKind::Drift), include_resolved: false }).await.unwrap();
     assert!(drift.is_empty());
 
     // Scopes left alone (an account and region that could not be read) keep their open findings.
@@ -205,20 +143,10 @@ async fn postgres_findings() {
     let Some(base) = common::postgres_url() else { return };
     let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
     let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let name = format!(
-        "cloudwarden_findings_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
+    let name = format!("cloudwarden_findings_{}_{}", std::process::id(), Utc::now().timestamp_micros());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
     admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = if query.is_empty() {
-        format!("{server}/{name}")
-    } else {
-        format!("{server}/{name}?{query}")
-    };
+    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
     findings_suite(&url).await;
     admin.execute(format!("DROP DATABASE {name}").as_str()).await.unwrap();
 }
@@ -247,30 +175,18 @@ fn volume(tags: &[(&str, &str)], attached: &[&str]) -> Resource {
         "vol-1",
         "ec2:volume",
         tags,
-        Details::Volume {
-            size_gib: Some(100),
-            volume_type: Some("gp3".into()),
-            attached_instance_ids,
-        },
+        Details::Volume { size_gib: Some(100), volume_type: Some("gp3".into()), attached_instance_ids },
     )
 }
 
 fn instance() -> Resource {
-    let details = Details::Instance {
-        instance_type: Some("t3.micro".into()),
-        stopped_at: None,
-        volume_ids: vec![],
-    };
+    let details = Details::Instance { instance_type: Some("t3.micro".into()), stopped_at: None, volume_ids: vec![] };
     resource("i-1", "ec2:instance", &[("team", "web")], details)
 }
 
 async fn record(store: &Store, resources: Vec<Resource>, at: DateTime<Utc>) {
     let scopes = ["ec2:volume", "ec2:instance"]
-        .map(|t| Scope {
-            account_id: A.into(),
-            region: Some("eu-west-1".into()),
-            resource_type: t.into(),
-        })
+        .map(|t| Scope { account_id: A.into(), region: Some("eu-west-1".into()), resource_type: t.into() })
         .to_vec();
     let report = InventoryReport {
         resources,
@@ -278,10 +194,7 @@ async fn record(store: &Store, resources: Vec<Resource>, at: DateTime<Utc>) {
         failures: vec![],
         accounts: vec![("main".into(), A.into())],
     };
-    store
-        .record_inventory(&report, &BTreeMap::from([("main".to_string(), None)]), at)
-        .await
-        .unwrap();
+    store.record_inventory(&report, &BTreeMap::from([("main".to_string(), None)]), at).await.unwrap();
 }
 
 const RULES: &str = r#"
@@ -317,15 +230,9 @@ async fn get(
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let res = app(state.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app(state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let status = res.status();
-    let challenge = res
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_string());
+    let challenge = res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_string());
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, challenge, String::from_utf8(body.to_vec()).unwrap())
 }
@@ -334,11 +241,7 @@ async fn get(
 async fn samples(daemon: &Daemon, prefix: &str) -> Vec<String> {
     let (status, _, body) = get(&daemon.state, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
-    let mut lines: Vec<String> = body
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(str::to_string)
-        .collect();
+    let mut lines: Vec<String> = body.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect();
     lines.sort();
     lines
 }
@@ -346,24 +249,9 @@ async fn samples(daemon: &Daemon, prefix: &str) -> Vec<String> {
 /// (kind, rule, subject, first seen, last seen, resolved at) of every stored finding.
 async fn stored(
     store: &Store,
-) -> Vec<(
-    FindingKind,
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-)> {
-    let all = store
-        .findings(FindingFilter {
-            kind: None,
-            include_resolved: true,
-        })
-        .await
-        .unwrap();
-    all.into_iter()
-        .map(|f| (f.kind, f.rule, f.subject, f.first_seen, f.last_seen, f.resolved_at))
-        .collect()
+) -> Vec<(FindingKind, String, String, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let all = store.findings(FindingFilter { kind: None, include_resolved: true }).await.unwrap();
+    all.into_iter().map(|f| (f.kind, f.rule, f.subject, f.first_seen, f.last_seen, f.resolved_at)).collect()
 }
 
 #[tokio::test]
@@ -373,21 +261,13 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
     let daemon = Daemon::new(daemon_config(dir.path())).await.unwrap();
-    let job = daemon
-        .jobs()
-        .into_iter()
-        .find(|j| matches!(j.kind, JobKind::Rules(_)))
-        .expect("rules job scheduled");
+    let job = daemon.jobs().into_iter().find(|j| matches!(j.kind, JobKind::Rules(_))).expect("rules job scheduled");
     assert_eq!(job.kind.name(), "rules");
     assert!(job.kind.reads_inventory());
     let cancel = CancellationToken::new();
 
     let t0: DateTime<Utc> = "2026-01-20T08:00:00Z".parse().unwrap();
-    let (t1, t2, t3) = (
-        t0 + Duration::hours(1),
-        t0 + Duration::hours(2),
-        t0 + Duration::hours(3),
-    );
+    let (t1, t2, t3) = (t0 + Duration::hours(1), t0 + Duration::hours(2), t0 + Duration::hours(3));
     record(&daemon.store, vec![volume(&[], &[]), instance()], t0).await;
 
     // First evaluation: the untagged, unattached volume is a tagging and a cleanup finding.
@@ -397,29 +277,12 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     // No collector is configured: the evaluation makes the daemon ready.
     assert!(daemon.state.is_ready());
     let detail = run.rules().unwrap();
-    assert_eq!(
-        (detail.rule_files, detail.resources, detail.findings, detail.opened),
-        (1, 2, 2, 2)
-    );
+    assert_eq!((detail.rule_files, detail.resources, detail.findings, detail.opened), (1, 2, 2, 2));
     let vol = format!("arn:aws:ec2:eu-west-1:{A}:volume/vol-1");
     let want = |last: DateTime<Utc>, resolved: Option<DateTime<Utc>>| {
         vec![
-            (
-                FindingKind::Tagging,
-                "ownership".to_string(),
-                vol.clone(),
-                t1,
-                last,
-                resolved,
-            ),
-            (
-                FindingKind::Cleanup,
-                "unattached_volume".to_string(),
-                vol.clone(),
-                t1,
-                last,
-                resolved,
-            ),
+            (FindingKind::Tagging, "ownership".to_string(), vol.clone(), t1, last, resolved),
+            (FindingKind::Cleanup, "unattached_volume".to_string(), vol.clone(), t1, last, resolved),
         ]
     };
     assert_eq!(stored(&daemon.store).await, want(t1, None));
@@ -493,20 +356,11 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     let (status, _, body) = get(state, "/api/v1/findings?kind=cleanup", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        list.iter().map(|f| f["kind"].as_str().unwrap()).collect::<Vec<_>>(),
-        ["cleanup"]
-    );
+    assert_eq!(list.iter().map(|f| f["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["cleanup"]);
     let (status, _, body) = get(state, "/api/v1/findings?kind=tagz", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let error: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        error["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("unknown kind \"tagz\": expected one of tagging, "),
-        "{body}"
-    );
+    assert!(error["error"].as_str().unwrap().starts_with("unknown kind \"tagz\": expected one of tagging, "), "{body}");
     let (status, _, body) = get(state, "/api/v1/findings?include_resolved=maybe", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Authentication comes before parameters.
@@ -514,31 +368,15 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // The volume is tagged and attached: both findings resolve.
-    record(
-        &daemon.store,
-        vec![volume(&[("team", "data")], &["i-1"]), instance()],
-        t2 + Duration::minutes(1),
-    )
-    .await;
+    record(&daemon.store, vec![volume(&[("team", "data")], &["i-1"]), instance()], t2 + Duration::minutes(1)).await;
     let run = daemon.run_job(&job.kind, t3, &cancel).await;
     assert_eq!((run.outcome, run.rules().unwrap().resolved), (RunOutcome::Success, 2));
     assert_eq!(stored(&daemon.store).await, want(t2, Some(t3)));
-    assert!(samples(&daemon, "cloudwarden_findings{")
-        .await
-        .iter()
-        .all(|l| l.ends_with(" 0")));
-    assert!(samples(&daemon, "cloudwarden_tag_compliance_ratio")
-        .await
-        .iter()
-        .all(|l| l.ends_with(" 1.0")));
+    assert!(samples(&daemon, "cloudwarden_findings{").await.iter().all(|l| l.ends_with(" 0")));
+    assert!(samples(&daemon, "cloudwarden_tag_compliance_ratio").await.iter().all(|l| l.ends_with(" 1.0")));
     let (_, _, body) = get(state, "/api/v1/findings", Some(TOKEN)).await;
     assert_eq!(body, "[]");
-    let (_, _, body) = get(
-        state,
-        "/api/v1/findings?kind=tagging&include_resolved=true",
-        Some(TOKEN),
-    )
-    .await;
+    let (_, _, body) = get(state, "/api/v1/findings?kind=tagging&include_resolved=true", Some(TOKEN)).await;
     let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["resolved_at"], "2026-01-20T11:00:00Z");
@@ -547,11 +385,7 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     // An invalid rule file at run time fails the run and keeps the findings and the metrics.
     let metrics_before = daemon.state.metrics();
     let findings_before = stored(&daemon.store).await;
-    std::fs::write(
-        dir.path().join("rules/main.toml"),
-        "[[tagging]]\nname = \"x\"\nrequired_keys = 3\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("rules/main.toml"), "[[tagging]]\nname = \"x\"\nrequired_keys = 3\n").unwrap();
     let run = daemon.run_job(&job.kind, t3 + Duration::hours(1), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Failed);
     let error = run.error.unwrap();
@@ -565,7 +399,8 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert_eq!(strip(&daemon.state.metrics()), strip(&metrics_before));
 
     // Metric anomaly findings belong to the CloudWatch job: an evaluation leaves them open.
-    let metric = finding(FindingKind::MetricAnomaly, "metric_anomaly", "arn:i-1 AWS/EC2 CPUUtilization Average", "spike");
+    let metric =
+        finding(FindingKind::MetricAnomaly, "metric_anomaly", "arn:i-1 AWS/EC2 CPUUtilization Average", "spike");
     daemon.store.record_findings(&[FindingKind::MetricAnomaly], &[metric], t3).await.unwrap();
     std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
     let run = daemon.run_job(&job.kind, t3 + Duration::hours(2), &cancel).await;
@@ -581,9 +416,7 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
 #[tokio::test]
 async fn without_a_token_the_api_is_off() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 1)
-        .await
-        .unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 1).await.unwrap();
     for tokens in [vec![], vec![String::new()]] {
         let state = cloudwarden::server::AppState::default().with_api(store.clone(), tokens);
         let (status, challenge, body) = get(&state, "/api/v1/findings", Some(TOKEN)).await;
@@ -611,25 +444,14 @@ fn rule_files_are_validated_with_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     std::fs::write(dir.path().join("good.toml"), RULES).unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[[tagging]]\nname = \"x\"\n\nrequired_keys = 3\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[tagging]]\nname = \"x\"\n\nrequired_keys = 3\n").unwrap();
     // A bad rule file: its own file, line and path, after the configuration's own errors.
-    let errors = config_errors(&format!(
-        "[rules]\nfiles = [\"{d}/good.toml\", \"{d}/bad.toml\"]\nthreads = 0\n"
-    ));
+    let errors = config_errors(&format!("[rules]\nfiles = [\"{d}/good.toml\", \"{d}/bad.toml\"]\nthreads = 0\n"));
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0], "t.toml:3: rules.threads: must be between 1 and 64");
-    assert!(
-        errors[1].starts_with(&format!("{d}/bad.toml:4: tagging[0].required_keys: ")),
-        "{errors:?}"
-    );
+    assert!(errors[1].starts_with(&format!("{d}/bad.toml:4: tagging[0].required_keys: ")), "{errors:?}");
     // A glob matching nothing and a missing file.
-    let errors = config_errors(&format!(
-        "[rules]\nfiles = [\n  \"{d}/none/*.toml\",\n  \"{d}/missing.toml\",\n]\n"
-    ));
+    let errors = config_errors(&format!("[rules]\nfiles = [\n  \"{d}/none/*.toml\",\n  \"{d}/missing.toml\",\n]\n"));
     assert_eq!(
         errors,
         [
@@ -640,10 +462,7 @@ fn rule_files_are_validated_with_the_configuration() {
     // The same rule name in two files.
     std::fs::write(dir.path().join("again.toml"), RULES).unwrap();
     let errors = config_errors(&format!("[rules]\nfiles = [\"{d}/good.toml\", \"{d}/again.toml\"]\n"));
-    assert!(
-        errors.iter().any(|e| e.starts_with(&format!("{d}/again.toml:"))),
-        "{errors:?}"
-    );
+    assert!(errors.iter().any(|e| e.starts_with(&format!("{d}/again.toml:"))), "{errors:?}");
     // Disabled: the files are not read.
     let c = cloudwarden::config::parse(
         "t.toml",
@@ -653,13 +472,9 @@ fn rule_files_are_validated_with_the_configuration() {
     .unwrap();
     assert!(c.rules.is_none());
     // Schedules and tokens.
-    let errors = config_errors(&format!(
-        "[rules]\nfiles = [\"{d}/good.toml\"]\ninterval_secs = 5\ncron = \"* * * * *\"\n"
-    ));
-    assert_eq!(
-        errors,
-        ["t.toml:4: rules.cron: set either interval_secs or cron, not both"]
-    );
+    let errors =
+        config_errors(&format!("[rules]\nfiles = [\"{d}/good.toml\"]\ninterval_secs = 5\ncron = \"* * * * *\"\n"));
+    assert_eq!(errors, ["t.toml:4: rules.cron: set either interval_secs or cron, not both"]);
     let errors = config_errors("[api]\ntokens = [\"short\", \"${NOPE}\"]\n");
     assert_eq!(
         errors,
@@ -686,9 +501,7 @@ async fn costs_come_from_billing_files_and_cost_explorer_fills_missing_days() {
 
     common::aws_test_env();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 2)
-        .await
-        .unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 2).await.unwrap();
     let header = "ChargePeriodStart,BilledCost,EffectiveCost,ListCost,ProviderName,BillingAccountId,SubAccountId,\
 ServiceName,ChargeCategory,BillingCurrency,ResourceId,RegionId,Tags";
     let row = |day: &str, resource: &str, effective: &str, currency: &str| {
@@ -738,14 +551,10 @@ ServiceName,ChargeCategory,BillingCurrency,ResourceId,RegionId,Tags";
         account_names: BTreeMap::new(),
     };
     let dims = ["service".to_string(), "account".to_string()];
-    store
-        .record_costs(&fetch, &dims, day("2026-03-01"), day("2026-03-10"), Utc::now())
-        .await
-        .unwrap();
+    store.record_costs(&fetch, &dims, day("2026-03-01"), day("2026-03-10"), Utc::now()).await.unwrap();
 
-    let (costs, billing_days, ce_days) = cloudwarden::jobs::rules::daily_costs(&store, day("2026-03-10"), 60, 31)
-        .await
-        .unwrap();
+    let (costs, billing_days, ce_days) =
+        cloudwarden::jobs::rules::daily_costs(&store, day("2026-03-10"), 60, 31).await.unwrap();
     assert_eq!((billing_days, ce_days), (2, 1));
     let got: Vec<_> = costs
         .iter()
@@ -763,20 +572,8 @@ ServiceName,ChargeCategory,BillingCurrency,ResourceId,RegionId,Tags";
         got,
         [
             ("2026-01-20".to_string(), A, "AmazonEC2", None, "2.5".to_string()),
-            (
-                "2026-03-07".to_string(),
-                A,
-                "AmazonEC2",
-                Some("i-1"),
-                "1.25".to_string()
-            ),
-            (
-                "2026-03-09".to_string(),
-                "",
-                "Amazon Elastic Compute Cloud - Compute",
-                None,
-                "3".to_string()
-            ),
+            ("2026-03-07".to_string(), A, "AmazonEC2", Some("i-1"), "1.25".to_string()),
+            ("2026-03-09".to_string(), "", "Amazon Elastic Compute Cloud - Compute", None, "3".to_string()),
         ]
     );
     assert_eq!(costs[0].tags, BTreeMap::from([("team".to_string(), "web".to_string())]));

@@ -33,28 +33,13 @@ fn job(d: &Daemon, name: &str) -> JobKind {
 
 async fn run(d: &Daemon, name: &str, now: DateTime<Utc>) {
     let run = d.run_job(&job(d, name), now, &CancellationToken::new()).await;
-    assert_eq!(
-        run.outcome,
-        RunOutcome::Success,
-        "{name}: {:?} {:?}",
-        run.error,
-        run.failures
-    );
+    assert_eq!(run.outcome, RunOutcome::Success, "{name}: {:?} {:?}", run.error, run.failures);
 }
 
 /// (kind, rule, subject) of the open findings in the store.
 async fn open_findings(d: &Daemon) -> BTreeSet<Key> {
-    let open = d
-        .store
-        .findings(FindingFilter {
-            kind: None,
-            include_resolved: false,
-        })
-        .await
-        .unwrap();
-    open.into_iter()
-        .map(|f| (f.kind.as_str().to_string(), f.rule, f.subject))
-        .collect()
+    let open = d.store.findings(FindingFilter { kind: None, include_resolved: false }).await.unwrap();
+    open.into_iter().map(|f| (f.kind.as_str().to_string(), f.rule, f.subject)).collect()
 }
 
 fn truth_findings(expected: &Value) -> BTreeSet<Key> {
@@ -89,11 +74,7 @@ fn samples(body: &str, metric: &str) -> BTreeMap<Vec<(String, String)>, f64> {
 }
 
 fn label(labels: &[(String, String)], name: &str) -> String {
-    labels
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
+    labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
 }
 
 async fn api(d: &Daemon, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -101,10 +82,7 @@ async fn api(d: &Daemon, uri: &str, token: Option<&str>) -> (StatusCode, Value) 
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let res = app(d.state.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app(d.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
@@ -186,10 +164,7 @@ tokens = ["${{CW_TOKEN}}"]
     let got = open_findings(&daemon).await;
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing: {missing:#?}\nextra: {extra:#?}"
-    );
+    assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
     // Every kind but drift (no Terraform state in the scenario) is exercised.
     let kinds: BTreeSet<&str> = want.iter().map(|k| k.0.as_str()).collect();
     assert_eq!(kinds, BTreeSet::from(["budget", "cleanup", "cost_anomaly", "tagging"]));
@@ -202,10 +177,7 @@ tokens = ["${{CW_TOKEN}}"]
         .unwrap()
         .iter()
         .map(|r| {
-            let key = (
-                r["account"].as_str().unwrap().to_string(),
-                r["resource_type"].as_str().unwrap().to_string(),
-            );
+            let key = (r["account"].as_str().unwrap().to_string(), r["resource_type"].as_str().unwrap().to_string());
             (key, r["ratio"].as_f64().unwrap())
         })
         .collect();
@@ -219,11 +191,7 @@ tokens = ["${{CW_TOKEN}}"]
     for b in expected["budgets"].as_array().unwrap() {
         let key = vec![("budget".to_string(), b["name"].as_str().unwrap().to_string())];
         let want = b["used_ratio"].as_f64().unwrap();
-        assert!(
-            (used[&key] - want).abs() < 1e-12,
-            "{key:?}: used {} != {want}",
-            used[&key]
-        );
+        assert!((used[&key] - want).abs() < 1e-12, "{key:?}: used {} != {want}", used[&key]);
         assert_eq!(
             forecast[&key] > 1.0,
             b["forecast_exceeds"].as_bool().unwrap(),
@@ -295,18 +263,8 @@ tokens = ["${{CW_TOKEN}}"]
     want_after.remove(&fixed_key);
     assert_eq!(open_findings(&daemon).await, want_after);
     // Resolved at the second run, first sighting (and so its age) kept.
-    let (_, list) = api(
-        &daemon,
-        "/api/v1/findings?kind=tagging&include_resolved=true",
-        Some(TOKEN),
-    )
-    .await;
-    let rows: Vec<&Value> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["subject"] == fixed.as_str())
-        .collect();
+    let (_, list) = api(&daemon, "/api/v1/findings?kind=tagging&include_resolved=true", Some(TOKEN)).await;
+    let rows: Vec<&Value> = list.as_array().unwrap().iter().filter(|f| f["subject"] == fixed.as_str()).collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let secs = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap().timestamp();
     assert_eq!(secs(&rows[0]["first_seen"]), t1.timestamp());

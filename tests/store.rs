@@ -35,7 +35,13 @@ fn i1() -> Resource {
     resource("arn:aws:ec2:us-east-1:111111111111:instance/i-1", A, "us-east-1", "ec2:instance", &[("team", "web")])
 }
 fn i2() -> Resource {
-    resource("arn:aws:ec2:us-east-1:111111111111:instance/i-2", A, "us-east-1", "ec2:instance", &[("aws:cloudformation:stack-name", "x")])
+    resource(
+        "arn:aws:ec2:us-east-1:111111111111:instance/i-2",
+        A,
+        "us-east-1",
+        "ec2:instance",
+        &[("aws:cloudformation:stack-name", "x")],
+    )
 }
 fn v1() -> Resource {
     resource("arn:aws:ec2:eu-west-1:111111111111:volume/vol-1", A, "eu-west-1", "ec2:volume", &[])
@@ -69,9 +75,13 @@ async fn suite(url: &str) {
     let w = store.record_inventory(&report(vec![i1(), i2(), v1(), b1()], all_scopes()), &roles, t1).await.unwrap();
     assert_eq!((w.upserted, w.gone), (4, 0));
     let counts = store.inventory_counts().await.unwrap();
-    let flat: Vec<_> = counts.iter().map(|c| (c.region.as_str(), c.resource_type.as_str(), c.total, c.untagged)).collect();
+    let flat: Vec<_> =
+        counts.iter().map(|c| (c.region.as_str(), c.resource_type.as_str(), c.total, c.untagged)).collect();
     // i-2 only has a system tag, so it counts as untagged.
-    assert_eq!(flat, [("eu-west-1", "ec2:volume", 1, 1), ("eu-west-1", "s3:bucket", 1, 0), ("us-east-1", "ec2:instance", 2, 1)]);
+    assert_eq!(
+        flat,
+        [("eu-west-1", "ec2:volume", 1, 1), ("eu-west-1", "s3:bucket", 1, 0), ("us-east-1", "ec2:instance", 2, 1)]
+    );
 
     // Run rows.
     let run = store.begin_run("inventory", t1).await.unwrap();
@@ -83,7 +93,10 @@ async fn suite(url: &str) {
     let store = Store::connect(url, 2).await.unwrap();
     assert_eq!(store.close_abandoned_runs(t1 + Duration::seconds(5)).await.unwrap(), 1);
     let runs = store.runs("inventory", 10).await.unwrap();
-    assert_eq!(runs.iter().map(|r| (r.id, r.outcome)).collect::<Vec<_>>(), [(open, RunOutcome::Failed), (run, RunOutcome::Success)]);
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.outcome)).collect::<Vec<_>>(),
+        [(open, RunOutcome::Failed), (run, RunOutcome::Success)]
+    );
     assert_eq!((runs[1].api_calls, runs[1].items), (12, 4));
     assert!(runs[0].error.as_deref().unwrap().starts_with("abandoned"));
     let last = store.last_successes().await.unwrap();
@@ -96,7 +109,8 @@ async fn suite(url: &str) {
     let scopes = vec![scope(A, Some("us-east-1"), "ec2:instance"), scope(A, None, "s3:bucket")];
     let w = store.record_inventory(&report(vec![i2(), b1()], scopes), &roles, t2).await.unwrap();
     assert_eq!((w.upserted, w.gone), (2, 1));
-    let by_arn: BTreeMap<String, _> = store.resources().await.unwrap().into_iter().map(|r| (r.arn.clone(), r)).collect();
+    let by_arn: BTreeMap<String, _> =
+        store.resources().await.unwrap().into_iter().map(|r| (r.arn.clone(), r)).collect();
     assert_eq!(by_arn[&i1().arn].gone_at, Some(t2));
     assert_eq!(by_arn[&v1().arn].gone_at, None);
     assert_eq!(by_arn[&v1().arn].last_seen, t1);
@@ -115,10 +129,16 @@ async fn suite(url: &str) {
 
     // A large write goes through in chunks.
     let many: Vec<Resource> = (0..1234)
-        .map(|i| resource(&format!("arn:aws:ec2:us-east-1:111111111111:volume/vol-x{i}"), A, "us-east-1", "ec2:volume", &[]))
+        .map(|i| {
+            resource(&format!("arn:aws:ec2:us-east-1:111111111111:volume/vol-x{i}"), A, "us-east-1", "ec2:volume", &[])
+        })
         .collect();
     let w = store
-        .record_inventory(&report(many, vec![scope(A, Some("us-east-1"), "ec2:volume")]), &roles, t3 + Duration::minutes(1))
+        .record_inventory(
+            &report(many, vec![scope(A, Some("us-east-1"), "ec2:volume")]),
+            &roles,
+            t3 + Duration::minutes(1),
+        )
         .await
         .unwrap();
     assert_eq!(w.upserted, 1234);

@@ -32,14 +32,9 @@ pub struct ArnError(pub String);
 impl<'a> Arn<'a> {
     pub fn parse(s: &'a str) -> Result<Self, ArnError> {
         let mut parts = s.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(ArnError(s.to_string()));
         };
         if partition.is_empty() || service.is_empty() || resource.is_empty() {
@@ -50,12 +45,8 @@ impl<'a> Arn<'a> {
 
     /// The `service:type` form of the Tagging API: `ec2:instance`, `rds:db`, `s3:bucket`.
     pub fn resource_type(&self) -> String {
-        let kind = self
-            .resource
-            .split(['/', ':'])
-            .next()
-            .filter(|k| *k != self.resource)
-            .unwrap_or(match self.service {
+        let kind =
+            self.resource.split(['/', ':']).next().filter(|k| *k != self.resource).unwrap_or(match self.service {
                 "s3" => "bucket",
                 _ => "",
             });
@@ -164,10 +155,7 @@ mod tests {
             assert_eq!(parsed.resource_type(), t);
             assert_eq!(parsed.resource_id(), id);
         }
-        assert_eq!(
-            canonical("arn:aws:logs:us-east-1:1:log-group:g:*"),
-            "arn:aws:logs:us-east-1:1:log-group:g"
-        );
+        assert_eq!(canonical("arn:aws:logs:us-east-1:1:log-group:g:*"), "arn:aws:logs:us-east-1:1:log-group:g");
         assert_eq!(canonical("arn:aws:ec2:us-east-1:1:snapshot/snap-1"), "arn:aws:ec2:us-east-1::snapshot/snap-1");
         assert_eq!(build("ec2:instance", "cn-north-1", "1", "i-1"), "arn:aws-cn:ec2:cn-north-1:1:instance/i-1");
     }

@@ -97,26 +97,8 @@ const TEAMS: &[&str] = &["payments", "search", "data", "web", "platform", "ml"];
 const ENVS: &[&str] = &["prod", "staging", "dev"];
 
 fn rules_toml() -> String {
-    let scopes = [
-        "ec2:*",
-        "ec2:instance",
-        "ec2:volume",
-        "s3:bucket",
-        "*",
-        "rds:*",
-        "lambda:function",
-        "logs:*",
-    ];
-    let keys = [
-        "team",
-        "env",
-        "cost-center",
-        "app",
-        "owner",
-        "service",
-        "tier",
-        "data-class",
-    ];
+    let scopes = ["ec2:*", "ec2:instance", "ec2:volume", "s3:bucket", "*", "rds:*", "lambda:function", "logs:*"];
+    let keys = ["team", "env", "cost-center", "app", "owner", "service", "tier", "data-class"];
     let mut s = String::new();
     for i in 0..44 {
         let scope = scopes[i % scopes.len()];
@@ -130,10 +112,7 @@ fn rules_toml() -> String {
         }
         let _ = writeln!(s, "ignore_key_case = {}", i % 4 == 0);
         if i % 5 == 0 {
-            let _ = writeln!(
-                s,
-                "exempt_tags = [\"env=sandbox\"]\nexempt_arns = [\"arn:aws:ec2:*:999999999999:*\"]"
-            );
+            let _ = writeln!(s, "exempt_tags = [\"env=sandbox\"]\nexempt_arns = [\"arn:aws:ec2:*:999999999999:*\"]");
         }
         match i % 3 {
             0 => {
@@ -171,10 +150,7 @@ fn resources(n: usize, untagged_permille: u64, now: DateTime<Utc>, rng: &mut Rng
         // `untagged_permille` untagged (5% by default); the rest carry every key the rules ask for, and
         // 5% of those break one rule or more (a key missing, or a value not allowed).
         if rng.below(1000) >= untagged_permille {
-            tags.insert(
-                "team".to_string(),
-                TEAMS[rng.below(TEAMS.len() as u64) as usize].to_string(),
-            );
+            tags.insert("team".to_string(), TEAMS[rng.below(TEAMS.len() as u64) as usize].to_string());
             tags.insert("env".to_string(), ENVS[rng.below(3) as usize].to_string());
             tags.insert("cost-center".to_string(), format!("cc-{:04}", rng.below(10_000)));
             for key in ["app", "owner", "service", "tier", "data-class"] {
@@ -189,16 +165,8 @@ fn resources(n: usize, untagged_permille: u64, now: DateTime<Utc>, rng: &mut Rng
                         tags.insert("cost-center".to_string(), "cc-12".to_string());
                     }
                     _ => {
-                        let key = [
-                            "team",
-                            "env",
-                            "cost-center",
-                            "app",
-                            "owner",
-                            "service",
-                            "tier",
-                            "data-class",
-                        ][rng.below(8) as usize];
+                        let key = ["team", "env", "cost-center", "app", "owner", "service", "tier", "data-class"]
+                            [rng.below(8) as usize];
                         tags.remove(key);
                     }
                 }
@@ -219,10 +187,7 @@ fn resources(n: usize, untagged_permille: u64, now: DateTime<Utc>, rng: &mut Rng
                 volume_id: Some(format!("volume-{:08x}", rng.below(n as u64 * 2))),
                 size_gib: Some(8 + rng.below(500) as i32),
             },
-            "ec2:elastic-ip" => Details::ElasticIp {
-                public_ip: None,
-                associated: rng.below(8) != 0,
-            },
+            "ec2:elastic-ip" => Details::ElasticIp { public_ip: None, associated: rng.below(8) != 0 },
             "logs:log-group" => Details::LogGroup {
                 retention_days: (rng.below(3) != 0).then_some(30),
                 stored_bytes: Some(rng.below(50 << 30) as i64),
@@ -230,9 +195,7 @@ fn resources(n: usize, untagged_permille: u64, now: DateTime<Utc>, rng: &mut Rng
             _ => Details::Other,
         };
         let state = match &details {
-            Details::Instance {
-                stopped_at: Some(_), ..
-            } => Some("stopped".to_string()),
+            Details::Instance { stopped_at: Some(_), .. } => Some("stopped".to_string()),
             Details::Instance { .. } => Some("running".to_string()),
             _ => None,
         };
@@ -309,24 +272,11 @@ fn mib(b: usize) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_RESOURCES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: usize = std::env::var("BENCH_RESOURCES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let with_drift = std::env::var("BENCH_DRIFT").is_ok_and(|v| v == "1");
-    let untagged: u64 = std::env::var("BENCH_UNTAGGED_PERMILLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
-    let threads: usize = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    let untagged: u64 = std::env::var("BENCH_UNTAGGED_PERMILLE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let threads: usize = std::env::var("BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).single().expect("valid date");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
 
@@ -334,11 +284,7 @@ fn main() {
     let started = Instant::now();
     let resources = resources(n, untagged, now, &mut rng);
     let costs = costs(&resources, now);
-    let tf = if with_drift {
-        state(&resources, &mut rng)
-    } else {
-        Vec::new()
-    };
+    let tf = if with_drift { state(&resources, &mut rng) } else { Vec::new() };
     println!("threads: {threads}");
     println!(
         "inputs: {} resources, {} tagging rules + 6 cleanup rules, {} cost rows, {} state resources (built in {:.2?})",
@@ -348,13 +294,7 @@ fn main() {
         tf.len(),
         started.elapsed()
     );
-    let inputs = Inputs {
-        now,
-        resources: &resources,
-        costs: &costs,
-        tf_resources: &tf,
-        tf_loaded: with_drift,
-    };
+    let inputs = Inputs { now, resources: &resources, costs: &costs, tf_resources: &tf, tf_loaded: with_drift };
 
     // Timed runs, allocation counting off.
     let mut walls = Vec::new();
@@ -421,12 +361,7 @@ fn main() {
     );
     if let Some(eval) = last {
         for r in &eval.cleanup.by_rule {
-            println!(
-                "  cleanup {:<28} {:>7} candidates, {:>14} USD/month",
-                r.rule.name(),
-                r.candidates,
-                r.monthly_usd
-            );
+            println!("  cleanup {:<28} {:>7} candidates, {:>14} USD/month", r.rule.name(), r.candidates, r.monthly_usd);
         }
     }
 }

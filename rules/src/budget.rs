@@ -120,9 +120,7 @@ impl BudgetPeriod {
         };
         let first_month = (day.month0() / months) * months + 1;
         let start = NaiveDate::from_ymd_opt(day.year(), first_month, 1).unwrap_or(day);
-        let end = start
-            .checked_add_months(chrono::Months::new(months))
-            .unwrap_or(NaiveDate::MAX);
+        let end = start.checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX);
         (start, end)
     }
 
@@ -147,10 +145,7 @@ pub struct BudgetThresholds {
 
 impl Default for BudgetThresholds {
     fn default() -> Self {
-        BudgetThresholds {
-            actual_percent: vec![80.0, 100.0],
-            forecast_percent: vec![100.0],
-        }
+        BudgetThresholds { actual_percent: vec![80.0, 100.0], forecast_percent: vec![100.0] }
     }
 }
 
@@ -245,44 +240,24 @@ fn status(rule: &BudgetRule, costs: &[DailyCost], today: NaiveDate, data_start: 
     let (start, end) = rule.period.bounds(today);
     let history_from = days_before(today, u64::from(rule.history_weeks.max(1)) * 7).min(start);
     let mut daily: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
-    for cost in costs
-        .iter()
-        .filter(|c| c.day >= history_from && c.day <= today && rule.scope.matches(c))
-    {
+    for cost in costs.iter().filter(|c| c.day >= history_from && c.day <= today && rule.scope.matches(c)) {
         let slot = daily.entry(cost.day).or_insert(Decimal::ZERO);
         *slot = slot.saturating_add(cost.amount);
     }
-    let sum = |from: NaiveDate, to: NaiveDate| {
-        daily
-            .range(from..to)
-            .fold(Decimal::ZERO, |a, (_, v)| a.saturating_add(*v))
-    };
+    let sum =
+        |from: NaiveDate, to: NaiveDate| daily.range(from..to).fold(Decimal::ZERO, |a, (_, v)| a.saturating_add(*v));
     let actual = sum(start, today.succ_opt().unwrap_or(today));
     let actual_complete = sum(start, today);
     let remaining = days_between(today, end);
 
-    let baseline = data_start.and_then(|data_start| {
-        Baseline::fit(
-            Daily {
-                values: &daily,
-                start: data_start,
-            },
-            today,
-            rule.history_weeks,
-        )
-    });
+    let baseline = data_start
+        .and_then(|data_start| Baseline::fit(Daily { values: &daily, start: data_start }, today, rule.history_weeks));
     let (forecast, method, history_days) = match &baseline {
         None => (actual, ForecastMethod::ActualOnly, 0),
         Some(b) => {
-            let rest = today
-                .iter_days()
-                .take_while(|d| *d < end)
-                .fold(Decimal::ZERO, |a, d| a.saturating_add(b.expected(d)));
-            let method = if b.profile.is_some() {
-                ForecastMethod::WeeklySeasonal
-            } else {
-                ForecastMethod::Level
-            };
+            let rest =
+                today.iter_days().take_while(|d| *d < end).fold(Decimal::ZERO, |a, d| a.saturating_add(b.expected(d)));
+            let method = if b.profile.is_some() { ForecastMethod::WeeklySeasonal } else { ForecastMethod::Level };
             (actual_complete.saturating_add(rest).max(actual), method, b.history_days)
         }
     };
@@ -292,11 +267,7 @@ fn status(rule: &BudgetRule, costs: &[DailyCost], today: NaiveDate, data_start: 
         let from = days_before(today, u64::from(window));
         let from = data_start.map_or(today, |d| from.max(d));
         let window_days = days_between(from, today);
-        let usd_per_day = if window_days == 0 {
-            Decimal::ZERO
-        } else {
-            sum(from, today) / Decimal::from(window_days)
-        };
+        let usd_per_day = if window_days == 0 { Decimal::ZERO } else { sum(from, today) / Decimal::from(window_days) };
         let projected = cents(actual_complete.saturating_add(usd_per_day.saturating_mul(Decimal::from(remaining))));
         BurnRate {
             window_days,
@@ -375,18 +346,8 @@ fn period_label(period: BudgetPeriod, start: NaiveDate) -> String {
 fn findings(rule: &BudgetRule, status: &BudgetStatus) -> Vec<Finding> {
     let mut out = Vec::new();
     let sets = [
-        (
-            Basis::Actual,
-            &rule.thresholds.actual_percent,
-            status.actual_usd,
-            status.used_ratio,
-        ),
-        (
-            Basis::Forecast,
-            &rule.thresholds.forecast_percent,
-            status.forecast_usd,
-            status.forecast_ratio,
-        ),
+        (Basis::Actual, &rule.thresholds.actual_percent, status.actual_usd, status.used_ratio),
+        (Basis::Forecast, &rule.thresholds.forecast_percent, status.forecast_usd, status.forecast_ratio),
     ];
     for (basis, percents, value, value_ratio) in sets {
         let mut sorted: Vec<f64> = percents.iter().copied().filter(|p| p.is_finite()).collect();
@@ -503,11 +464,7 @@ impl Check for BudgetRule {
         ] {
             for (i, p) in percents.iter().enumerate() {
                 if !p.is_finite() || *p <= 0.0 || *p > 1000.0 {
-                    problems.push(Problem::at_index(
-                        field,
-                        i,
-                        "must be a percentage above 0 and at most 1000",
-                    ));
+                    problems.push(Problem::at_index(field, i, "must be a percentage above 0 and at most 1000"));
                 } else if percents[..i].contains(p) {
                     problems.push(Problem::at_index(field, i, format!("duplicate threshold {p}")));
                 }
@@ -525,11 +482,8 @@ pub fn check_names(rules: &[BudgetRule]) -> Vec<Problem> {
     for (i, rule) in rules.iter().enumerate() {
         if let Some(j) = first.get(rule.name.as_str()) {
             problems.push(
-                Problem::at(
-                    "name",
-                    format!("duplicate budget name `{}` (also budgets[{j}])", rule.name),
-                )
-                .under(&[Seg::Index(i)]),
+                Problem::at("name", format!("duplicate budget name `{}` (also budgets[{j}])", rule.name))
+                    .under(&[Seg::Index(i)]),
             );
         } else {
             first.insert(&rule.name, i);
@@ -566,10 +520,7 @@ mod tests {
             account_id: account.to_string(),
             service: service.to_string(),
             resource_id: None,
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
             amount,
         }
     }
@@ -605,13 +556,7 @@ mod tests {
         let findings: Vec<String> = evaluation
             .findings
             .iter()
-            .map(|f| {
-                format!(
-                    "{} {:?}",
-                    f.subject.trim_start_matches(&format!("{}/", rule.name)),
-                    f.severity
-                )
-            })
+            .map(|f| format!("{} {:?}", f.subject.trim_start_matches(&format!("{}/", rule.name)), f.severity))
             .collect();
         format!(
             "{}..{} actual {} forecast {} {:?} [{}]",
@@ -690,63 +635,20 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let mut costs = daily(
-            "2026-02-01",
-            "2026-03-10",
-            "111111111111",
-            "AmazonEC2",
-            &[("team", "data")],
-            ten,
-        );
-        costs.extend(daily(
-            "2026-02-01",
-            "2026-03-10",
-            "111111111111",
-            "AmazonS3",
-            &[("team", "web")],
-            |_| "1.5",
-        ));
-        costs.extend(daily(
-            "2026-02-01",
-            "2026-03-10",
-            "222222222222",
-            "AmazonEC2",
-            &[],
-            |_| "2",
-        ));
-        costs.extend(daily(
-            "2026-02-01",
-            "2026-03-10",
-            "222222222222",
-            "AmazonRDS",
-            &[("team", "Data")],
-            |_| "0.25",
-        ));
+        let mut costs = daily("2026-02-01", "2026-03-10", "111111111111", "AmazonEC2", &[("team", "data")], ten);
+        costs.extend(daily("2026-02-01", "2026-03-10", "111111111111", "AmazonS3", &[("team", "web")], |_| "1.5"));
+        costs.extend(daily("2026-02-01", "2026-03-10", "222222222222", "AmazonEC2", &[], |_| "2"));
+        costs.extend(daily("2026-02-01", "2026-03-10", "222222222222", "AmazonRDS", &[("team", "Data")], |_| "0.25"));
         let now = "2026-03-10";
         let cases = [
             ("", "actual 137.50 forecast 426.25"),
             ("scope = { type = \"total\" }", "actual 137.50 forecast 426.25"),
-            (
-                "scope = { type = \"account\", account_id = \"222222222222\" }",
-                "actual 22.50 forecast 69.75",
-            ),
-            (
-                "scope = { type = \"service\", service = \"AmazonEC2\" }",
-                "actual 120 forecast 372.00",
-            ),
-            (
-                "scope = { type = \"tag\", key = \"team\", value = \"data\" }",
-                "actual 100 forecast 310.00",
-            ),
+            ("scope = { type = \"account\", account_id = \"222222222222\" }", "actual 22.50 forecast 69.75"),
+            ("scope = { type = \"service\", service = \"AmazonEC2\" }", "actual 120 forecast 372.00"),
+            ("scope = { type = \"tag\", key = \"team\", value = \"data\" }", "actual 100 forecast 310.00"),
             // tag values are case-sensitive, as AWS has them.
-            (
-                "scope = { type = \"tag\", key = \"team\", value = \"Data\" }",
-                "actual 2.50 forecast 7.75",
-            ),
-            (
-                "scope = { type = \"tag\", key = \"owner\", value = \"data\" }",
-                "actual 0 forecast 0.00",
-            ),
+            ("scope = { type = \"tag\", key = \"team\", value = \"Data\" }", "actual 2.50 forecast 7.75"),
+            ("scope = { type = \"tag\", key = \"owner\", value = \"data\" }", "actual 0 forecast 0.00"),
         ];
         for (scope, expected) in cases {
             let rule = rule(&format!("{MONTH_1000}\n{scope}"));
@@ -772,35 +674,15 @@ mod tests {
             11 => "40",
             _ => "12",
         });
-        check(
-            rule_toml,
-            &costs,
-            now,
-            "2026-03-01..2026-03-31 actual 62 forecast 290.00 Level []",
-        );
+        check(rule_toml, &costs, now, "2026-03-01..2026-03-31 actual 62 forecast 290.00 Level []");
         // today's partial spend counts in the actual spend; the forecast never goes below it.
         costs.push(cost(day(now), "1", "s", &[], usd("300")));
-        check(
-            rule_toml,
-            &costs,
-            now,
-            "2026-03-01..2026-03-31 actual 362 forecast 362.00 Level []",
-        );
+        check(rule_toml, &costs, now, "2026-03-01..2026-03-31 actual 362 forecast 362.00 Level []");
         // days after today are ignored.
         costs.push(cost(day("2026-03-20"), "1", "s", &[], usd("5000")));
-        check(
-            rule_toml,
-            &costs,
-            now,
-            "2026-03-01..2026-03-31 actual 362 forecast 362.00 Level []",
-        );
+        check(rule_toml, &costs, now, "2026-03-01..2026-03-31 actual 362 forecast 362.00 Level []");
         // no data at all.
-        check(
-            rule_toml,
-            &[],
-            now,
-            "2026-03-01..2026-03-31 actual 0 forecast 0.00 ActualOnly []",
-        );
+        check(rule_toml, &[], now, "2026-03-01..2026-03-31 actual 0 forecast 0.00 ActualOnly []");
     }
 
     #[test]
@@ -841,11 +723,7 @@ mod tests {
         // a robust forecast is not thrown by one expensive day.
         assert_eq!(s.forecast_usd, usd("350.00"));
         // short history: the window shrinks to what is known.
-        let evaluation = evaluate(
-            std::slice::from_ref(&rule),
-            &costs[costs.len() - 3..],
-            noon("2026-03-20"),
-        );
+        let evaluation = evaluate(std::slice::from_ref(&rule), &costs[costs.len() - 3..], noon("2026-03-20"));
         assert_eq!(evaluation.budgets[0].burn_7d.window_days, 3);
         assert_eq!(evaluation.budgets[0].burn_7d.usd_per_day, usd("23.33"));
     }
@@ -858,11 +736,8 @@ mod tests {
              scope = { type = \"account\", account_id = \"111111111111\" }",
         );
         let evaluation = evaluate(std::slice::from_ref(&rule), &costs, noon("2026-03-25"));
-        let critical = evaluation
-            .findings
-            .iter()
-            .find(|f| &*f.subject == "platform/actual/100")
-            .expect("actual over 100 %");
+        let critical =
+            evaluation.findings.iter().find(|f| &*f.subject == "platform/actual/100").expect("actual over 100 %");
         assert_eq!(critical.kind, FindingKind::Budget);
         assert_eq!(&*critical.rule, "platform");
         assert_eq!(critical.severity, Severity::Critical);

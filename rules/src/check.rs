@@ -24,11 +24,7 @@ impl Problem {
     /// A problem at `key` (a dotted path such as `thresholds.forecast_percent` is split on dots).
     pub fn at(key: &str, message: impl Into<String>) -> Problem {
         Problem {
-            path: key
-                .split('.')
-                .filter(|k| !k.is_empty())
-                .map(|k| Seg::Key(k.to_string()))
-                .collect(),
+            path: key.split('.').filter(|k| !k.is_empty()).map(|k| Seg::Key(k.to_string())).collect(),
             message: message.into(),
         }
     }

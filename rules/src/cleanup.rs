@@ -148,10 +148,7 @@ impl Default for CleanupSettings {
         CleanupSettings {
             protect_tag: DEFAULT_PROTECT_TAG.to_string(),
             exempt: Exemptions::default(),
-            thresholds: CleanupRule::ALL.map(|r| Threshold {
-                enabled: true,
-                min_days: r.default_min_days(),
-            }),
+            thresholds: CleanupRule::ALL.map(|r| Threshold { enabled: true, min_days: r.default_min_days() }),
             prices: Prices::default(),
         }
     }
@@ -176,25 +173,18 @@ impl CleanupSettings {
 /// are candidates of their own).
 pub fn estimate(r: &Resource, prices: &Prices) -> Option<Decimal> {
     match &r.details {
-        Details::Volume {
-            size_gib: Some(size),
-            volume_type,
-            ..
-        } => {
+        Details::Volume { size_gib: Some(size), volume_type, .. } => {
             let price = volume_type
                 .as_deref()
                 .and_then(|t| prices.volume_gib_month.get(t))
                 .unwrap_or(&prices.other_volume_gib_month);
             Some(Decimal::from(*size) * price)
         }
-        Details::Snapshot {
-            size_gib: Some(size), ..
-        } => Some(Decimal::from(*size) * prices.snapshot_gib_month),
+        Details::Snapshot { size_gib: Some(size), .. } => Some(Decimal::from(*size) * prices.snapshot_gib_month),
         Details::ElasticIp { .. } => Some(Decimal::from(HOURS_PER_MONTH) * prices.eip_hour),
-        Details::LogGroup {
-            stored_bytes: Some(bytes),
-            ..
-        } => Some(Decimal::from(*bytes) / Decimal::from(1i64 << 30) * prices.log_gib_month),
+        Details::LogGroup { stored_bytes: Some(bytes), .. } => {
+            Some(Decimal::from(*bytes) / Decimal::from(1i64 << 30) * prices.log_gib_month)
+        }
         _ => None,
     }
     .map(|d| d.round_dp(4))
@@ -252,11 +242,7 @@ pub(crate) fn live_volumes<'a>(settings: &CleanupSettings, resources: &'a [Resou
     if !settings.threshold(CleanupRule::OrphanSnapshot).enabled {
         return FastSet::default();
     }
-    resources
-        .iter()
-        .filter(|r| matches!(r.details, Details::Volume { .. }))
-        .map(|r| r.id.as_str())
-        .collect()
+    resources.iter().filter(|r| matches!(r.details, Details::Volume { .. })).map(|r| r.id.as_str()).collect()
 }
 
 /// Finds every candidate among `resources`.
@@ -317,12 +303,7 @@ fn candidate_since(r: &Resource, rule: CleanupRule, live_volumes: &FastSet<&str>
         {
             Some(created)
         }
-        (
-            Details::LogGroup {
-                retention_days: None, ..
-            },
-            CleanupRule::LogGroupWithoutRetention,
-        ) => Some(created),
+        (Details::LogGroup { retention_days: None, .. }, CleanupRule::LogGroupWithoutRetention) => Some(created),
         _ => None,
     }
 }
@@ -332,12 +313,8 @@ fn reason(out: &mut String, r: &Resource, rule: CleanupRule) {
     use std::fmt::Write as _;
     // Writing to a `String` cannot fail.
     let _ = match (&r.details, rule) {
-        (
-            Details::Volume {
-                size_gib, volume_type, ..
-            },
-            CleanupRule::UnattachedVolume,
-        ) => match (volume_type, size_gib) {
+        (Details::Volume { size_gib, volume_type, .. }, CleanupRule::UnattachedVolume) => match (volume_type, size_gib)
+        {
             (Some(t), Some(s)) => write!(out, "unattached {t} volume of {s} GiB"),
             (None, Some(s)) => write!(out, "unattached volume of {s} GiB"),
             _ => write!(out, "unattached volume"),
@@ -465,11 +442,7 @@ pub(crate) fn scan(
             let e = &mut by_rule[rule as usize];
             e.0 += 1;
             e.1 += saving.unwrap_or_default();
-            let hit = Hit {
-                resource: index,
-                rule,
-                since,
-            };
+            let hit = Hit { resource: index, rule, since };
             findings.push(builder.finding(settings, r, &strings, &hit, (saving, source), now));
             hits.push(hit);
         }
@@ -479,22 +452,10 @@ pub(crate) fn scan(
         .filter(|r| settings.threshold(*r).enabled)
         .map(|rule| {
             let (candidates, monthly_usd) = by_rule[rule as usize];
-            RuleSavings {
-                rule,
-                candidates,
-                monthly_usd,
-            }
+            RuleSavings { rule, candidates, monthly_usd }
         })
         .collect();
-    Scan {
-        hits,
-        evaluation: CleanupEvaluation {
-            findings,
-            by_rule,
-            candidates,
-            monthly_usd: total,
-        },
-    }
+    Scan { hits, evaluation: CleanupEvaluation { findings, by_rule, candidates, monthly_usd: total } }
 }
 
 #[cfg(test)]
@@ -513,18 +474,10 @@ mod tests {
         let got: Vec<(String, String, Option<Decimal>)> = eval
             .findings
             .iter()
-            .map(|f| {
-                (
-                    f.rule.to_string(),
-                    f.subject.rsplit('/').next().unwrap_or_default().to_string(),
-                    f.monthly_usd,
-                )
-            })
+            .map(|f| (f.rule.to_string(), f.subject.rsplit('/').next().unwrap_or_default().to_string(), f.monthly_usd))
             .collect();
-        let want: Vec<(String, String, Option<Decimal>)> = want
-            .iter()
-            .map(|(r, id, m)| (r.to_string(), id.to_string(), m.map(|m| m.parse().unwrap())))
-            .collect();
+        let want: Vec<(String, String, Option<Decimal>)> =
+            want.iter().map(|(r, id, m)| (r.to_string(), id.to_string(), m.map(|m| m.parse().unwrap()))).collect();
         assert_eq!(got, want, "with\n{rules}");
     }
 
@@ -536,11 +489,7 @@ mod tests {
     fn volume(id: &str, created_day: i64, attached: bool) -> Resource {
         let mut r = res("ec2:volume", id, &[("team", "a")]);
         r.created_at = Some(at(created_day));
-        r.details = Details::Volume {
-            size_gib: Some(100),
-            volume_type: Some("gp3".into()),
-            attached,
-        };
+        r.details = Details::Volume { size_gib: Some(100), volume_type: Some("gp3".into()), attached };
         r
     }
 
@@ -548,65 +497,35 @@ mod tests {
     fn each_rule_with_defaults() {
         let old_untagged = seen(res("s3:bucket", "old", &[]), 50);
         let new_untagged = seen(res("s3:bucket", "new", &[]), 90);
-        let aws_only = seen(
-            res("s3:bucket", "awsonly", &[("aws:cloudformation:stack-name", "x")]),
-            50,
-        );
+        let aws_only = seen(res("s3:bucket", "awsonly", &[("aws:cloudformation:stack-name", "x")]), 50);
         let mut stopped = res("ec2:instance", "i-stopped", &[("team", "a")]);
         stopped.state = Some("stopped".into());
-        stopped.details = Details::Instance {
-            instance_type: None,
-            stopped_at: Some(at(60)),
-        };
+        stopped.details = Details::Instance { instance_type: None, stopped_at: Some(at(60)) };
         let mut stopped_recent = stopped.clone();
         stopped_recent.id = "i-recent".into();
         stopped_recent.arn = "arn:aws:ec2:eu-west-1:111111111111:instance/i-recent".into();
-        stopped_recent.details = Details::Instance {
-            instance_type: None,
-            stopped_at: Some(at(80)),
-        };
+        stopped_recent.details = Details::Instance { instance_type: None, stopped_at: Some(at(80)) };
         let mut running = stopped.clone();
         running.arn = "arn:aws:ec2:eu-west-1:111111111111:instance/i-running".into();
         running.state = Some("running".into());
         let mut eip = res("ec2:elastic-ip", "eipalloc-1", &[("team", "a")]);
-        eip.details = Details::ElasticIp {
-            public_ip: None,
-            associated: false,
-        };
+        eip.details = Details::ElasticIp { public_ip: None, associated: false };
         let mut eip_used = res("ec2:elastic-ip", "eipalloc-2", &[("team", "a")]);
-        eip_used.details = Details::ElasticIp {
-            public_ip: None,
-            associated: true,
-        };
+        eip_used.details = Details::ElasticIp { public_ip: None, associated: true };
         let mut orphan = res("ec2:snapshot", "snap-orphan", &[("team", "a")]);
         orphan.created_at = Some(at(10));
-        orphan.details = Details::Snapshot {
-            volume_id: Some("vol-gone".into()),
-            size_gib: Some(8),
-        };
+        orphan.details = Details::Snapshot { volume_id: Some("vol-gone".into()), size_gib: Some(8) };
         let mut kept = orphan.clone();
         kept.arn = "arn:aws:ec2:eu-west-1:111111111111:snapshot/snap-kept".into();
-        kept.details = Details::Snapshot {
-            volume_id: Some("vol-attached".into()),
-            size_gib: Some(8),
-        };
+        kept.details = Details::Snapshot { volume_id: Some("vol-attached".into()), size_gib: Some(8) };
         let mut copied = orphan.clone();
         copied.arn = "arn:aws:ec2:eu-west-1:111111111111:snapshot/snap-copy".into();
-        copied.details = Details::Snapshot {
-            volume_id: Some("vol-ffffffff".into()),
-            size_gib: Some(8),
-        };
+        copied.details = Details::Snapshot { volume_id: Some("vol-ffffffff".into()), size_gib: Some(8) };
         let mut logs = res("logs:log-group", "app", &[("team", "a")]);
-        logs.details = Details::LogGroup {
-            retention_days: None,
-            stored_bytes: Some(10 << 30),
-        };
+        logs.details = Details::LogGroup { retention_days: None, stored_bytes: Some(10 << 30) };
         let mut logs_kept = logs.clone();
         logs_kept.arn = "arn:aws:logs:eu-west-1:111111111111:log-group/kept".into();
-        logs_kept.details = Details::LogGroup {
-            retention_days: Some(30),
-            stored_bytes: Some(1 << 30),
-        };
+        logs_kept.details = Details::LogGroup { retention_days: Some(30), stored_bytes: Some(1 << 30) };
         check(
             "",
             &[
@@ -651,23 +570,12 @@ enabled = false
 volume_gib_month = { gp3 = "0.05" }
 "#;
         let mut untyped = volume("vol-untyped", 10, false);
-        untyped.details = Details::Volume {
-            size_gib: Some(10),
-            volume_type: None,
-            attached: false,
-        };
+        untyped.details = Details::Volume { size_gib: Some(10), volume_type: None, attached: false };
         check(
             rules,
-            &[
-                volume("vol-new", 95, false),
-                seen(res("s3:bucket", "old", &[]), 1),
-                untyped,
-            ],
+            &[volume("vol-new", 95, false), seen(res("s3:bucket", "old", &[]), 1), untyped],
             &[],
-            &[
-                ("unattached_volume", "vol-new", Some("5.00")),
-                ("unattached_volume", "vol-untyped", Some("1.00")),
-            ],
+            &[("unattached_volume", "vol-new", Some("5.00")), ("unattached_volume", "vol-untyped", Some("1.00"))],
         );
     }
 

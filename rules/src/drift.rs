@@ -91,10 +91,7 @@ pub struct DriftSettings {
 impl DriftSettings {
     /// Enabled, nothing ignored, no extra types.
     pub fn enabled() -> DriftSettings {
-        DriftSettings {
-            enabled: true,
-            ..DriftSettings::default()
-        }
+        DriftSettings { enabled: true, ..DriftSettings::default() }
     }
 }
 
@@ -167,8 +164,7 @@ fn user_tags<'t>(
     tags: &'t BTreeMap<String, String>,
     ignore: &'t [Glob],
 ) -> impl Iterator<Item = (&'t String, &'t String)> + 't {
-    tags.iter()
-        .filter(move |(k, _)| !k.starts_with("aws:") && !ignore.iter().any(|g| g.matches(k)))
+    tags.iter().filter(move |(k, _)| !k.starts_with("aws:") && !ignore.iter().any(|g| g.matches(k)))
 }
 
 /// The difference of user tags, `None` when equal.
@@ -240,12 +236,8 @@ pub fn evaluate(
     let mut counts: BTreeMap<DriftKind, u64> = DriftKind::ALL.iter().map(|k| (*k, 0)).collect();
     for t in tf {
         let inv_type = from_tf.get(t.tf_type.as_str()).copied();
-        let hit = t
-            .arn
-            .as_deref()
-            .and_then(|a| by_arn.get(a))
-            .or_else(|| by_id.get(&(inv_type?, t.id.as_deref()?)))
-            .copied();
+        let hit =
+            t.arn.as_deref().and_then(|a| by_arn.get(a)).or_else(|| by_id.get(&(inv_type?, t.id.as_deref()?))).copied();
         if let Some(i) = hit {
             managed[i] = true;
         }
@@ -324,15 +316,13 @@ pub fn evaluate(
         {
             continue;
         }
-        let c = coverage
-            .entry((&r.account_id, &r.resource_type))
-            .or_insert_with(|| Coverage {
-                account_id: r.account_id.clone(),
-                resource_type: r.resource_type.clone(),
-                live: 0,
-                managed: 0,
-                unmanaged_monthly_usd: Decimal::ZERO,
-            });
+        let c = coverage.entry((&r.account_id, &r.resource_type)).or_insert_with(|| Coverage {
+            account_id: r.account_id.clone(),
+            resource_type: r.resource_type.clone(),
+            live: 0,
+            managed: 0,
+            unmanaged_monthly_usd: Decimal::ZERO,
+        });
         c.live += 1;
         if managed[i] {
             c.managed += 1;
@@ -356,11 +346,7 @@ pub fn evaluate(
     }
     let mut coverage: Vec<Coverage> = coverage.into_values().collect();
     coverage.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
-    DriftEvaluation {
-        findings,
-        counts,
-        coverage,
-    }
+    DriftEvaluation { findings, counts, coverage }
 }
 
 #[cfg(test)]
@@ -391,37 +377,15 @@ mod tests {
 
     #[test]
     fn unmanaged_missing_changed() {
-        let web = res(
-            "ec2:instance",
-            "i-web",
-            &[("team", "a"), ("aws:cloudformation:logical-id", "x")],
-        );
+        let web = res("ec2:instance", "i-web", &[("team", "a"), ("aws:cloudformation:logical-id", "x")]);
         let db = res("ec2:instance", "i-db", &[("team", "a")]);
         let stray = res("ec2:instance", "i-stray", &[]);
         let bucket = res("s3:bucket", "data", &[("team", "b")]);
         let vpc_like = res("ec2:something-new", "x-1", &[]);
         let state = [
-            tf(
-                "aws_instance.web",
-                "aws_instance",
-                Some(&web.arn),
-                Some("i-web"),
-                &[("team", "a")],
-            ),
-            tf(
-                "aws_instance.db",
-                "aws_instance",
-                None,
-                Some("i-db"),
-                &[("team", "b"), ("env", "prod")],
-            ),
-            tf(
-                "aws_s3_bucket.data",
-                "aws_s3_bucket",
-                None,
-                Some("data"),
-                &[("team", "b")],
-            ),
+            tf("aws_instance.web", "aws_instance", Some(&web.arn), Some("i-web"), &[("team", "a")]),
+            tf("aws_instance.db", "aws_instance", None, Some("i-db"), &[("team", "b"), ("env", "prod")]),
+            tf("aws_s3_bucket.data", "aws_s3_bucket", None, Some("data"), &[("team", "b")]),
             tf(
                 "aws_instance.gone",
                 "aws_instance",
@@ -436,13 +400,7 @@ mod tests {
                 None,
                 &[],
             ),
-            tf(
-                "aws_iam_role_policy_attachment.x",
-                "aws_iam_role_policy_attachment",
-                None,
-                Some("x"),
-                &[],
-            ),
+            tf("aws_iam_role_policy_attachment.x", "aws_iam_role_policy_attachment", None, Some("x"), &[]),
         ];
         let e = check(
             "[drift]",
@@ -480,13 +438,7 @@ ignore_tag_keys = ["owner"]
         let owned = res("ec2:instance", "i-owned", &[("owner", "x")]);
         let state = [
             tf("module.old.aws_instance.a", "aws_instance", None, Some("i-old"), &[]),
-            tf(
-                "aws_instance.owned",
-                "aws_instance",
-                Some(&owned.arn),
-                None,
-                &[("owner", "y")],
-            ),
+            tf("aws_instance.owned", "aws_instance", Some(&owned.arn), None, &[("owner", "y")]),
         ];
         let e = check(rules, &[legacy, snap, asg, ok, owned], &state, &[]);
         assert_eq!(e.coverage.len(), 1);

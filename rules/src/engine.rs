@@ -128,10 +128,7 @@ impl<'a> CostIndex<'a> {
                 *by_id.entry(id).or_default() += c.amount;
             }
         }
-        CostIndex {
-            by_id,
-            window: Some((first, today - Duration::days(1))),
-        }
+        CostIndex { by_id, window: Some((first, today - Duration::days(1))) }
     }
 
     /// The monthly cost of `r`: billing rows whose resource id is its ARN plus those whose resource id is
@@ -141,11 +138,7 @@ impl<'a> CostIndex<'a> {
             return None;
         }
         let by_arn = self.by_id.get(r.arn.as_str());
-        let by_id = if r.id != r.arn {
-            self.by_id.get(r.id.as_str())
-        } else {
-            None
-        };
+        let by_id = if r.id != r.arn { self.by_id.get(r.id.as_str()) } else { None };
         match (by_arn, by_id) {
             (None, None) => None,
             (a, b) => Some(a.copied().unwrap_or_default() + b.copied().unwrap_or_default()),
@@ -248,10 +241,8 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let mut cleanup: Option<crate::cleanup::CleanupEvaluation> = None;
     let mut shares = Vec::with_capacity(scans.len());
     for (t, mut c) in scans {
-        compliance = compliance.merge(crate::tagging::TaggingEvaluation {
-            findings: Vec::new(),
-            compliance: t.compliance,
-        });
+        compliance =
+            compliance.merge(crate::tagging::TaggingEvaluation { findings: Vec::new(), compliance: t.compliance });
         let clean_findings = std::mem::take(&mut c.evaluation.findings);
         cleanup = Some(match cleanup {
             Some(all) => all.merge(c.evaluation),
@@ -282,9 +273,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let subject_rank = arn_ranks(
         resources,
         shares.iter().flat_map(|((t, _), (c, _))| {
-            t.iter()
-                .map(|h| h.0)
-                .chain(c.iter().map(|h: &crate::cleanup::Hit| h.resource))
+            t.iter().map(|h| h.0).chain(c.iter().map(|h: &crate::cleanup::Hit| h.resource))
         }),
     );
     let tag_rule_rank = name_ranks(file.tagging.iter().map(|r| r.name.as_str()));
@@ -301,26 +290,17 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
             (share, bases)
         })
         .collect();
-    let sorted = in_parallel(
-        tasks,
-        |(((tag_hits, tag_findings), (clean_hits, clean_findings)), (tb, cb))| {
-            let tag_order = order_pairs(
-                tag_hits
-                    .iter()
-                    .map(|&(r, rule)| (tag_rule_rank[rule as usize], subject_rank.rank(r))),
-                tb,
-            );
-            let clean_order = order_pairs(
-                clean_hits
-                    .iter()
-                    .map(|h| (clean_rule_rank[h.rule as usize], subject_rank.rank(h.resource))),
-                cb,
-            );
-            let tag = permute_share(tag_findings, &tag_order, tb);
-            let clean = permute_share(clean_findings, &clean_order, cb);
-            ((tag_order, tag), (clean_order, clean))
-        },
-    );
+    let sorted = in_parallel(tasks, |(((tag_hits, tag_findings), (clean_hits, clean_findings)), (tb, cb))| {
+        let tag_order =
+            order_pairs(tag_hits.iter().map(|&(r, rule)| (tag_rule_rank[rule as usize], subject_rank.rank(r))), tb);
+        let clean_order = order_pairs(
+            clean_hits.iter().map(|h| (clean_rule_rank[h.rule as usize], subject_rank.rank(h.resource))),
+            cb,
+        );
+        let tag = permute_share(tag_findings, &tag_order, tb);
+        let clean = permute_share(clean_findings, &clean_order, cb);
+        ((tag_order, tag), (clean_order, clean))
+    });
     drop(subject_rank);
     let (tag_runs, clean_runs): (Vec<_>, Vec<_>) = sorted.into_iter().unzip();
 
@@ -328,9 +308,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let mut others = other_families(file, inputs, &costs);
     let mut middle = std::mem::take(&mut others.findings);
     sort_findings(&mut middle);
-    let between = middle
-        .iter()
-        .all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
+    let between = middle.iter().all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
 
     let mut findings = merge_runs(tag_runs);
     let mut clean = merge_runs(clean_runs);
@@ -440,11 +418,7 @@ fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Others
         let d = crate::drift::evaluate(&file.drift, inputs.resources, inputs.tf_resources, costs);
         let unmanaged_monthly_usd = d.unmanaged_monthly_usd();
         findings.extend(d.findings);
-        DriftSummary {
-            counts: d.counts,
-            coverage: d.coverage,
-            unmanaged_monthly_usd,
-        }
+        DriftSummary { counts: d.counts, coverage: d.coverage, unmanaged_monthly_usd }
     });
     let budgets = crate::budget::evaluate(&file.budgets, inputs.costs, inputs.now);
     findings.extend(budgets.findings);
@@ -456,12 +430,7 @@ fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Others
         }
         None => Vec::new(),
     };
-    Others {
-        findings,
-        drift,
-        budgets: budgets.budgets,
-        cost_anomaly,
-    }
+    Others { findings, drift, budgets: budgets.budgets, cost_anomaly }
 }
 
 /// Runs `f` on every task, each on its own scoped thread (the first on the calling thread), and returns
@@ -475,11 +444,7 @@ fn in_parallel<T: Send, R: Send>(tasks: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
     std::thread::scope(|scope| {
         let handles: Vec<_> = tasks.map(|t| scope.spawn(move || f(t))).collect();
         let mut out = vec![f(first)];
-        out.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-        );
+        out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
         out
     })
 }
@@ -506,10 +471,7 @@ fn arn_ranks(resources: &[Resource], indices: impl Iterator<Item = u32>) -> ArnR
     }
     distinct.sort_unstable();
     distinct.dedup();
-    let mut by_arn: Vec<(&str, u32)> = distinct
-        .iter()
-        .map(|&i| (resources[i as usize].arn.as_str(), i))
-        .collect();
+    let mut by_arn: Vec<(&str, u32)> = distinct.iter().map(|&i| (resources[i as usize].arn.as_str(), i)).collect();
     drop(distinct);
     by_arn.sort_unstable();
     let mut by_resource = vec![0u32; resources.len()];
@@ -529,10 +491,7 @@ fn name_ranks<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
     let mut sorted = names.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    names
-        .iter()
-        .map(|n| sorted.binary_search(n).map_or(0, |i| i as u32))
-        .collect()
+    names.iter().map(|n| sorted.binary_search(n).map_or(0, |i| i as u32)).collect()
 }
 
 /// A pair's place in the order: (rule rank, subject rank, index of the pair).
@@ -633,9 +592,7 @@ fn compare_findings(x: &Finding, y: &Finding) -> std::cmp::Ordering {
 
 /// The order of findings of one identity: message, then details as JSON text.
 fn compare_content(x: &Finding, y: &Finding) -> std::cmp::Ordering {
-    x.message
-        .cmp(&y.message)
-        .then_with(|| details_text(x).cmp(&details_text(y)))
+    x.message.cmp(&y.message).then_with(|| details_text(x).cmp(&details_text(y)))
 }
 
 /// The details of `f` as JSON text.
@@ -788,15 +745,8 @@ min_days = 2
             prop::sample::select(vec!["team", "env", "Env", "exempt", "cloudwarden:protect", "aws:x"]),
             prop::sample::select(vec!["a", "b", "d", "prod", "dev", ""]),
         );
-        (
-            types,
-            prop::collection::vec(tag, 0..4),
-            0i64..20,
-            any::<bool>(),
-            0u8..3,
-            prop::option::of(0i64..20),
-        )
-            .prop_map(|(t, tags, seen, flag, state, since)| {
+        (types, prop::collection::vec(tag, 0..4), 0i64..20, any::<bool>(), 0u8..3, prop::option::of(0i64..20)).prop_map(
+            |(t, tags, seen, flag, state, since)| {
                 let mut r = res(t, "x", &[]);
                 r.tags = tags.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 r.first_seen = at(seen);
@@ -804,32 +754,19 @@ min_days = 2
                 r.details = match t {
                     "ec2:instance" => {
                         r.state = Some(["running", "stopped", "pending"][state as usize].into());
-                        Details::Instance {
-                            instance_type: None,
-                            stopped_at: since.map(at),
-                        }
+                        Details::Instance { instance_type: None, stopped_at: since.map(at) }
                     }
-                    "ec2:volume" => Details::Volume {
-                        size_gib: Some(10),
-                        volume_type: None,
-                        attached: flag,
-                    },
-                    "ec2:snapshot" => Details::Snapshot {
-                        volume_id: Some(format!("r{}", state)),
-                        size_gib: Some(5),
-                    },
-                    "ec2:elastic-ip" => Details::ElasticIp {
-                        public_ip: None,
-                        associated: flag,
-                    },
-                    "logs:log-group" => Details::LogGroup {
-                        retention_days: flag.then_some(7),
-                        stored_bytes: Some(1 << 20),
-                    },
+                    "ec2:volume" => Details::Volume { size_gib: Some(10), volume_type: None, attached: flag },
+                    "ec2:snapshot" => Details::Snapshot { volume_id: Some(format!("r{}", state)), size_gib: Some(5) },
+                    "ec2:elastic-ip" => Details::ElasticIp { public_ip: None, associated: flag },
+                    "logs:log-group" => {
+                        Details::LogGroup { retention_days: flag.then_some(7), stored_bytes: Some(1 << 20) }
+                    }
                     _ => Details::Other,
                 };
                 r
-            })
+            },
+        )
     }
 
     /// Resources with unique ids and ARNs, state resources for some of them, and costs.
@@ -867,16 +804,7 @@ min_days = 2
     }
 
     fn run(file: &RuleFile, resources: &[Resource], tf: &[TfResource], costs: &[DailyCost]) -> Evaluation {
-        evaluate(
-            file,
-            &Inputs {
-                now: at(20),
-                resources,
-                costs,
-                tf_resources: tf,
-                tf_loaded: true,
-            },
-        )
+        evaluate(file, &Inputs { now: at(20), resources, costs, tf_resources: tf, tf_loaded: true })
     }
 
     proptest! {
@@ -960,11 +888,7 @@ min_days = 2
     fn every_family_in_one_sorted_list() {
         let file = parse_rule_file("rules.toml", RULES).unwrap();
         let mut vol = res("ec2:volume", "vol-1", &[("env", "qa")]);
-        vol.details = Details::Volume {
-            size_gib: Some(1),
-            volume_type: Some("gp2".into()),
-            attached: false,
-        };
+        vol.details = Details::Volume { size_gib: Some(1), volume_type: Some("gp2".into()), attached: false };
         let resources = [vol];
         let e = run(&file, &resources, &[], &[]);
         let got: Vec<(FindingKind, &str)> = e.findings.iter().map(|f| (f.kind, &*f.rule)).collect();
@@ -980,13 +904,7 @@ min_days = 2
         assert_eq!(e.cleanup.monthly_usd, Decimal::new(10, 2));
         let without_state = evaluate(
             &file,
-            &Inputs {
-                now: at(20),
-                resources: &resources,
-                costs: &[],
-                tf_resources: &[],
-                tf_loaded: false,
-            },
+            &Inputs { now: at(20), resources: &resources, costs: &[], tf_resources: &[], tf_loaded: false },
         );
         assert!(without_state.drift.is_none());
         assert_eq!(without_state.findings.len(), 3);

@@ -81,9 +81,7 @@ fn caseless_eq(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .eq(b.chars().flat_map(char::to_lowercase))
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// The tag `key` of `tags` (its key as written and its value): exact first, then ignoring case if asked.
@@ -92,10 +90,7 @@ fn lookup<'t>(tags: &'t BTreeMap<String, String>, key: &str, ignore_case: bool) 
         return Some((k, v));
     }
     if ignore_case {
-        return tags
-            .iter()
-            .find(|(k, _)| caseless_eq(k, key))
-            .map(|(k, v)| (k.as_str(), v.as_str()));
+        return tags.iter().find(|(k, _)| caseless_eq(k, key)).map(|(k, v)| (k.as_str(), v.as_str()));
     }
     None
 }
@@ -127,10 +122,7 @@ impl<'a> Builder<'a> {
     fn new(rules: &[TaggingRule]) -> Builder<'a> {
         Builder {
             names: rules.iter().map(|r| Arc::from(r.name.as_str())).collect(),
-            required: rules
-                .iter()
-                .map(|r| r.required_keys.iter().map(|k| Arc::from(k.as_str())).collect())
-                .collect(),
+            required: rules.iter().map(|r| r.required_keys.iter().map(|k| Arc::from(k.as_str())).collect()).collect(),
             expected: rules
                 .iter()
                 .map(|r| r.allowed.iter().map(|a| Arc::new(a.allowed.expected())).collect())
@@ -186,36 +178,26 @@ impl<'a> Builder<'a> {
             .filter(|((_, &c), _)| !memo.check(plan, r, c))
             .filter_map(|((a, _), expected)| {
                 let (key, value) = lookup(&r.tags, &a.key, rule.ignore_key_case)?;
-                Some(InvalidValue {
-                    key: key.to_string(),
-                    value: value.to_string(),
-                    expected: expected.clone(),
-                })
+                Some(InvalidValue { key: key.to_string(), value: value.to_string(), expected: expected.clone() })
             })
             .collect();
         let is_missing = |memo: &mut Memo<'a>, k: usize| memo.value(plan, r, required[k]).is_none();
         let (missing, message) = if invalid.is_empty() && required.len() <= 64 {
             // The common case, shared: no list is built unless this (rule, type, missing keys) is new.
-            let mask = (0..required.len())
-                .filter(|&k| is_missing(memo, k))
-                .fold(0u64, |m, k| m | (1 << k));
+            let mask = (0..required.len()).filter(|&k| is_missing(memo, k)).fold(0u64, |m, k| m | (1 << k));
             let keys = &self.required[i];
             self.shared
                 .entry((i as u32, type_id, mask))
                 .or_insert_with(|| {
-                    let missing: Arc<[Arc<str>]> = (0..keys.len())
-                        .filter(|&k| mask & (1 << k) != 0)
-                        .map(|k| keys[k].clone())
-                        .collect();
+                    let missing: Arc<[Arc<str>]> =
+                        (0..keys.len()).filter(|&k| mask & (1 << k) != 0).map(|k| keys[k].clone()).collect();
                     let message = Self::message(&r.resource_type, &missing, &[]);
                     (missing, message)
                 })
                 .clone()
         } else {
-            let missing: Arc<[Arc<str>]> = (0..required.len())
-                .filter(|&k| is_missing(memo, k))
-                .map(|k| self.required[i][k].clone())
-                .collect();
+            let missing: Arc<[Arc<str>]> =
+                (0..required.len()).filter(|&k| is_missing(memo, k)).map(|k| self.required[i][k].clone()).collect();
             let message = Self::message(&r.resource_type, &missing, &invalid);
             (missing, message)
         };
@@ -395,10 +377,7 @@ impl Short {
     fn new(s: &str) -> Option<Short> {
         let mut bytes = [0u8; Short::MAX];
         bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
-        Some(Short {
-            len: s.len() as u8,
-            bytes,
-        })
+        Some(Short { len: s.len() as u8, bytes })
     }
 }
 
@@ -455,10 +434,7 @@ impl<'a> Memo<'a> {
             if !ignore_case {
                 return None;
             }
-            r.tags
-                .iter()
-                .find(|(k, _)| caseless_eq(k, key))
-                .map(|(_, v)| v.as_str())
+            r.tags.iter().find(|(k, _)| caseless_eq(k, key)).map(|(_, v)| v.as_str())
         })
     }
 
@@ -496,10 +472,7 @@ impl<'a> Memo<'a> {
 /// Evaluates every rule against every resource.
 pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex) -> TaggingEvaluation {
     let scan = scan(rules, resources, 0, costs);
-    TaggingEvaluation {
-        findings: scan.findings,
-        compliance: scan.compliance,
-    }
+    TaggingEvaluation { findings: scan.findings, compliance: scan.compliance }
 }
 
 /// What [`scan`] found.
@@ -534,9 +507,7 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
     for (r, index) in resources.iter().zip(offset..) {
         let types = by_type.len() as u32;
         let (type_id, applicable) = by_type.entry(r.resource_type.as_str()).or_insert_with(|| {
-            let applicable = (0..rules.len())
-                .filter(|&i| rules[i].covers(&r.resource_type))
-                .collect();
+            let applicable = (0..rules.len()).filter(|&i| rules[i].covers(&r.resource_type)).collect();
             (types, applicable)
         });
         memo.start(&plan, r);
@@ -561,9 +532,7 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
             hits.push((index, i as u32));
             findings.push(builder.finding(rules, &plan, &mut memo, i, r, *type_id, strings, monthly));
         }
-        let g = groups
-            .entry((r.account_id.as_str(), r.resource_type.as_str()))
-            .or_default();
+        let g = groups.entry((r.account_id.as_str(), r.resource_type.as_str())).or_default();
         g.resources += 1;
         g.untagged += u64::from(r.is_untagged());
         if in_scope {
@@ -588,11 +557,7 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
         })
         .collect();
     compliance.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
-    Scan {
-        hits,
-        findings,
-        compliance,
-    }
+    Scan { hits, findings, compliance }
 }
 
 #[cfg(test)]
@@ -608,11 +573,8 @@ mod tests {
         let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
         let costs = CostIndex::build(&[], at(0));
         let eval = evaluate(&file.tagging, resources, &costs);
-        let got: Vec<(&str, &str, Value)> = eval
-            .findings
-            .iter()
-            .map(|f| (&*f.rule, &*f.subject, f.details.to_json()))
-            .collect();
+        let got: Vec<(&str, &str, Value)> =
+            eval.findings.iter().map(|f| (&*f.rule, &*f.subject, f.details.to_json())).collect();
         let want: Vec<(&str, &str, Value)> = want.to_vec();
         assert_eq!(got, want, "findings of\n{rules}");
         eval
@@ -636,27 +598,11 @@ cost-center = "cc-[0-9]{4}"
         let invalid = res("ec2:instance", "i-bad", &[("team", "a"), ("env", "production")]);
         let both = res("ec2:instance", "i-both", &[("env", "qa"), ("cost-center", "cc-12")]);
         let out_of_scope = res("s3:bucket", "logs", &[]);
-        let ci_ok = res(
-            "ec2:instance",
-            "i-cc",
-            &[("team", "a"), ("env", "dev"), ("cost-center", "cc-1234")],
-        );
-        let ci_sub = res(
-            "ec2:instance",
-            "i-sub",
-            &[("team", "a"), ("env", "dev"), ("cost-center", "xcc-1234")],
-        );
+        let ci_ok = res("ec2:instance", "i-cc", &[("team", "a"), ("env", "dev"), ("cost-center", "cc-1234")]);
+        let ci_sub = res("ec2:instance", "i-sub", &[("team", "a"), ("env", "dev"), ("cost-center", "xcc-1234")]);
         let e = check(
             TEAM_ENV,
-            &[
-                ok,
-                missing.clone(),
-                invalid.clone(),
-                both.clone(),
-                out_of_scope,
-                ci_ok,
-                ci_sub.clone(),
-            ],
+            &[ok, missing.clone(), invalid.clone(), both.clone(), out_of_scope, ci_ok, ci_sub.clone()],
             &[
                 ("team-env", &missing.arn, json!({"missing": ["team"], "invalid": []})),
                 (
@@ -682,10 +628,7 @@ cost-center = "cc-[0-9]{4}"
             ],
         );
         let instances = e.compliance.iter().find(|c| c.resource_type == "ec2:instance").unwrap();
-        assert_eq!(
-            (instances.in_scope, instances.compliant, instances.resources),
-            (5, 2, 5)
-        );
+        assert_eq!((instances.in_scope, instances.compliant, instances.resources), (5, 2, 5));
         assert_eq!(instances.ratio(), Some(0.4));
         let buckets = e.compliance.iter().find(|c| c.resource_type == "s3:bucket").unwrap();
         assert_eq!((buckets.in_scope, buckets.untagged, buckets.ratio()), (0, 1, None));
@@ -710,11 +653,7 @@ env = ["prod"]
 [tagging.allowed_patterns]
 tier = "web|db"
 "#;
-        let r = res(
-            "ec2:instance",
-            "i-1",
-            &[("Team", "a"), ("ENV", "PROD"), ("Tier", "WEB")],
-        );
+        let r = res("ec2:instance", "i-1", &[("Team", "a"), ("ENV", "PROD"), ("Tier", "WEB")]);
         let unicode = res("ec2:instance", "i-2", &[("TEAM", "a"), ("Env", "Prod")]);
         check(
             rules,
@@ -756,15 +695,8 @@ exempt_arns = ["arn:aws:ec2:*:222222222222:*"]
         let file = parse_rule_file("t.toml", TEAM_ENV).unwrap();
         let bad = res("ec2:instance", "i-bad", &[]);
         let good = res("ec2:instance", "i-good", &[("team", "a"), ("env", "dev")]);
-        let costs = costs_for(
-            0,
-            &[
-                (&bad.arn, 1, "2.50"),
-                ("i-bad", 2, "1.25"),
-                (&good.arn, 1, "9"),
-                (&bad.arn, 31, "100"),
-            ],
-        );
+        let costs =
+            costs_for(0, &[(&bad.arn, 1, "2.50"), ("i-bad", 2, "1.25"), (&good.arn, 1, "9"), (&bad.arn, 31, "100")]);
         let index = CostIndex::build(&costs, at(0));
         let e = evaluate(&file.tagging, &[bad, good], &index);
         assert_eq!(e.findings[0].monthly_usd, Some(Decimal::new(375, 2)));

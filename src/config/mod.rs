@@ -144,7 +144,12 @@ impl fmt::Display for ConfigErrors {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: label.clone(), line: None, path: String::new(), message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: label.clone(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     let base = path.parent().unwrap_or(Path::new(""));
     validate::parse(&label, &text, &|name| std::env::var(name).ok(), base)

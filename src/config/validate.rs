@@ -10,9 +10,9 @@ use std::time::Duration;
 use collector::aws::inventory::InventorySettings;
 use collector::{AccountSpec, AwsSettings};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
+use rules::located::{self, Step};
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
-use rules::located::{self, Step};
 use toml::de::{DeTable, DeValue};
 
 use super::schema::*;
@@ -26,12 +26,44 @@ use crate::jobs::{
 
 /// AWS's commercial, China and GovCloud regions.
 pub const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
-    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
-    "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1", "cn-northwest-1",
-    "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2",
-    "eu-west-3", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1",
-    "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
 ];
 
 /// One step of a field path.
@@ -74,7 +106,12 @@ impl Ctx<'_> {
 
     fn error(&mut self, path: &[Seg], message: impl Into<String>) {
         let line = self.span(path).map(|s| self.line_of(s.start));
-        self.errors.push(ConfigError { file: self.file.to_string(), line, path: render(path), message: message.into() });
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            path: render(path),
+            message: message.into(),
+        });
     }
 
     /// Deserializes one top-level section, recording its error (with the path inside the section).
@@ -186,7 +223,10 @@ pub fn parse(
     let endpoint_url = aws.endpoint_url.as_deref().map(|u| cx.expand(&[Seg::Key("aws"), Seg::Key("endpoint_url")], u));
     if let Some(u) = &endpoint_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
-            cx.error(&[Seg::Key("aws"), Seg::Key("endpoint_url")], format!("expected an http:// or https:// URL, got {u:?}"));
+            cx.error(
+                &[Seg::Key("aws"), Seg::Key("endpoint_url")],
+                format!("expected an http:// or https:// URL, got {u:?}"),
+            );
         }
     }
     if !(1..=10).contains(&aws.max_attempts) {
@@ -213,7 +253,10 @@ pub fn parse(
         }
         if let Some(role) = &a.role_arn {
             if !is_role_arn(role) {
-                cx.error(&at("role_arn"), format!("not an IAM role ARN (arn:aws:iam::123456789012:role/Name): {role:?}"));
+                cx.error(
+                    &at("role_arn"),
+                    format!("not an IAM role ARN (arn:aws:iam::123456789012:role/Name): {role:?}"),
+                );
             }
         }
         let external_id = a.external_id.as_deref().map(|e| cx.expand(&at("external_id"), e));
@@ -275,7 +318,10 @@ pub fn parse(
         }
         for (i, k) in ce.tag_keys.iter().enumerate() {
             if k.trim().is_empty() {
-                cx.error(&[Seg::Key("collectors"), Seg::Key("cost_explorer"), Seg::Key("tag_keys"), Seg::Index(i)], "must not be empty");
+                cx.error(
+                    &[Seg::Key("collectors"), Seg::Key("cost_explorer"), Seg::Key("tag_keys"), Seg::Index(i)],
+                    "must not be empty",
+                );
             }
         }
         let interval = ce.interval_secs.or(if ce.cron.is_none() { Some(21600) } else { None });
@@ -310,20 +356,37 @@ pub fn parse(
         }
         for (i, r) in cw.regions.iter().enumerate() {
             if !KNOWN_REGIONS.contains(&r.as_str()) {
-                cx.error(&[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("regions"), Seg::Index(i)], format!("unknown region {r:?}"));
+                cx.error(
+                    &[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("regions"), Seg::Index(i)],
+                    format!("unknown region {r:?}"),
+                );
             }
         }
         let mut discovery = Vec::new();
         for (i, j) in cw.discovery.iter().enumerate() {
-            let at = |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("discovery"), Seg::Index(i), Seg::Key(k)];
-            metric_job(&mut cx, &at, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+            let at =
+                |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("discovery"), Seg::Index(i), Seg::Key(k)];
+            metric_job(
+                &mut cx,
+                &at,
+                &j.namespace,
+                &j.metrics,
+                &j.statistics,
+                j.period_secs,
+                j.length_secs,
+                j.delay_secs,
+            );
             if !j.resource_type.contains(':') {
-                cx.error(&at("resource_type"), format!("expected service:type, e.g. ec2:instance, got {:?}", j.resource_type));
+                cx.error(
+                    &at("resource_type"),
+                    format!("expected service:type, e.g. ec2:instance, got {:?}", j.resource_type),
+                );
             }
             if j.dimension.trim().is_empty() {
                 cx.error(&at("dimension"), "must name the dimension that carries the resource id");
             }
-            let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "discovery", i, a, &j.metrics, &j.statistics));
+            let anomaly =
+                j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "discovery", i, a, &j.metrics, &j.statistics));
             discovery.push(Discovery {
                 namespace: j.namespace.clone(),
                 resource_type: j.resource_type.clone(),
@@ -340,8 +403,18 @@ pub fn parse(
         }
         let mut statics = Vec::new();
         for (i, j) in cw.static_jobs.iter().enumerate() {
-            let at = |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("static"), Seg::Index(i), Seg::Key(k)];
-            metric_job(&mut cx, &at, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+            let at =
+                |k| [Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("static"), Seg::Index(i), Seg::Key(k)];
+            metric_job(
+                &mut cx,
+                &at,
+                &j.namespace,
+                &j.metrics,
+                &j.statistics,
+                j.period_secs,
+                j.length_secs,
+                j.delay_secs,
+            );
             let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "static", i, a, &j.metrics, &j.statistics));
             statics.push(Static {
                 namespace: j.namespace.clone(),
@@ -355,13 +428,15 @@ pub fn parse(
             });
         }
         if cw.max_anomaly_series == 0 {
-            cx.error(&[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("max_anomaly_series")], "must be at least 1");
+            cx.error(
+                &[Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key("max_anomaly_series")],
+                "must be at least 1",
+            );
         }
         let interval = cw.interval_secs.or(if cw.cron.is_none() { Some(300) } else { None });
         let schedule = schedule(&mut cx, "cloudwatch", interval, cw.cron.as_deref());
         match (cw.enabled, schedule) {
-            (true, Some(schedule)) => {
-                Some(Job {
+            (true, Some(schedule)) => Some(Job {
                 schedule,
                 settings: CloudWatchSettings {
                     regions,
@@ -370,8 +445,7 @@ pub fn parse(
                     max_concurrency: 4,
                     max_anomaly_series: cw.max_anomaly_series,
                 },
-            })
-            }
+            }),
             _ => None,
         }
     });
@@ -410,7 +484,8 @@ pub fn parse(
         }
     });
 
-    let home = inventory.as_ref().and_then(|j| j.settings.regions.first().cloned()).unwrap_or_else(|| "us-east-1".into());
+    let home =
+        inventory.as_ref().and_then(|j| j.settings.regions.first().cloned()).unwrap_or_else(|| "us-east-1".into());
     let terraform = collectors.terraform.as_ref().and_then(|t| {
         let at = |k| [Seg::Key("collectors"), Seg::Key("terraform"), Seg::Key(k)];
         if t.sources.is_empty() {
@@ -420,7 +495,10 @@ pub fn parse(
         for (i, src) in t.sources.iter().enumerate() {
             match collector::terraform::StateSource::parse(src) {
                 Ok(s) => sources.push(s),
-                Err(e) => cx.error(&[Seg::Key("collectors"), Seg::Key("terraform"), Seg::Key("sources"), Seg::Index(i)], e.to_string()),
+                Err(e) => cx.error(
+                    &[Seg::Key("collectors"), Seg::Key("terraform"), Seg::Key("sources"), Seg::Index(i)],
+                    e.to_string(),
+                ),
             }
         }
         let account = match &t.account {
@@ -636,7 +714,10 @@ fn metric_job(
     }
     for s in statistics {
         if !valid_statistic(s) {
-            cx.error(&at("statistics"), format!("unknown statistic {s:?}: use Average, Sum, Minimum, Maximum, SampleCount or pNN"));
+            cx.error(
+                &at("statistics"),
+                format!("unknown statistic {s:?}: use Average, Sum, Minimum, Maximum, SampleCount or pNN"),
+            );
         }
     }
     if !(matches!(period_secs, 1 | 5 | 10 | 30) || (period_secs >= 60 && period_secs % 60 == 0)) {
@@ -661,7 +742,14 @@ fn anomaly_entry(
     statistics: &[String],
 ) -> AnomalySettings {
     let at = |k: &'static str| {
-        vec![Seg::Key("collectors"), Seg::Key("cloudwatch"), Seg::Key(kind), Seg::Index(index), Seg::Key("anomaly"), Seg::Key(k)]
+        vec![
+            Seg::Key("collectors"),
+            Seg::Key("cloudwatch"),
+            Seg::Key(kind),
+            Seg::Index(index),
+            Seg::Key("anomaly"),
+            Seg::Key(k),
+        ]
     };
     let mut series = BTreeSet::new();
     match &entry.series {

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use collector::aws::cloudwatch::{self, exposition_name, label_name, MetricQuery};
 use collector::aws::account_id;
+use collector::aws::cloudwatch::{self, exposition_name, label_name, MetricQuery};
 use collector::ScopeFailure;
 use futures::stream::{self, StreamExt};
 use rules::finding::FindingKind;
@@ -217,7 +217,12 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                         ("resource_type".to_string(), job.resource_type.clone()),
                     ];
                     labels.extend(tags.iter().cloned());
-                    info.push(Series { name: "aws_resource_info".into(), help: "Resources selected by CloudWatch discovery jobs, with their exported tags".into(), labels, value: 1.0 });
+                    info.push(Series {
+                        name: "aws_resource_info".into(),
+                        help: "Resources selected by CloudWatch discovery jobs, with their exported tags".into(),
+                        labels,
+                        value: 1.0,
+                    });
                     for m in &job.metrics {
                         for stat in &job.statistics {
                             let mut q = MetricQuery {
@@ -232,7 +237,8 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                                 all_points: false,
                             };
                             let (arn, rt) = (Some(r.arn.as_str()), Some(job.resource_type.as_str()));
-                            if let Some(spec) = anomaly_spec(job.anomaly.as_ref(), &q, &id, region, arn, rt, &mut live) {
+                            if let Some(spec) = anomaly_spec(job.anomaly.as_ref(), &q, &id, region, arn, rt, &mut live)
+                            {
                                 q.all_points = true;
                                 anomaly.insert(queries.len(), spec);
                             }
@@ -269,8 +275,10 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
         }
     }
 
-    let mut detail = CloudWatchDetail { queries: targets.iter().map(|t| t.queries.len() as u64).sum(), ..Default::default() };
-    let mut units: Vec<futures::future::BoxFuture<'_, (usize, Result<cloudwatch::CloudWatchFetch, String>)>> = Vec::new();
+    let mut detail =
+        CloudWatchDetail { queries: targets.iter().map(|t| t.queries.len() as u64).sum(), ..Default::default() };
+    let mut units: Vec<futures::future::BoxFuture<'_, (usize, Result<cloudwatch::CloudWatchFetch, String>)>> =
+        Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let account = &d.aws.accounts[t.account];
         units.push(Box::pin(async move {
@@ -363,10 +371,8 @@ async fn score_anomalies(
     detail: &mut CloudWatchDetail,
 ) -> Result<(), crate::store::StoreError> {
     let account_unreached = failures.iter().any(|f| f.account_id.is_none() || f.region.is_none());
-    let failed: Vec<(String, String)> = failures
-        .iter()
-        .filter_map(|f| Some((f.account_id.clone()?, f.region.clone()?)))
-        .collect();
+    let failed: Vec<(String, String)> =
+        failures.iter().filter_map(|f| Some((f.account_id.clone()?, f.region.clone()?))).collect();
     let state = d.metric_anomalies();
     let max = s.max_anomaly_series;
     let decided_failed = failed.clone();

@@ -53,7 +53,9 @@ pub fn window(now: DateTime<Utc>, last_end: Option<NaiveDate>, s: &CostExplorerS
     let floor = today - Days::new(s.lookback_days as u64);
     let start = match last_end {
         None => floor,
-        Some(last_end) => (today - Days::new(s.open_days as u64)).min(last_end - Days::new(s.open_days as u64)).max(floor),
+        Some(last_end) => {
+            (today - Days::new(s.open_days as u64)).min(last_end - Days::new(s.open_days as u64)).max(floor)
+        }
     };
     (start, end)
 }
@@ -78,7 +80,13 @@ pub async fn run(d: &Daemon, s: &CostExplorerSettings, now: DateTime<Utc>, cance
                 age.as_secs(),
                 s.min_interval.as_secs()
             ));
-            return JobOutput { outcome: RunOutcome::Skipped, items: 0, failures: vec![], error: None, detail: Detail::CostExplorer(detail) };
+            return JobOutput {
+                outcome: RunOutcome::Skipped,
+                items: 0,
+                failures: vec![],
+                error: None,
+                detail: Detail::CostExplorer(detail),
+            };
         }
     }
     let Some(account) = d.aws.accounts.iter().find(|a| a.spec.name == s.account) else {
@@ -106,7 +114,13 @@ pub async fn run(d: &Daemon, s: &CostExplorerSettings, now: DateTime<Utc>, cance
     match d.store.record_costs(&fetch, &dimensions, start, end, now).await {
         Ok(n) => {
             detail.rows = n;
-            JobOutput { outcome: RunOutcome::Success, items: n, failures: vec![], error: None, detail: Detail::CostExplorer(detail) }
+            JobOutput {
+                outcome: RunOutcome::Success,
+                items: n,
+                failures: vec![],
+                error: None,
+                detail: Detail::CostExplorer(detail),
+            }
         }
         Err(e) => {
             let mut out = JobOutput::failed(e.to_string());

@@ -52,7 +52,10 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
         Err(e) => return JobOutput::failed(e.to_string()),
     };
     let counts: BTreeMap<(String, String, String, String), PatternCount> = match d.store.pattern_counts().await {
-        Ok(c) => c.into_iter().map(|c| ((c.account_id.clone(), c.region.clone(), c.log_group.clone(), c.pattern_name.clone()), c)).collect(),
+        Ok(c) => c
+            .into_iter()
+            .map(|c| ((c.account_id.clone(), c.region.clone(), c.log_group.clone(), c.pattern_name.clone()), c))
+            .collect(),
         Err(e) => return JobOutput::failed(e.to_string()),
     };
     let ids: BTreeMap<String, String> = d.accounts().into_iter().map(|(name, id)| (id, name)).collect();
@@ -83,7 +86,9 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
                         let from = counts.get(&key).map_or(start_ms, |c| c.counted_until_ms);
                         match d.store.add_pattern_matches(&counter, from, n as i64, end_ms).await {
                             Ok(true) => detail.matches_added += n,
-                            Ok(false) => tracing::warn!(log_group = %group, pattern = %p.name, "counter moved meanwhile; range not added"),
+                            Ok(false) => {
+                                tracing::warn!(log_group = %group, pattern = %p.name, "counter moved meanwhile; range not added")
+                            }
                             Err(e) => return Err(e.to_string()),
                         }
                     }

@@ -234,9 +234,10 @@ pub struct AnomalyView {
 /// The `metric_anomaly` finding of a series whose newest point scored `point.score`.
 pub fn finding(spec: &SeriesSpec, point: &ScoredPoint) -> Finding {
     let timestamp = point.timestamp.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let target = spec.arn.clone().unwrap_or_else(|| {
-        spec.dimensions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-    });
+    let target = spec
+        .arn
+        .clone()
+        .unwrap_or_else(|| spec.dimensions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
     let dimensions: serde_json::Map<String, serde_json::Value> =
         spec.dimensions.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     Finding {
@@ -377,11 +378,27 @@ mod tests {
     fn keys_name_the_resource_or_the_dimensions() {
         let dims = vec![("QueueName".to_string(), "orders".to_string())];
         assert_eq!(
-            SeriesSpec::key_of(Some("arn:aws:ec2:us-east-1:1:instance/i-1"), "1", "us-east-1", &[], "AWS/EC2", "CPUUtilization", "Average"),
+            SeriesSpec::key_of(
+                Some("arn:aws:ec2:us-east-1:1:instance/i-1"),
+                "1",
+                "us-east-1",
+                &[],
+                "AWS/EC2",
+                "CPUUtilization",
+                "Average"
+            ),
             "arn:aws:ec2:us-east-1:1:instance/i-1 AWS/EC2 CPUUtilization Average"
         );
         assert_eq!(
-            SeriesSpec::key_of(None, "1", "us-east-1", &dims, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"),
+            SeriesSpec::key_of(
+                None,
+                "1",
+                "us-east-1",
+                &dims,
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "Maximum"
+            ),
             "1/us-east-1/QueueName=orders AWS/SQS ApproximateNumberOfMessagesVisible Maximum"
         );
     }

@@ -17,11 +17,11 @@ use serde::Serialize;
 
 use crate::store::RunOutcome;
 
+pub use self::rules::RulesSettings;
 pub use billing_files::BillingFilesSettings;
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 pub use logs::LogsSettings;
-pub use self::rules::RulesSettings;
 pub use terraform::TerraformSettings;
 
 /// What a job does and with which settings.
@@ -75,7 +75,13 @@ pub struct JobOutput {
 
 impl JobOutput {
     pub fn failed(error: String) -> JobOutput {
-        JobOutput { outcome: RunOutcome::Failed, items: 0, failures: Vec::new(), error: Some(error), detail: Detail::None }
+        JobOutput {
+            outcome: RunOutcome::Failed,
+            items: 0,
+            failures: Vec::new(),
+            error: Some(error),
+            detail: Detail::None,
+        }
     }
 }
 

@@ -173,44 +173,21 @@ pub struct RulesDetail {
 
 /// The inventory's resource as the engine reads it.
 pub fn rule_resource(r: RuleResource) -> Resource {
-    let RuleResource {
-        resource: r,
-        first_seen,
-    } = r;
+    let RuleResource { resource: r, first_seen } = r;
     let details = match r.details {
-        collector::Details::Instance {
-            instance_type,
-            stopped_at,
-            ..
-        } => Details::Instance {
-            instance_type,
-            stopped_at,
-        },
-        collector::Details::Volume {
-            size_gib,
-            volume_type,
-            attached_instance_ids,
-        } => Details::Volume {
-            size_gib,
-            volume_type,
-            attached: !attached_instance_ids.is_empty(),
-        },
+        collector::Details::Instance { instance_type, stopped_at, .. } => {
+            Details::Instance { instance_type, stopped_at }
+        }
+        collector::Details::Volume { size_gib, volume_type, attached_instance_ids } => {
+            Details::Volume { size_gib, volume_type, attached: !attached_instance_ids.is_empty() }
+        }
         collector::Details::Snapshot { volume_id, size_gib } => Details::Snapshot { volume_id, size_gib },
-        collector::Details::ElasticIp {
-            public_ip,
-            association_id,
-            instance_id,
-        } => Details::ElasticIp {
-            public_ip,
-            associated: association_id.is_some() || instance_id.is_some(),
-        },
-        collector::Details::LogGroup {
-            retention_days,
-            stored_bytes,
-        } => Details::LogGroup {
-            retention_days,
-            stored_bytes,
-        },
+        collector::Details::ElasticIp { public_ip, association_id, instance_id } => {
+            Details::ElasticIp { public_ip, associated: association_id.is_some() || instance_id.is_some() }
+        }
+        collector::Details::LogGroup { retention_days, stored_bytes } => {
+            Details::LogGroup { retention_days, stored_bytes }
+        }
         collector::Details::Tagged | collector::Details::Bucket | collector::Details::DbInstance { .. } => {
             Details::Other
         }
@@ -238,9 +215,7 @@ pub fn cost_days_needed(rules: &RuleFile, today: NaiveDate) -> (u64, u64) {
     for b in &rules.budgets {
         let (start, _) = b.period.bounds(today);
         let since_start = (today - start).num_days().max(0) as u64;
-        history = history
-            .max(since_start + 1)
-            .max(u64::from(b.history_weeks.max(1)) * 7 + 1);
+        history = history.max(since_start + 1).max(u64::from(b.history_weeks.max(1)) * 7 + 1);
     }
     if let Some(a) = &rules.cost_anomaly {
         let baseline = u64::from(a.baseline_weeks) * 7 + u64::from(a.lookback_days) + 1;
@@ -280,9 +255,7 @@ pub async fn daily_costs(
                     amount: c.effective_cost,
                 });
             } else {
-                *older
-                    .entry((c.day, c.sub_account_id, c.service_name, c.tags))
-                    .or_default() += c.effective_cost;
+                *older.entry((c.day, c.sub_account_id, c.service_name, c.tags)).or_default() += c.effective_cost;
             }
         })
         .await?;
@@ -321,12 +294,7 @@ pub async fn daily_costs(
 /// resolved. Drift is decided only when it is disabled or a state is loaded. `MetricAnomaly` is never among
 /// them: the CloudWatch job records those.
 pub fn evaluated_kinds(rules: &RuleFile, tf_loaded: bool) -> Vec<FindingKind> {
-    let mut kinds = vec![
-        FindingKind::Tagging,
-        FindingKind::Budget,
-        FindingKind::CostAnomaly,
-        FindingKind::Cleanup,
-    ];
+    let mut kinds = vec![FindingKind::Tagging, FindingKind::Budget, FindingKind::CostAnomaly, FindingKind::Cleanup];
     if !rules.drift.enabled || tf_loaded {
         kinds.push(FindingKind::Drift);
     }
@@ -344,10 +312,7 @@ pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &Can
         Ok(Ok(l)) => l,
         Ok(Err(problems)) => {
             let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return JobOutput::failed(format!(
-                "invalid rule files, previous findings kept: {}",
-                shown.join("; ")
-            ));
+            return JobOutput::failed(format!("invalid rule files, previous findings kept: {}", shown.join("; ")));
         }
         Err(e) => return JobOutput::failed(format!("reading the rule files failed: {e}")),
     };
@@ -376,13 +341,7 @@ pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &Can
     let kinds = evaluated_kinds(&loaded.rules, tf_loaded);
     let threads = s.threads;
     let evaluation = tokio::task::spawn_blocking(move || {
-        let inputs = Inputs {
-            now,
-            resources: &resources,
-            costs: &costs,
-            tf_resources: &tf,
-            tf_loaded,
-        };
+        let inputs = Inputs { now, resources: &resources, costs: &costs, tf_resources: &tf, tf_loaded };
         evaluate_with_threads(&loaded.rules, &inputs, threads)
     })
     .await;

@@ -64,7 +64,10 @@ pub async fn run(d: &Daemon, s: &TerraformSettings, cancel: &CancellationToken) 
         .collect();
     let default_region = s.default_region.clone();
     let arn_of = move |r: &TfResource| r.canonical_arn(&default_region, &default_account);
-    let detail = TerraformDetail { states: report.states.len() as u64, resources: report.states.iter().map(|s| s.resources.len() as u64).sum() };
+    let detail = TerraformDetail {
+        states: report.states.len() as u64,
+        resources: report.states.iter().map(|s| s.resources.len() as u64).sum(),
+    };
     // Not cancellable: a shutdown waits for this write.
     if let Err(e) = d.store.record_states(&report.states, &arn_of, chrono::Utc::now()).await {
         return JobOutput::failed(e.to_string());

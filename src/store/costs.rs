@@ -36,7 +36,8 @@ pub struct CostDay {
 }
 
 fn day(s: &str) -> Result<NaiveDate, StoreError> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt { what: "cost day", detail: format!("{s:?}: {e}") })
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| StoreError::Corrupt { what: "cost day", detail: format!("{s:?}: {e}") })
 }
 
 impl Store {
@@ -71,7 +72,17 @@ impl Store {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${},${},${},${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8));
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                ));
             }
             // Several pages may repeat a (day, group) when keys collide after parsing; the last one wins.
             sql.push_str(
@@ -137,7 +148,12 @@ impl Store {
     }
 
     /// Stored daily costs of one metric in `[from, to)`, ordered by day, dimension, key.
-    pub async fn cost_days(&self, metric: CostMetric, from: NaiveDate, to: NaiveDate) -> Result<Vec<CostDay>, StoreError> {
+    pub async fn cost_days(
+        &self,
+        metric: CostMetric,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CostDay>, StoreError> {
         let rows = sqlx::query(
             "SELECT day, dimension, group_key, amount, estimated FROM ce_costs WHERE metric = $1 AND day >= $2 AND day < $3 \
              ORDER BY day, dimension, group_key",

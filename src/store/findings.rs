@@ -168,10 +168,7 @@ impl Store {
         let unique: Vec<&Finding> = produced.iter().filter(|f| seen.insert(f.key())).collect();
         let mut write = FindingsWrite::default();
         for f in &unique {
-            if open
-                .remove(&(f.kind.as_str().to_string(), f.rule.to_string(), f.subject.to_string()))
-                .is_some()
-            {
+            if open.remove(&(f.kind.as_str().to_string(), f.rule.to_string(), f.subject.to_string())).is_some() {
                 write.refreshed += 1;
             } else {
                 write.opened += 1;
@@ -216,11 +213,7 @@ impl Store {
             for id in ids {
                 query = query.bind(*id);
             }
-            write.resolved += query
-                .execute(&mut *tx)
-                .await
-                .map_err(q("resolve findings"))?
-                .rows_affected();
+            write.resolved += query.execute(&mut *tx).await.map_err(q("resolve findings"))?.rows_affected();
         }
         tx.commit().await.map_err(q("commit findings write"))?;
         Ok(write)
@@ -261,7 +254,8 @@ impl Store {
                     account_id: r.try_get(4).map_err(q(WHAT))?,
                     region: r.try_get(5).map_err(q(WHAT))?,
                     resource_type: r.try_get(6).map_err(q(WHAT))?,
-                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity)
+                        .ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     message: r.try_get(8).map_err(q(WHAT))?,
                     monthly_usd: money
                         .map(|m| {
@@ -298,7 +292,8 @@ impl Store {
                 let severity: String = r.try_get(1).map_err(q(WHAT))?;
                 Ok(FindingCount {
                     kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
-                    severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+                    severity: Severity::parse(&severity)
+                        .ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
                     open: r.try_get(2).map_err(q(WHAT))?,
                 })
             })

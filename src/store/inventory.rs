@@ -208,13 +208,16 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(q("accounts"))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(q("accounts"))?, r.try_get(1).map_err(q("accounts"))?)))
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(q("accounts"))?, r.try_get(1).map_err(q("accounts"))?))).collect()
     }
 
     /// Live resources of one type in one account and region, ordered by ARN.
-    pub async fn live_resources(&self, account_id: &str, region: &str, resource_type: &str) -> Result<Vec<LiveResource>, StoreError> {
+    pub async fn live_resources(
+        &self,
+        account_id: &str,
+        region: &str,
+        resource_type: &str,
+    ) -> Result<Vec<LiveResource>, StoreError> {
         let rows = sqlx::query(
             "SELECT arn, resource_id, tags FROM resources WHERE gone_at_ms IS NULL AND account_id = $1 AND region = $2 \
              AND resource_type = $3 ORDER BY arn",
@@ -242,9 +245,10 @@ impl Store {
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_resource<'q>(query: AnyQuery<'q>, r: &'q Resource, now: i64) -> Result<AnyQuery<'q>, StoreError> {
-    let tags = serde_json::to_string(&r.tags).map_err(|e| StoreError::Corrupt { what: "tags", detail: e.to_string() })?;
-    let details =
-        serde_json::to_string(&r.details).map_err(|e| StoreError::Corrupt { what: "details", detail: e.to_string() })?;
+    let tags =
+        serde_json::to_string(&r.tags).map_err(|e| StoreError::Corrupt { what: "tags", detail: e.to_string() })?;
+    let details = serde_json::to_string(&r.details)
+        .map_err(|e| StoreError::Corrupt { what: "details", detail: e.to_string() })?;
     Ok(query
         .bind(&r.arn)
         .bind(&r.resource_type)

@@ -46,7 +46,13 @@ impl Store {
     /// Adds `matches` counted over `[from_ms, until_ms)` to a counter. The update only applies if the counter
     /// still stands at `from_ms` (or does not exist yet), so a range is never added twice. A changed filter
     /// pattern restarts the counter at zero. Returns whether the update applied.
-    pub async fn add_pattern_matches(&self, c: &PatternCount, from_ms: i64, matches: i64, until_ms: i64) -> Result<bool, StoreError> {
+    pub async fn add_pattern_matches(
+        &self,
+        c: &PatternCount,
+        from_ms: i64,
+        matches: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO log_pattern_counts (account_id, region, log_group, pattern_name, filter_pattern, matches, counted_until_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \

@@ -135,8 +135,8 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         };
-        let options = AnyConnectOptions::from_str(&url)
-            .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+        let options =
+            AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))

@@ -40,7 +40,9 @@ impl RunOutcome {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Success, Self::Partial, Self::Failed, Self::Cancelled, Self::Skipped].into_iter().find(|o| o.as_str() == s)
+        [Self::Running, Self::Success, Self::Partial, Self::Failed, Self::Cancelled, Self::Skipped]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 
@@ -100,16 +102,15 @@ impl Store {
 
     /// Runs that never finished (the process died) are closed as failed; called at start-up.
     pub async fn close_abandoned_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4",
-        )
-        .bind(ms(now))
-        .bind(RunOutcome::Failed.as_str())
-        .bind("abandoned: the daemon stopped before the run finished")
-        .bind(RunOutcome::Running.as_str())
-        .execute(self.pool())
-        .await
-        .map_err(q("close abandoned runs"))?;
+        let done =
+            sqlx::query("UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4")
+                .bind(ms(now))
+                .bind(RunOutcome::Failed.as_str())
+                .bind("abandoned: the daemon stopped before the run finished")
+                .bind(RunOutcome::Running.as_str())
+                .execute(self.pool())
+                .await
+                .map_err(q("close abandoned runs"))?;
         Ok(done.rows_affected())
     }
 

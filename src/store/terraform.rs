@@ -79,10 +79,12 @@ impl Store {
 
     /// Every stored managed resource, ordered by origin and address.
     pub async fn tf_resources(&self) -> Result<Vec<StoredTfResource>, StoreError> {
-        let rows = sqlx::query("SELECT origin, address, resource_type, arn FROM tf_resources ORDER BY origin, address, deposed")
-            .fetch_all(self.pool())
-            .await
-            .map_err(q("terraform resources"))?;
+        let rows = sqlx::query(
+            "SELECT origin, address, resource_type, arn FROM tf_resources ORDER BY origin, address, deposed",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("terraform resources"))?;
         rows.iter()
             .map(|r| {
                 Ok(StoredTfResource {

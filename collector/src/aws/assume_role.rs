@@ -26,11 +26,17 @@ impl AssumeRole {
             .send()
             .await
             .map_err(CredentialsError::provider_error)?;
-        let c = out
-            .credentials
-            .ok_or_else(|| CredentialsError::provider_error(format!("AssumeRole {} returned no credentials", self.role_arn)))?;
+        let c = out.credentials.ok_or_else(|| {
+            CredentialsError::provider_error(format!("AssumeRole {} returned no credentials", self.role_arn))
+        })?;
         let expiry = SystemTime::try_from(c.expiration).ok();
-        Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "cloudwarden-assume-role"))
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            expiry,
+            "cloudwarden-assume-role",
+        ))
     }
 }
 

@@ -142,7 +142,9 @@ pub async fn fetch(
                 }
             }
             for result in page.results_by_time() {
-                let Some(day) = result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok()) else {
+                let Some(day) =
+                    result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok())
+                else {
                     return Err(format!("GetCostAndUsage by {dimension}: a result has no valid time period"));
                 };
                 for g in result.groups() {
@@ -156,7 +158,10 @@ pub async fn fetch(
                         let Some(value) = g.metrics().and_then(|m| m.get(metric.api_name())) else { continue };
                         let text = value.amount().unwrap_or("0");
                         let amount = parse_amount(text).ok_or_else(|| {
-                            format!("GetCostAndUsage by {dimension}: {day} {key:?} {}: not an amount: {text:?}", metric.api_name())
+                            format!(
+                                "GetCostAndUsage by {dimension}: {day} {key:?} {}: not an amount: {text:?}",
+                                metric.api_name()
+                            )
                         })?;
                         out.rows.push(CostRow {
                             day,

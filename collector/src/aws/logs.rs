@@ -65,9 +65,5 @@ pub async fn last_event_time(
         .send()
         .await
         .map_err(|e| format!("DescribeLogStreams {log_group}: {}", error_chain(&e)))?;
-    Ok(out
-        .log_streams()
-        .first()
-        .and_then(|s| s.last_event_timestamp())
-        .and_then(DateTime::from_timestamp_millis))
+    Ok(out.log_streams().first().and_then(|s| s.last_event_timestamp()).and_then(DateTime::from_timestamp_millis))
 }

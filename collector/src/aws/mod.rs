@@ -86,9 +86,8 @@ impl AwsContext {
     /// Builds the SDK configuration of every account. Makes no AWS call: credentials are resolved lazily.
     pub async fn new(settings: &AwsSettings) -> Self {
         let stats = Arc::new(ApiCallStats::default());
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.home_region.clone()))
             .http_client(http)

@@ -42,10 +42,7 @@ impl Glob {
         } else {
             GlobKind::General
         };
-        Glob {
-            text: text.to_string(),
-            kind,
-        }
+        Glob { text: text.to_string(), kind }
     }
 
     /// The pattern as written.
@@ -154,10 +151,7 @@ impl TagMatch {
         if key.trim().is_empty() {
             return Err(format!("expected key=value or key, got {s:?}"));
         }
-        Ok(TagMatch {
-            key: key.to_string(),
-            value,
-        })
+        Ok(TagMatch { key: key.to_string(), value })
     }
 
     /// True when `tags` has the key (with the value, if one is given).
@@ -205,16 +199,8 @@ mod tests {
             ("ec2:instance", "ec2:instances", false),
             ("*:volume", "ec2:volume", true),
             ("*:volume", "ec2:volumes", false),
-            (
-                "arn:aws:ec2:*:111111111111:instance/*",
-                "arn:aws:ec2:eu-west-1:111111111111:instance/i-1",
-                true,
-            ),
-            (
-                "arn:aws:ec2:*:111111111111:instance/*",
-                "arn:aws:ec2:eu-west-1:222222222222:instance/i-1",
-                false,
-            ),
+            ("arn:aws:ec2:*:111111111111:instance/*", "arn:aws:ec2:eu-west-1:111111111111:instance/i-1", true),
+            ("arn:aws:ec2:*:111111111111:instance/*", "arn:aws:ec2:eu-west-1:222222222222:instance/i-1", false),
             ("module.*.aws_instance.web[?]", "module.app.aws_instance.web[0]", true),
             ("module.*.aws_instance.web[?]", "module.app.aws_instance.web[10]", false),
             ("a*b*c", "aXbYbZc", true),
@@ -230,11 +216,7 @@ mod tests {
         ];
         for (p, s, want) in cases {
             assert_eq!(Glob::new(p).matches(s), *want, "{p} vs {s}");
-            assert_eq!(
-                wildcard_match(p.as_bytes(), s.as_bytes()),
-                *want,
-                "{p} vs {s} (backtracking)"
-            );
+            assert_eq!(wildcard_match(p.as_bytes(), s.as_bytes()), *want, "{p} vs {s} (backtracking)");
         }
     }
 
@@ -246,25 +228,15 @@ mod tests {
             let mut all = vec![String::new()];
             let mut last = vec![String::new()];
             for _ in 0..max {
-                last = last
-                    .iter()
-                    .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
-                    .collect();
+                last = last.iter().flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}"))).collect();
                 all.extend(last.iter().cloned());
             }
             all
         };
-        let patterns: Vec<String> = words(5, &['a', 'b', '*'])
-            .into_iter()
-            .filter(|p| p.contains('*'))
-            .collect();
+        let patterns: Vec<String> = words(5, &['a', 'b', '*']).into_iter().filter(|p| p.contains('*')).collect();
         for p in &patterns {
             for s in words(5, &['a', 'b']) {
-                assert_eq!(
-                    stars_match(p, &s),
-                    wildcard_match(p.as_bytes(), s.as_bytes()),
-                    "{p} vs {s}"
-                );
+                assert_eq!(stars_match(p, &s), wildcard_match(p.as_bytes(), s.as_bytes()), "{p} vs {s}");
             }
         }
     }

@@ -32,21 +32,14 @@ fn default_protect_tag() -> String {
 
 /// A problem at `key.sub` where `sub` may itself contain dots (a tag key, a type name).
 fn at_key(key: &str, sub: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        path: vec![Seg::Key(key.to_string()), Seg::Key(sub.to_string())],
-        message: message.into(),
-    }
+    Problem { path: vec![Seg::Key(key.to_string()), Seg::Key(sub.to_string())], message: message.into() }
 }
 
 /// Tag matchers (`key=value` or `key`) of the list `field`.
 fn tag_matches(field: &str, list: &[String], problems: &mut Vec<Problem>) -> Vec<TagMatch> {
     list.iter()
         .enumerate()
-        .filter_map(|(i, s)| {
-            TagMatch::parse(s)
-                .map_err(|e| problems.push(Problem::at_index(field, i, e)))
-                .ok()
-        })
+        .filter_map(|(i, s)| TagMatch::parse(s).map_err(|e| problems.push(Problem::at_index(field, i, e))).ok())
         .collect()
 }
 
@@ -118,17 +111,12 @@ impl TaggingEntry {
             problems.push(Problem::at("name", "must not be empty"));
         }
         if self.resource_types.is_empty() {
-            problems.push(Problem::at(
-                "resource_types",
-                "must name at least one resource type (or \"*\")",
-            ));
+            problems.push(Problem::at("resource_types", "must name at least one resource type (or \"*\")"));
         }
         let resource_types = globs("resource_types", &self.resource_types, &mut problems, type_glob);
         if self.required_keys.is_empty() && self.allowed_values.is_empty() && self.allowed_patterns.is_empty() {
-            problems.push(Problem::at(
-                "required_keys",
-                "the rule checks nothing: name required keys or allowed values",
-            ));
+            problems
+                .push(Problem::at("required_keys", "the rule checks nothing: name required keys or allowed values"));
         }
         for (i, k) in self.required_keys.iter().enumerate() {
             if k.trim().is_empty() {
@@ -140,11 +128,7 @@ impl TaggingEntry {
                     format!("{k:?}: aws: tags are set by aws, not by users"),
                 ));
             } else if self.required_keys[..i].iter().any(|p| p == k) {
-                problems.push(Problem::at_index(
-                    "required_keys",
-                    i,
-                    format!("key {k:?} is listed twice"),
-                ));
+                problems.push(Problem::at_index("required_keys", i, format!("key {k:?} is listed twice")));
             }
         }
         let mut allowed = Vec::new();
@@ -153,44 +137,22 @@ impl TaggingEntry {
                 problems.push(at_key("allowed_values", key, "must list at least one value"));
             }
             if self.allowed_patterns.contains_key(key) {
-                problems.push(at_key(
-                    "allowed_patterns",
-                    key,
-                    "key has allowed_values too: use one or the other",
-                ));
+                problems.push(at_key("allowed_patterns", key, "key has allowed_values too: use one or the other"));
             }
-            allowed.push(AllowedValues {
-                key: key.clone(),
-                allowed: Allowed::OneOf(values.clone()),
-            });
+            allowed.push(AllowedValues { key: key.clone(), allowed: Allowed::OneOf(values.clone()) });
         }
         for (key, pattern) in &self.allowed_patterns {
-            match RegexBuilder::new(&format!("^(?:{pattern})$"))
-                .case_insensitive(self.ignore_value_case)
-                .build()
-            {
+            match RegexBuilder::new(&format!("^(?:{pattern})$")).case_insensitive(self.ignore_value_case).build() {
                 Ok(regex) => allowed.push(AllowedValues {
                     key: key.clone(),
-                    allowed: Allowed::Regex {
-                        pattern: pattern.clone(),
-                        regex,
-                    },
+                    allowed: Allowed::Regex { pattern: pattern.clone(), regex },
                 }),
                 Err(e) => {
                     // The regex crate's message spans several lines with a caret; keep its last line.
                     let text = e.to_string();
-                    let reason = text
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .trim_start_matches("error: ")
-                        .to_string();
-                    problems.push(at_key(
-                        "allowed_patterns",
-                        key,
-                        format!("invalid regex {pattern:?}: {reason}"),
-                    ));
+                    let reason =
+                        text.lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
+                    problems.push(at_key("allowed_patterns", key, format!("invalid regex {pattern:?}: {reason}")));
                 }
             }
         }
@@ -379,15 +341,9 @@ impl CleanupSection {
             let e = self.entry(rule);
             let min_days = e.and_then(|e| e.min_days).unwrap_or(rule.default_min_days());
             if min_days > 3650 {
-                problems.push(Problem::at(
-                    &format!("{}.min_days", rule.name()),
-                    "must be at most 3650 (ten years)",
-                ));
+                problems.push(Problem::at(&format!("{}.min_days", rule.name()), "must be at most 3650 (ten years)"));
             }
-            Threshold {
-                enabled: e.is_none_or(|e| e.enabled),
-                min_days,
-            }
+            Threshold { enabled: e.is_none_or(|e| e.enabled), min_days }
         });
         let mut prices = Prices::default();
         let p = &self.prices;
@@ -419,11 +375,7 @@ impl CleanupSection {
         for (t, v) in &p.volume_gib_month {
             if v.is_sign_negative() {
                 problems.push(Problem {
-                    path: vec![
-                        Seg::Key("prices".into()),
-                        Seg::Key("volume_gib_month".into()),
-                        Seg::Key(t.clone()),
-                    ],
+                    path: vec![Seg::Key("prices".into()), Seg::Key("volume_gib_month".into()), Seg::Key(t.clone())],
                     message: "must not be negative".into(),
                 });
             }
@@ -431,12 +383,7 @@ impl CleanupSection {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(CleanupSettings {
-            protect_tag: self.protect_tag.clone(),
-            exempt,
-            thresholds,
-            prices,
-        })
+        Ok(CleanupSettings { protect_tag: self.protect_tag.clone(), exempt, thresholds, prices })
     }
 }
 

@@ -19,10 +19,7 @@ fn empty_file_has_defaults() {
 
 #[test]
 fn syntax_errors_stop_there() {
-    check(
-        "[[tagging]]\nname = \"a\"\nrequired_keys = [\"team\"\n",
-        &["rules.toml:3: unclosed array, expected `]`"],
-    );
+    check("[[tagging]]\nname = \"a\"\nrequired_keys = [\"team\"\n", &["rules.toml:3: unclosed array, expected `]`"]);
 }
 
 #[test]

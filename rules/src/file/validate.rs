@@ -76,16 +76,11 @@ impl Ctx<'_> {
     /// not hide those of the others. `None` for an entry with an error.
     fn entries<T: DeserializeOwned>(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Vec<Option<T>> {
         match value.get_ref() {
-            DeValue::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| self.section::<T>(&format!("{key}[{i}]"), item))
-                .collect(),
+            DeValue::Array(items) => {
+                items.iter().enumerate().map(|(i, item)| self.section::<T>(&format!("{key}[{i}]"), item)).collect()
+            }
             // Not an array: let serde say what it expected.
-            _ => self
-                .section::<Vec<T>>(key, value)
-                .map(|v| v.into_iter().map(Some).collect())
-                .unwrap_or_default(),
+            _ => self.section::<Vec<T>>(key, value).map(|v| v.into_iter().map(Some).collect()).unwrap_or_default(),
         }
     }
 
@@ -113,22 +108,14 @@ impl Ctx<'_> {
                 continue;
             };
             if let Some(first) = out.iter().find(|n| n.family == family && n.name == name) {
-                let at = first
-                    .line
-                    .map(|l| format!("line {l}"))
-                    .unwrap_or_else(|| "this file".into());
+                let at = first.line.map(|l| format!("line {l}")).unwrap_or_else(|| "this file".into());
                 self.error(
                     &[Seg::Key(key.to_string()), Seg::Index(i), Seg::Key("name".to_string())],
                     format!("duplicate {family} rule name {name:?}, first defined at {at}"),
                 );
                 continue;
             }
-            out.push(Named {
-                family,
-                name,
-                file: self.file.to_string(),
-                line,
-            });
+            out.push(Named { family, name, file: self.file.to_string(), line });
         }
     }
 }
@@ -149,22 +136,13 @@ pub(super) fn parse(file: &str, text: &str) -> Result<RuleFile, RuleFileErrors> 
         ));
     }
     let doc = doc.into_inner();
-    let mut cx = Ctx {
-        file,
-        text,
-        doc: &doc,
-        errors: Vec::new(),
-    };
+    let mut cx = Ctx { file, text, doc: &doc, errors: Vec::new() };
     let mut out = RuleFile::default();
 
     for (key, value) in doc.iter() {
         let name: &str = key.get_ref().as_ref();
         let section_line = Some(cx.line_of(key.span().start));
-        let here = |section: &'static str| SectionAt {
-            section,
-            file: file.to_string(),
-            line: section_line,
-        };
+        let here = |section: &'static str| SectionAt { section, file: file.to_string(), line: section_line };
         match name {
             "tagging" => {
                 let entries = cx.entries::<TaggingEntry>("tagging", value);

@@ -106,7 +106,8 @@ pub async fn fetch(
                 _ => break,
             }
         }
-        let mut samples: Vec<Sample> = newest.into_iter().map(|(query, (timestamp, value))| Sample { query, timestamp, value }).collect();
+        let mut samples: Vec<Sample> =
+            newest.into_iter().map(|(query, (timestamp, value))| Sample { query, timestamp, value }).collect();
         samples.sort_by_key(|s| s.query);
         out.samples.extend(samples);
         for (query, mut points) in all {

@@ -20,7 +20,12 @@ pub struct Batch {
 
 /// The window a query reads at `now`: it ends `delay` before now, on a period boundary, and spans `length`
 /// (at least one period).
-pub fn window(now: DateTime<Utc>, period_secs: i32, length_secs: i64, delay_secs: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn window(
+    now: DateTime<Utc>,
+    period_secs: i32,
+    length_secs: i64,
+    delay_secs: i64,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let period = period_secs.max(1) as i64;
     let end_ts = (now.timestamp() - delay_secs.max(0)).div_euclid(period) * period;
     let end = Utc.timestamp_opt(end_ts, 0).single().unwrap_or(now);
@@ -119,15 +124,24 @@ mod tests {
     fn windows_end_on_period_boundaries_before_the_delay() {
         let now: DateTime<Utc> = "2026-11-25T10:07:31Z".parse().unwrap();
         let (s, e) = window(now, 300, 600, 300);
-        assert_eq!((s.to_rfc3339(), e.to_rfc3339()), ("2026-11-25T09:50:00+00:00".into(), "2026-11-25T10:00:00+00:00".into()));
+        assert_eq!(
+            (s.to_rfc3339(), e.to_rfc3339()),
+            ("2026-11-25T09:50:00+00:00".into(), "2026-11-25T10:00:00+00:00".into())
+        );
         let (s, e) = window(now, 60, 10, 0);
-        assert_eq!((s.to_rfc3339(), e.to_rfc3339()), ("2026-11-25T10:06:00+00:00".into(), "2026-11-25T10:07:00+00:00".into()));
+        assert_eq!(
+            (s.to_rfc3339(), e.to_rfc3339()),
+            ("2026-11-25T10:06:00+00:00".into(), "2026-11-25T10:07:00+00:00".into())
+        );
     }
 
     #[test]
     fn names() {
         assert_eq!(exposition_name("AWS/EC2", "CPUUtilization", "Average"), "aws_ec2_cpuutilization_average");
-        assert_eq!(exposition_name("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum"), "aws_applicationelb_httpcode_target_5xx_count_sum");
+        assert_eq!(
+            exposition_name("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum"),
+            "aws_applicationelb_httpcode_target_5xx_count_sum"
+        );
         assert_eq!(exposition_name("Custom/App", "queue.depth", "Maximum"), "aws_custom_app_queue_depth_maximum");
         assert_eq!(label_name("tag_", "cost-center"), "tag_cost_center");
         assert_eq!(label_name("dimension_", "InstanceId"), "dimension_instance_id");

@@ -4,7 +4,7 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{to_chrono, tag_map, Unit};
+use super::{tag_map, to_chrono, Unit};
 use crate::aws::error_chain;
 use crate::model::{Details, Resource};
 
@@ -21,11 +21,7 @@ pub fn parse_transition_time(reason: &str) -> Option<DateTime<Utc>> {
 
 pub async fn instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
     let mut out = Vec::new();
-    let mut pages = client
-        .describe_instances()
-        .set_max_results(unit.page_size(5, 1000))
-        .into_paginator()
-        .send();
+    let mut pages = client.describe_instances().set_max_results(unit.page_size(5, 1000)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| error_chain(&e))?;
         for inst in page.reservations().iter().flat_map(|r| r.instances()) {
@@ -99,12 +95,8 @@ pub async fn volumes(client: &Client, unit: &Unit) -> Result<Vec<Resource>, Stri
 
 pub async fn snapshots(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
     let mut out = Vec::new();
-    let mut pages = client
-        .describe_snapshots()
-        .owner_ids("self")
-        .set_max_results(unit.page_size(5, 1000))
-        .into_paginator()
-        .send();
+    let mut pages =
+        client.describe_snapshots().owner_ids("self").set_max_results(unit.page_size(5, 1000)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| error_chain(&e))?;
         for s in page.snapshots() {

@@ -193,8 +193,7 @@ pub async fn collect(ctx: &AwsContext, settings: &InventorySettings) -> Inventor
         }
         units.push(Box::pin(collect_buckets(ctx, account, id.clone(), &settings.regions)));
     }
-    let partials: Vec<Partial> =
-        stream::iter(units).buffer_unordered(settings.max_concurrency.max(1)).collect().await;
+    let partials: Vec<Partial> = stream::iter(units).buffer_unordered(settings.max_concurrency.max(1)).collect().await;
 
     let mut by_arn: HashMap<String, Resource> = HashMap::new();
     let mut tagged = Vec::new();

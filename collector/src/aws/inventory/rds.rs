@@ -2,7 +2,7 @@
 
 use aws_sdk_rds::Client;
 
-use super::{to_chrono, tag_map, Unit};
+use super::{tag_map, to_chrono, Unit};
 use crate::aws::error_chain;
 use crate::model::{Details, Resource};
 

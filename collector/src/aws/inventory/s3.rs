@@ -33,7 +33,11 @@ pub async fn buckets(
         let page = any.list_buckets().set_continuation_token(token.take()).send().await.map_err(|e| error_chain(&e))?;
         for b in page.buckets() {
             if let Some(name) = b.name() {
-                listed.push((name.to_string(), b.creation_date().and_then(to_chrono), b.bucket_region().map(str::to_string)));
+                listed.push((
+                    name.to_string(),
+                    b.creation_date().and_then(to_chrono),
+                    b.bucket_region().map(str::to_string),
+                ));
             }
         }
         match page.continuation_token() {

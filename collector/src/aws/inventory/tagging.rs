@@ -12,8 +12,7 @@ use crate::aws::error_chain;
 /// (canonical ARN, tags) of every resource the API returns for the region.
 pub async fn tagged(client: &Client, unit: &Unit) -> Result<Vec<(String, BTreeMap<String, String>)>, String> {
     let mut out = Vec::new();
-    let mut pages =
-        client.get_resources().set_resources_per_page(unit.page_size(1, 100)).into_paginator().send();
+    let mut pages = client.get_resources().set_resources_per_page(unit.page_size(1, 100)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| error_chain(&e))?;
         for m in page.resource_tag_mapping_list() {

@@ -134,11 +134,8 @@ impl Baseline {
     pub fn fit(series: Daily<'_>, before: NaiveDate, weeks: u32) -> Option<Baseline> {
         let window = u64::from(weeks.max(1)) * 7;
         let first = days_before(before, window).max(series.start);
-        let known: Vec<(NaiveDate, Decimal)> = first
-            .iter_days()
-            .take_while(|d| *d < before)
-            .filter_map(|d| series.get(d).map(|v| (d, v)))
-            .collect();
+        let known: Vec<(NaiveDate, Decimal)> =
+            first.iter_days().take_while(|d| *d < before).filter_map(|d| series.get(d).map(|v| (d, v))).collect();
         if known.is_empty() {
             return None;
         }
@@ -151,11 +148,7 @@ impl Baseline {
             Baseline::flat(&known)
         };
         baseline.history_days = history_days;
-        let fitted = if full_weeks >= 2 {
-            &known[known.len() - full_weeks * 7..]
-        } else {
-            &known[..]
-        };
+        let fitted = if full_weeks >= 2 { &known[known.len() - full_weeks * 7..] } else { &known[..] };
         baseline.relative_spread = baseline.relative_spread_of(fitted);
         Some(baseline)
     }
@@ -195,12 +188,7 @@ impl Baseline {
             .filter_map(|(d, v)| v.checked_div(profile[weekday(*d)]))
             .collect();
         let level = median(&mut deseasonalised)?;
-        Some(Baseline {
-            profile: Some(profile),
-            level,
-            history_days: 0,
-            relative_spread: Decimal::ZERO,
-        })
+        Some(Baseline { profile: Some(profile), level, history_days: 0, relative_spread: Decimal::ZERO })
     }
 
     /// The expected amount of `day`, unrounded.
@@ -235,9 +223,7 @@ impl Baseline {
             return Decimal::ZERO;
         };
         let mut deviations: Vec<Decimal> = relative.iter().map(|r| (*r - center).abs()).collect();
-        median(&mut deviations)
-            .unwrap_or(Decimal::ZERO)
-            .saturating_mul(SPREAD_FACTOR)
+        median(&mut deviations).unwrap_or(Decimal::ZERO).saturating_mul(SPREAD_FACTOR)
     }
 }
 

@@ -289,10 +289,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
         if data.values.is_empty() {
             continue;
         }
-        let daily = Daily {
-            values: &data.values,
-            start: first,
-        };
+        let daily = Daily { values: &data.values, start: first };
         let mut shown: Option<SeriesScore> = None;
         for day in first_eval.iter_days().take_while(|d| *d <= last) {
             if days_between(first, day) < settings.min_history_days {
@@ -304,9 +301,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
             let point = Point::new(settings, &baseline, daily.get(day).unwrap_or(Decimal::ZERO), day);
             if point.severity.is_some() {
                 let causes = root_cause(settings, member, &window_rows, first, day, point.impact, weeks);
-                evaluation
-                    .findings
-                    .push(anomaly_finding(settings, member, &point, &baseline, causes));
+                evaluation.findings.push(anomaly_finding(settings, member, &point, &baseline, causes));
             }
             // The metric shows the highest score of the days evaluated (the latest on ties): an anomaly
             // found within the lookback keeps its score until it falls out of the window, so an alert on
@@ -373,11 +368,7 @@ impl Point {
         let relative_floor = Decimal::from_f64(settings.min_spread_percent / 100.0)
             .unwrap_or(Decimal::ZERO)
             .saturating_mul(expected.abs());
-        let spread = baseline
-            .spread(day)
-            .max(relative_floor)
-            .max(settings.min_spread_usd)
-            .max(Decimal::ZERO);
+        let spread = baseline.spread(day).max(relative_floor).max(settings.min_spread_usd).max(Decimal::ZERO);
         let score = score(deviation, spread, settings.include_decreases);
         let expected = cents(expected);
         let impact = cents(actual.saturating_sub(expected));
@@ -386,16 +377,8 @@ impl Point {
         } else {
             None
         };
-        let mut point = Point {
-            day,
-            actual,
-            expected,
-            impact,
-            impact_percent,
-            spread: cents(spread),
-            score,
-            severity: None,
-        };
+        let mut point =
+            Point { day, actual, expected, impact, impact_percent, spread: cents(spread), score, severity: None };
         point.severity = point.classify(settings);
         point
     }
@@ -407,9 +390,7 @@ impl Point {
         if self.score <= 0.0 || self.score < settings.detection_score || size < settings.min_impact_usd {
             return None;
         }
-        let percent_ok = self
-            .impact_percent
-            .is_none_or(|p| p.abs() >= settings.alert_min_impact_percent);
+        let percent_ok = self.impact_percent.is_none_or(|p| p.abs() >= settings.alert_min_impact_percent);
         let alert = self.score >= settings.alert_score && size >= settings.alert_min_impact_usd && percent_ok;
         Some(match alert {
             false => Severity::Info,
@@ -422,11 +403,7 @@ impl Point {
 /// `1 - exp(-z / Z_SCALE)` of the robust z-score `deviation / spread` (only rises count unless
 /// `include_decreases`), in `[0, 1]`.
 fn score(deviation: Decimal, spread: Decimal, include_decreases: bool) -> f64 {
-    let deviation = if include_decreases {
-        deviation.abs()
-    } else {
-        deviation.max(Decimal::ZERO)
-    };
+    let deviation = if include_decreases { deviation.abs() } else { deviation.max(Decimal::ZERO) };
     if deviation <= Decimal::ZERO {
         return 0.0;
     }
@@ -462,10 +439,7 @@ fn root_cause(
     let mut out = Vec::new();
     for &dimension in member.sub_dimensions() {
         let mut subs: BTreeMap<&str, BTreeMap<NaiveDate, Decimal>> = BTreeMap::new();
-        for row in rows
-            .iter()
-            .filter(|r| r.day >= from && r.day <= day && member.contains(r))
-        {
+        for row in rows.iter().filter(|r| r.day >= from && r.day <= day && member.contains(r)) {
             if let Some(key) = dimension.key_of(row) {
                 add(subs.entry(key).or_default(), row.day, row.amount);
             }
@@ -488,12 +462,7 @@ fn root_cause(
                 })
             })
             .collect();
-        contributors.sort_by(|a, b| {
-            b.deviation_usd
-                .abs()
-                .cmp(&a.deviation_usd.abs())
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        contributors.sort_by(|a, b| b.deviation_usd.abs().cmp(&a.deviation_usd.abs()).then_with(|| a.key.cmp(&b.key)));
         contributors.truncate(top);
         out.extend(contributors);
     }
@@ -513,14 +482,8 @@ fn anomaly_finding(
         Member::Total => "total".to_string(),
         _ => format!("{} {}", kind.as_str(), key),
     };
-    let direction = if point.impact.is_sign_negative() {
-        "below"
-    } else {
-        "above"
-    };
-    let percent = point
-        .impact_percent
-        .map_or_else(|| "nothing expected".to_string(), |p| format!("{:.0}%", p.abs()));
+    let direction = if point.impact.is_sign_negative() { "below" } else { "above" };
+    let percent = point.impact_percent.map_or_else(|| "nothing expected".to_string(), |p| format!("{:.0}%", p.abs()));
     let message = format!(
         "{label} spent {} USD on {}, {} USD ({percent}) {direction} the expected {} USD (score {:.2})",
         cents(point.actual),
@@ -572,27 +535,11 @@ impl Check for CostAnomalySettings {
                 problems.push(Problem::at(field, message));
             }
         };
-        range(
-            "min_history_days",
-            (1..=366).contains(&self.min_history_days),
-            "must be between 1 and 366",
-        );
-        range(
-            "baseline_weeks",
-            (1..=52).contains(&self.baseline_weeks),
-            "must be between 1 and 52",
-        );
-        range(
-            "lookback_days",
-            (1..=90).contains(&self.lookback_days),
-            "must be between 1 and 90",
-        );
+        range("min_history_days", (1..=366).contains(&self.min_history_days), "must be between 1 and 366");
+        range("baseline_weeks", (1..=52).contains(&self.baseline_weeks), "must be between 1 and 52");
+        range("lookback_days", (1..=90).contains(&self.lookback_days), "must be between 1 and 90");
         let unit = |s: f64| s.is_finite() && s > 0.0 && s <= 1.0;
-        range(
-            "detection_score",
-            unit(self.detection_score),
-            "must be above 0 and at most 1",
-        );
+        range("detection_score", unit(self.detection_score), "must be above 0 and at most 1");
         range(
             "alert_score",
             unit(self.alert_score) && self.alert_score >= self.detection_score,
@@ -603,46 +550,18 @@ impl Check for CostAnomalySettings {
             unit(self.critical_score) && self.critical_score >= self.alert_score,
             "must be at most 1 and at least alert_score",
         );
-        range(
-            "min_impact_usd",
-            self.min_impact_usd >= Decimal::ZERO,
-            "must not be negative",
-        );
-        range(
-            "alert_min_impact_usd",
-            self.alert_min_impact_usd >= Decimal::ZERO,
-            "must not be negative",
-        );
+        range("min_impact_usd", self.min_impact_usd >= Decimal::ZERO, "must not be negative");
+        range("alert_min_impact_usd", self.alert_min_impact_usd >= Decimal::ZERO, "must not be negative");
         let percent = |p: f64| p.is_finite() && p >= 0.0;
-        range(
-            "alert_min_impact_percent",
-            percent(self.alert_min_impact_percent),
-            "must be a percentage of 0 or more",
-        );
-        range(
-            "min_spread_percent",
-            percent(self.min_spread_percent),
-            "must be a percentage of 0 or more",
-        );
-        range(
-            "min_spread_usd",
-            self.min_spread_usd >= Decimal::ZERO,
-            "must not be negative",
-        );
+        range("alert_min_impact_percent", percent(self.alert_min_impact_percent), "must be a percentage of 0 or more");
+        range("min_spread_percent", percent(self.min_spread_percent), "must be a percentage of 0 or more");
+        range("min_spread_usd", self.min_spread_usd >= Decimal::ZERO, "must not be negative");
         range("root_cause_top", self.root_cause_top <= 100, "must be at most 100");
         for (i, kind) in self.series.iter().enumerate() {
             if *kind == SeriesKind::Tag {
-                problems.push(Problem::at_index(
-                    "series",
-                    i,
-                    "tag series come from `tag_keys`, not from `series`",
-                ));
+                problems.push(Problem::at_index("series", i, "tag series come from `tag_keys`, not from `series`"));
             } else if self.series[..i].contains(kind) {
-                problems.push(Problem::at_index(
-                    "series",
-                    i,
-                    format!("duplicate series kind `{}`", kind.as_str()),
-                ));
+                problems.push(Problem::at_index("series", i, format!("duplicate series kind `{}`", kind.as_str())));
             }
         }
         for (i, key) in self.tag_keys.iter().enumerate() {

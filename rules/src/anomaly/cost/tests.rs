@@ -42,11 +42,7 @@ impl Line<'_> {
             account_id: self.account.to_string(),
             service: self.service.to_string(),
             resource_id: self.resource.map(str::to_string),
-            tags: self
-                .tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            tags: self.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
             amount,
         }
     }
@@ -65,12 +61,7 @@ impl Line<'_> {
 }
 
 fn line<'a>(account: &'a str, service: &'a str, resource: Option<&'a str>) -> Line<'a> {
-    Line {
-        account,
-        service,
-        resource,
-        tags: &[],
-    }
+    Line { account, service, resource, tags: &[] }
 }
 
 /// Two accounts, three services, steady spend with a little noise, from 2026-01-01 to `to`.
@@ -97,11 +88,7 @@ fn render(evaluation: &CostAnomalyEvaluation) -> Vec<String> {
                 if !seen.contains(&dim) {
                     seen.push(dim);
                     let share = c["share"].as_f64().unwrap_or_default();
-                    s.push_str(&format!(
-                        " {dim}:{}~{:.1}",
-                        c["key"].as_str().unwrap_or_default(),
-                        share
-                    ));
+                    s.push_str(&format!(" {dim}:{}~{:.1}", c["key"].as_str().unwrap_or_default(), share));
                 }
             }
             s
@@ -147,10 +134,7 @@ fn root_cause_names_the_main_movers() {
     // on the 14th, account B's database costs 300 more and account A's S3 bucket 100 more.
     rows.push(line(B, "AmazonRDS", Some("db-b1")).on(day("2026-03-14"), usd("300")));
     rows.push(line(A, "AmazonS3", Some("bucket-a")).on(day("2026-03-14"), usd("100")));
-    let settings = CostAnomalySettings {
-        series: vec![SeriesKind::Total],
-        ..CostAnomalySettings::default()
-    };
+    let settings = CostAnomalySettings { series: vec![SeriesKind::Total], ..CostAnomalySettings::default() };
     let evaluation = evaluate(&settings, &rows, noon("2026-03-15"));
     assert_eq!(evaluation.findings.len(), 1);
     let causes: Vec<(String, String)> = evaluation.findings[0].details.to_json()["root_cause"]
@@ -159,10 +143,7 @@ fn root_cause_names_the_main_movers() {
         .iter()
         .filter(|c| c["share"].as_f64().unwrap_or_default() > 0.1)
         .map(|c| {
-            (
-                c["dimension"].as_str().unwrap_or_default().to_string(),
-                c["key"].as_str().unwrap_or_default().to_string(),
-            )
+            (c["dimension"].as_str().unwrap_or_default().to_string(), c["key"].as_str().unwrap_or_default().to_string())
         })
         .collect();
     let pairs: Vec<(&str, &str)> = causes.iter().map(|(d, k)| (d.as_str(), k.as_str())).collect();
@@ -209,12 +190,7 @@ fn minimum_history() {
     rows.push(line(C, "AmazonEC2", Some("i-c1")).on(day("2026-03-14"), usd("900")));
     let only_accounts = "series = [\"account\"]";
     check(only_accounts, &rows, "2026-03-15", &[]);
-    check(
-        &format!("{only_accounts}\nmin_history_days = 10"),
-        &rows,
-        "2026-03-15",
-        &[],
-    );
+    check(&format!("{only_accounts}\nmin_history_days = 10"), &rows, "2026-03-15", &[]);
     check(
         &format!("{only_accounts}\nmin_history_days = 9"),
         &rows,
@@ -271,12 +247,7 @@ fn detection_and_alert_thresholds() {
         ("", "60", 1000, &[]),
     ];
     for (extra_settings, extra, base, expected) in cases {
-        check(
-            &format!("{total}\n{extra_settings}"),
-            &steady(extra, base),
-            "2026-03-15",
-            expected,
-        );
+        check(&format!("{total}\n{extra_settings}"), &steady(extra, base), "2026-03-15", expected);
     }
     let evaluation = evaluate(&settings(total), &steady("60", 100), noon("2026-03-15"));
     let f = &evaluation.findings[0];
@@ -291,10 +262,7 @@ fn detection_and_alert_thresholds() {
     assert_eq!(&*f.rule, "cost_anomaly");
     let s = &evaluation.series[0];
     assert_eq!((s.series_kind, s.key.as_str()), (SeriesKind::Total, "total"));
-    assert_eq!(
-        (s.expected_usd, s.impact_usd, s.impact_percent),
-        (usd("100.00"), usd("60.00"), Some(60.0))
-    );
+    assert_eq!((s.expected_usd, s.impact_usd, s.impact_percent), (usd("100.00"), usd("60.00"), Some(60.0)));
     assert!((s.score - (1.0 - (-3.0f64).exp())).abs() < 1e-12, "{}", s.score);
     assert_eq!(s.severity, Some(Severity::Critical));
 }
@@ -330,11 +298,8 @@ fn lookback_days() {
     // The metric shows the highest score of the days looked at: the spike's, not yesterday's, so an alert on
     // it agrees with the finding; with a lookback of one day, yesterday's.
     let shown = |lookback: u32| {
-        let evaluation = evaluate(
-            &settings(&format!("{services}\nlookback_days = {lookback}")),
-            &rows,
-            noon("2026-03-15"),
-        );
+        let evaluation =
+            evaluate(&settings(&format!("{services}\nlookback_days = {lookback}")), &rows, noon("2026-03-15"));
         let ec2 = evaluation.series.iter().find(|s| s.key == "AmazonEC2").unwrap().clone();
         (ec2.day.to_string(), ec2.score > 0.9, ec2.severity)
     };
@@ -345,14 +310,8 @@ fn lookback_days() {
 
 #[test]
 fn tag_series() {
-    let data = Line {
-        tags: &[("team", "data")],
-        ..line(A, "AmazonEMR", Some("j-1"))
-    };
-    let web = Line {
-        tags: &[("team", "web"), ("env", "prod")],
-        ..line(B, "AmazonEC2", Some("i-w"))
-    };
+    let data = Line { tags: &[("team", "data")], ..line(A, "AmazonEMR", Some("j-1")) };
+    let web = Line { tags: &[("team", "web"), ("env", "prod")], ..line(B, "AmazonEC2", Some("i-w")) };
     let mut rows = data.daily("2026-01-01", "2026-03-14", |_| 100, 1);
     rows.extend(web.daily("2026-01-01", "2026-03-14", |_| 100, 2));
     rows.extend(line(A, "AmazonS3", None).daily("2026-01-01", "2026-03-14", |_| 100, 3));
@@ -364,11 +323,7 @@ fn tag_series() {
         "2026-03-15",
         &["tag:team=@2026-03-14 Critical account:111111111111~1.0 service:AWSLambda~1.0 resource:fn-x~1.0"],
     );
-    let evaluation = evaluate(
-        &settings("series = []\ntag_keys = [\"team\", \"env\"]"),
-        &rows,
-        noon("2026-03-15"),
-    );
+    let evaluation = evaluate(&settings("series = []\ntag_keys = [\"team\", \"env\"]"), &rows, noon("2026-03-15"));
     let keys: Vec<&str> = evaluation.series.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["env=", "env=prod", "team=", "team=data", "team=web"]);
 }
@@ -376,14 +331,8 @@ fn tag_series() {
 #[test]
 fn disabled_and_empty() {
     let rows = fleet("2026-03-14");
-    assert_eq!(
-        evaluate(&settings("enabled = false"), &rows, noon("2026-03-15")),
-        CostAnomalyEvaluation::default()
-    );
-    assert_eq!(
-        evaluate(&CostAnomalySettings::default(), &[], noon("2026-03-15")),
-        CostAnomalyEvaluation::default()
-    );
+    assert_eq!(evaluate(&settings("enabled = false"), &rows, noon("2026-03-15")), CostAnomalyEvaluation::default());
+    assert_eq!(evaluate(&CostAnomalySettings::default(), &[], noon("2026-03-15")), CostAnomalyEvaluation::default());
     // today's partial rows and later ones are ignored.
     let mut later = rows.clone();
     later.push(line(A, "AmazonEC2", None).on(day("2026-03-15"), usd("9999")));
@@ -435,12 +384,7 @@ fn settings_problems() {
         let got: Vec<String> = settings(text).check().iter().map(ToString::to_string).collect();
         assert_eq!(got, expected, "{text}");
     }
-    for bad in [
-        "colour = 1",
-        "series = [\"region\"]",
-        "min_impact_usd = \"ten\"",
-        "lookback_days = -1",
-    ] {
+    for bad in ["colour = 1", "series = [\"region\"]", "min_impact_usd = \"ten\"", "lookback_days = -1"] {
         assert!(toml::from_str::<CostAnomalySettings>(bad).is_err(), "{bad}");
     }
     assert_eq!(settings(""), CostAnomalySettings::default());
@@ -456,9 +400,7 @@ fn arbitrary_rows() -> impl Strategy<Value = Vec<DailyCost>> {
                 account_id: [A, B, C][a].to_string(),
                 service: ["AmazonEC2", "AmazonS3", "AmazonRDS"][s].to_string(),
                 resource_id: ["i-1", "i-2", "vol-3"].get(r).map(|x| x.to_string()),
-                tags: [("team".to_string(), ["data", "web", "ops"][s].to_string())]
-                    .into_iter()
-                    .collect(),
+                tags: [("team".to_string(), ["data", "web", "ops"][s].to_string())].into_iter().collect(),
                 amount: Decimal::new(cents, 2),
             })
             .collect()
@@ -521,11 +463,7 @@ fn documented_examples() {
         cost_anomaly: Option<CostAnomalySettings>,
     }
     let doc = include_str!("../../../../docs/budgets-and-anomalies.md");
-    let blocks: Vec<&str> = doc
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|b| b.split("```").next())
-        .collect();
+    let blocks: Vec<&str> = doc.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
     assert_eq!(blocks.len(), 2);
     let mut budgets = 0;
     for block in blocks {

@@ -99,20 +99,14 @@ impl RangeTracker {
 
     /// (min, max) over the horizon, or `None` before the first point.
     fn range(&self) -> Option<(f64, f64)> {
-        self.blocks
-            .iter()
-            .chain(self.current.iter())
-            .fold(None, |acc, &(lo, hi)| match acc {
-                None => Some((lo, hi)),
-                Some((a, b)) => Some((lo.min(a), hi.max(b))),
-            })
+        self.blocks.iter().chain(self.current.iter()).fold(None, |acc, &(lo, hi)| match acc {
+            None => Some((lo, hi)),
+            Some((a, b)) => Some((lo.min(a), hi.max(b))),
+        })
     }
 
     fn push(&mut self, x: f64) {
-        self.current = Some(
-            self.current
-                .map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))),
-        );
+        self.current = Some(self.current.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))));
         self.current_len += 1;
         if self.current_len >= self.block {
             if let Some(done) = self.current.take() {
@@ -141,11 +135,7 @@ struct SortedWindow {
 impl SortedWindow {
     fn new(cap: usize) -> Self {
         let cap = cap.max(1);
-        SortedWindow {
-            ring: VecDeque::with_capacity(cap),
-            sorted: Vec::with_capacity(cap),
-            cap,
-        }
+        SortedWindow { ring: VecDeque::with_capacity(cap), sorted: Vec::with_capacity(cap), cap }
     }
 
     fn push(&mut self, x: f64) {
@@ -207,11 +197,7 @@ fn relative_excess_score(excess: f64, span: f64, margin: f64) -> f64 {
     if span.is_nan() || span <= 0.0 || !r.is_finite() {
         return 1.0;
     }
-    let m = if margin > 0.0 {
-        margin
-    } else {
-        f64::MIN_POSITIVE
-    };
+    let m = if margin > 0.0 { margin } else { f64::MIN_POSITIVE };
     r / (r + m)
 }
 
@@ -272,27 +258,15 @@ impl Detector {
     /// [`Detector::update`] with the parts of the score.
     pub fn update_parts(&mut self, x: f64) -> ScoreParts {
         if !x.is_finite() {
-            return ScoreParts {
-                range_novelty: 0.0,
-                deviation: 0.0,
-                score: 0.0,
-            };
+            return ScoreParts { range_novelty: 0.0, deviation: 0.0, score: 0.0 };
         }
         let range_novelty = novelty(&self.range, x, self.config.range_margin);
         let deviation = self.deviation(x);
         self.range.push(x);
         self.recent.push(x);
         self.seen += 1;
-        let score = if self.seen <= self.config.probation as u64 {
-            0.0
-        } else {
-            range_novelty.max(deviation)
-        };
-        ScoreParts {
-            range_novelty,
-            deviation,
-            score: clamp_unit(score),
-        }
+        let score = if self.seen <= self.config.probation as u64 { 0.0 } else { range_novelty.max(deviation) };
+        ScoreParts { range_novelty, deviation, score: clamp_unit(score) }
     }
 
     fn deviation(&self, x: f64) -> f64 {
@@ -305,10 +279,7 @@ impl Detector {
         let span = (self.recent.quantile(1.0) - self.recent.quantile(0.0)).max(0.0);
         // Floors: a quantised or mostly constant window has a zero IQR; fall back on its span, then on the
         // magnitude of the level, so that a tiny wobble is not infinitely surprising.
-        let spread = (iqr / 1.349)
-            .max(span / n as f64)
-            .max(median.abs() * 1e-9)
-            .max(f64::MIN_POSITIVE);
+        let spread = (iqr / 1.349).max(span / n as f64).max(median.abs() * 1e-9).max(f64::MIN_POSITIVE);
         let z = (x - median).abs() / spread;
         let cap = self.config.deviation_cap.clamp(0.0, 1.0);
         if !z.is_finite() {

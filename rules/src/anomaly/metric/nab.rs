@@ -39,11 +39,7 @@ pub struct CostProfile {
 
 impl CostProfile {
     /// NAB's standard profile: `A_TP = 1`, `A_FP = 0.11`, `A_FN = 1`.
-    pub const STANDARD: CostProfile = CostProfile {
-        tp_weight: 1.0,
-        fp_weight: 0.11,
-        fn_weight: 1.0,
-    };
+    pub const STANDARD: CostProfile = CostProfile { tp_weight: 1.0, fp_weight: 0.11, fn_weight: 1.0 };
 }
 
 impl Default for CostProfile {
@@ -91,11 +87,8 @@ pub fn windows_by_time<T: PartialOrd>(timestamps: &[T], limits: &[(T, T)]) -> Ve
     let mut windows: Vec<Window> = limits
         .iter()
         .filter_map(|(start, end)| {
-            let mut inside = timestamps
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| *start <= **t && **t <= *end)
-                .map(|(i, _)| i);
+            let mut inside =
+                timestamps.iter().enumerate().filter(|(_, t)| *start <= **t && **t <= *end).map(|(i, _)| i);
             let first = inside.next()?;
             let last = inside.last().unwrap_or(first);
             Some(Window::new(first, last))
@@ -163,10 +156,7 @@ pub struct NabScorer {
 
 impl Default for NabScorer {
     fn default() -> Self {
-        NabScorer {
-            profile: CostProfile::STANDARD,
-            probation_percent: 0.15,
-        }
+        NabScorer { profile: CostProfile::STANDARD, probation_percent: 0.15 }
     }
 }
 
@@ -200,11 +190,7 @@ struct Prepared {
 impl NabScorer {
     /// Number of leading points of a file of `n` points that are not scored: `min(floor(p × n), ceil(p × 5000))`.
     pub fn probation_length(&self, n: usize) -> usize {
-        let p = if self.probation_percent.is_finite() {
-            self.probation_percent.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let p = if self.probation_percent.is_finite() { self.probation_percent.clamp(0.0, 1.0) } else { 0.0 };
         let by_len = (p * n as f64).floor() as usize;
         let cap = (p * 5000.0).ceil() as usize;
         by_len.min(cap)
@@ -223,11 +209,7 @@ impl NabScorer {
         windows.sort();
         let probation = self.probation_length(n);
         let max_tp = scaled_sigmoid(-1.0);
-        let CostProfile {
-            tp_weight,
-            fp_weight,
-            ..
-        } = self.profile;
+        let CostProfile { tp_weight, fp_weight, .. } = self.profile;
         let mut roles = Vec::with_capacity(n);
         // `next` is the first window that has not ended before `i`; `prev` the last one that has.
         let mut next = 0usize;
@@ -245,9 +227,7 @@ impl NabScorer {
                 Role::InWindow(next, scaled_sigmoid(position) * tp_weight / max_tp)
             } else {
                 let unweighted = match prev {
-                    Some(w) if w.len() > 1 => {
-                        scaled_sigmoid((i - w.last) as f64 / (w.len() - 1) as f64)
-                    }
+                    Some(w) if w.len() > 1 => scaled_sigmoid((i - w.last) as f64 / (w.len() - 1) as f64),
                     _ => -1.0,
                 };
                 Role::Outside(unweighted * fp_weight)
@@ -258,13 +238,7 @@ impl NabScorer {
         Prepared { roles, counted }
     }
 
-    fn score_prepared(
-        &self,
-        name: &str,
-        scores: &[f64],
-        prepared: &Prepared,
-        threshold: f64,
-    ) -> FileScore {
+    fn score_prepared(&self, name: &str, scores: &[f64], prepared: &Prepared, threshold: f64) -> FileScore {
         let mut best: Vec<Option<f64>> = vec![None; prepared.counted.len()];
         let mut raw_fp = 0.0;
         let mut false_positives = 0;
@@ -284,8 +258,7 @@ impl NabScorer {
                 }
             }
         }
-        let (mut raw_windows, mut true_positives, mut false_negatives, mut windows) =
-            (0.0, 0, 0, 0);
+        let (mut raw_windows, mut true_positives, mut false_negatives, mut windows) = (0.0, 0, 0, 0);
         for (b, counted) in best.iter().zip(&prepared.counted) {
             if !counted {
                 continue;
@@ -320,43 +293,18 @@ impl NabScorer {
 
     fn totals(&self, files: &[ScoredFile<'_>], prepared: &[Prepared]) -> (f64, f64) {
         let all_windows: usize = prepared.iter().map(|p| p.counted.len()).sum();
-        let counted: usize = prepared
-            .iter()
-            .map(|p| p.counted.iter().filter(|c| **c).count())
-            .sum();
+        let counted: usize = prepared.iter().map(|p| p.counted.iter().filter(|c| **c).count()).sum();
         debug_assert_eq!(files.len(), prepared.len());
-        (
-            -self.profile.fn_weight * counted as f64,
-            self.profile.tp_weight * all_windows as f64,
-        )
+        (-self.profile.fn_weight * counted as f64, self.profile.tp_weight * all_windows as f64)
     }
 
-    fn corpus_at(
-        &self,
-        files: &[ScoredFile<'_>],
-        prepared: &[Prepared],
-        threshold: f64,
-    ) -> CorpusScore {
-        let scored: Vec<FileScore> = files
-            .iter()
-            .zip(prepared)
-            .map(|(f, p)| self.score_prepared(f.name, f.scores, p, threshold))
-            .collect();
+    fn corpus_at(&self, files: &[ScoredFile<'_>], prepared: &[Prepared], threshold: f64) -> CorpusScore {
+        let scored: Vec<FileScore> =
+            files.iter().zip(prepared).map(|(f, p)| self.score_prepared(f.name, f.scores, p, threshold)).collect();
         let raw: f64 = scored.iter().map(|f| f.raw).sum();
         let (null, perfect) = self.totals(files, prepared);
-        let normalized = if perfect > null {
-            100.0 * (raw - null) / (perfect - null)
-        } else {
-            0.0
-        };
-        CorpusScore {
-            threshold,
-            raw,
-            null,
-            perfect,
-            normalized,
-            files: scored,
-        }
+        let normalized = if perfect > null { 100.0 * (raw - null) / (perfect - null) } else { 0.0 };
+        CorpusScore { threshold, raw, null, perfect, normalized, files: scored }
     }
 
     /// Scores a corpus at one threshold and normalises the sum as NAB does.
@@ -394,13 +342,8 @@ impl NabScorer {
         let (null, _) = self.totals(files, &prepared);
         let fn_weight = self.profile.fn_weight;
         let mut raw = null;
-        let never = points.first().map_or(f64::INFINITY, |p| {
-            if p.0.is_finite() {
-                p.0.next_up()
-            } else {
-                f64::INFINITY
-            }
-        });
+        let never =
+            points.first().map_or(f64::INFINITY, |p| if p.0.is_finite() { p.0.next_up() } else { f64::INFINITY });
         let (mut best_threshold, mut best_raw) = (never, raw);
         let mut i = 0;
         while i < points.len() {

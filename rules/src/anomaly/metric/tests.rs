@@ -16,42 +16,19 @@ use super::nab::{scaled_sigmoid, windows_by_time, CostProfile, NabScorer, Scored
 
 /// Scores one file of `n` points whose detections are exactly `detections` (score 1, others 0) at threshold
 /// 0.5 with the standard profile and the given probationary fraction, and compares the raw score.
-fn check(
-    case: &str,
-    n: usize,
-    windows: &[(usize, usize)],
-    detections: &[usize],
-    probation: f64,
-    expected_raw: f64,
-) {
+fn check(case: &str, n: usize, windows: &[(usize, usize)], detections: &[usize], probation: f64, expected_raw: f64) {
     let mut scores = vec![0.0; n];
     for &d in detections {
         scores[d] = 1.0;
     }
     let windows: Vec<Window> = windows.iter().map(|&(a, b)| Window::new(a, b)).collect();
-    let scorer = NabScorer {
-        profile: CostProfile::STANDARD,
-        probation_percent: probation,
-    };
-    let file = ScoredFile {
-        name: case,
-        scores: &scores,
-        windows: &windows,
-    };
+    let scorer = NabScorer { profile: CostProfile::STANDARD, probation_percent: probation };
+    let file = ScoredFile { name: case, scores: &scores, windows: &windows };
     let got = scorer.score(&[file], 0.5);
-    assert!(
-        (got.raw - expected_raw).abs() < 1e-9,
-        "{case}: raw score {} instead of {expected_raw}",
-        got.raw
-    );
+    assert!((got.raw - expected_raw).abs() < 1e-9, "{case}: raw score {} instead of {expected_raw}", got.raw);
     // The optimiser can always do at least as well as this threshold.
     let best = scorer.optimize(&[file]);
-    assert!(
-        best.raw >= got.raw - 1e-9,
-        "{case}: optimiser found {} below {}",
-        best.raw,
-        got.raw
-    );
+    assert!(best.raw >= got.raw - 1e-9, "{case}: optimiser found {} below {}", best.raw, got.raw);
 }
 
 #[test]
@@ -64,133 +41,28 @@ fn scorer_table() {
     type Case<'a> = (&'a str, usize, &'a [(usize, usize)], &'a [usize], f64, f64);
     let cases: &[Case] = &[
         ("no detection: one miss", 200, W, &[], 0.0, -1.0),
-        (
-            "detection at the left edge earns A_TP",
-            200,
-            W,
-            &[40],
-            0.0,
-            1.0,
-        ),
-        (
-            "later detections in the window add nothing",
-            200,
-            W,
-            &[40, 45, 59],
-            0.0,
-            1.0,
-        ),
+        ("detection at the left edge earns A_TP", 200, W, &[40], 0.0, 1.0),
+        ("later detections in the window add nothing", 200, W, &[40, 45, 59], 0.0, 1.0),
         // σ(-0.5) / σ(-1) = 0.848283639957513 / 0.986614298151430
-        (
-            "detection in the middle",
-            200,
-            W,
-            &[50],
-            0.0,
-            0.8597925669097837,
-        ),
-        (
-            "only the earliest detection counts",
-            200,
-            W,
-            &[59, 50],
-            0.0,
-            0.8597925669097837,
-        ),
+        ("detection in the middle", 200, W, &[50], 0.0, 0.8597925669097837),
+        ("only the earliest detection counts", 200, W, &[59, 50], 0.0, 0.8597925669097837),
         // σ(-0.05) / σ(-1)
-        (
-            "detection on the last point",
-            200,
-            W,
-            &[59],
-            0.0,
-            0.1260401374727592,
-        ),
+        ("detection on the last point", 200, W, &[59], 0.0, 0.1260401374727592),
         // σ(-0.75) / σ(-1)
-        (
-            "detection a quarter into the window",
-            200,
-            W,
-            &[45],
-            0.0,
-            0.9669890878000605,
-        ),
-        (
-            "false positive before any window costs A_FP",
-            200,
-            W,
-            &[10],
-            0.0,
-            -1.0 - 0.11,
-        ),
-        (
-            "two false positives before the window",
-            200,
-            W,
-            &[10, 11],
-            0.0,
-            -1.0 - 0.22,
-        ),
+        ("detection a quarter into the window", 200, W, &[45], 0.0, 0.9669890878000605),
+        ("false positive before any window costs A_FP", 200, W, &[10], 0.0, -1.0 - 0.11),
+        ("two false positives before the window", 200, W, &[10, 11], 0.0, -1.0 - 0.22),
         // 0.11 × σ(1 / 19)
-        (
-            "false positive right after the window costs little",
-            200,
-            W,
-            &[60],
-            0.0,
-            -1.0 - 0.014390730906933252,
-        ),
+        ("false positive right after the window costs little", 200, W, &[60], 0.0, -1.0 - 0.014390730906933252),
         // 0.11 × σ(10 / 19)
-        (
-            "false positive ten points after the window",
-            200,
-            W,
-            &[69],
-            0.0,
-            -1.0 - 0.09523063024539194,
-        ),
-        (
-            "false positive three widths after the window costs A_FP",
-            200,
-            W,
-            &[59 + 57],
-            0.0,
-            -1.0 - 0.11,
-        ),
-        (
-            "detection plus a false positive after",
-            200,
-            W,
-            &[40, 69],
-            0.0,
-            1.0 - 0.09523063024539194,
-        ),
+        ("false positive ten points after the window", 200, W, &[69], 0.0, -1.0 - 0.09523063024539194),
+        ("false positive three widths after the window costs A_FP", 200, W, &[59 + 57], 0.0, -1.0 - 0.11),
+        ("detection plus a false positive after", 200, W, &[40, 69], 0.0, 1.0 - 0.09523063024539194),
         ("no window, no detection", 100, &[], &[], 0.0, 0.0),
-        (
-            "no window, every false positive costs A_FP",
-            100,
-            &[],
-            &[1, 50, 99],
-            0.0,
-            -0.33,
-        ),
+        ("no window, every false positive costs A_FP", 100, &[], &[1, 50, 99], 0.0, -0.33),
         // Two windows: each is scored on its own; a false positive between them is measured from the first.
-        (
-            "two windows, both detected early",
-            300,
-            &[(40, 59), (200, 219)],
-            &[40, 200],
-            0.0,
-            2.0,
-        ),
-        (
-            "two windows, one missed",
-            300,
-            &[(40, 59), (200, 219)],
-            &[40],
-            0.0,
-            0.0,
-        ),
+        ("two windows, both detected early", 300, &[(40, 59), (200, 219)], &[40, 200], 0.0, 2.0),
+        ("two windows, one missed", 300, &[(40, 59), (200, 219)], &[40], 0.0, 0.0),
         (
             "two windows, false positive between them",
             300,
@@ -200,57 +72,15 @@ fn scorer_table() {
             2.0 - 0.09523063024539194,
         ),
         // Probation: 15 % of 200 = 30 points are not scored.
-        (
-            "detections in the probationary period are ignored",
-            200,
-            W,
-            &[0, 10, 29],
-            0.15,
-            -1.0,
-        ),
-        (
-            "the first scored point is 30",
-            200,
-            W,
-            &[30],
-            0.15,
-            -1.0 - 0.11,
-        ),
+        ("detections in the probationary period are ignored", 200, W, &[0, 10, 29], 0.15, -1.0),
+        ("the first scored point is 30", 200, W, &[30], 0.15, -1.0 - 0.11),
         // A window inside the probationary period is neither a hit nor a miss.
-        (
-            "a window inside the probationary period does not count",
-            200,
-            &[(5, 20)],
-            &[],
-            0.15,
-            0.0,
-        ),
-        (
-            "nor does a detection in it",
-            200,
-            &[(5, 20)],
-            &[10],
-            0.15,
-            0.0,
-        ),
+        ("a window inside the probationary period does not count", 200, &[(5, 20)], &[], 0.15, 0.0),
+        ("nor does a detection in it", 200, &[(5, 20)], &[10], 0.15, 0.0),
         // A window straddling the end of probation counts, with its full width for positions.
-        (
-            "a window straddling probation keeps its width",
-            200,
-            &[(20, 39)],
-            &[30],
-            0.15,
-            0.8597925669097837,
-        ),
+        ("a window straddling probation keeps its width", 200, &[(20, 39)], &[30], 0.15, 0.8597925669097837),
         // A window of one point: a detection on it earns σ(-1) / σ(-1); false positives after it cost A_FP.
-        (
-            "one-point window",
-            100,
-            &[(50, 50)],
-            &[50, 51],
-            0.0,
-            1.0 - 0.11,
-        ),
+        ("one-point window", 100, &[(50, 50)], &[50, 51], 0.0, 1.0 - 0.11),
     ];
     for (case, n, windows, detections, probation, expected) in cases {
         check(case, *n, windows, detections, *probation, *expected);
@@ -260,34 +90,19 @@ fn scorer_table() {
 #[test]
 fn normalisation_follows_nab() {
     let windows = vec![Window::new(40, 59)];
-    let scorer = NabScorer {
-        probation_percent: 0.0,
-        ..NabScorer::default()
-    };
+    let scorer = NabScorer { probation_percent: 0.0, ..NabScorer::default() };
     let mut perfect = vec![0.0; 200];
     perfect[40] = 1.0;
     let null = vec![0.0; 200];
     let mut one_fp = perfect.clone();
     one_fp[10] = 1.0;
-    let file = |scores| ScoredFile {
-        name: "f",
-        scores,
-        windows: &windows,
-    };
+    let file = |scores| ScoredFile { name: "f", scores, windows: &windows };
     // Perfect detector: 100 on one file and on a corpus of several.
     assert_eq!(scorer.score(&[file(&perfect)], 0.5).normalized, 100.0);
-    assert_eq!(
-        scorer
-            .score(&[file(&perfect), file(&perfect), file(&perfect)], 0.5)
-            .normalized,
-        100.0
-    );
+    assert_eq!(scorer.score(&[file(&perfect), file(&perfect), file(&perfect)], 0.5).normalized, 100.0);
     // A detector that never fires: 0.
     let got = scorer.score(&[file(&null), file(&null)], 0.5);
-    assert_eq!(
-        (got.raw, got.null, got.perfect, got.normalized),
-        (-2.0, -2.0, 2.0, 0.0)
-    );
+    assert_eq!((got.raw, got.null, got.perfect, got.normalized), (-2.0, -2.0, 2.0, 0.0));
     // One false positive costs A_FP / (perfect - null) × 100 = 0.11 / 2 × 100 = 5.5 points on one file.
     let got = scorer.score(&[file(&one_fp)], 0.5);
     assert!((got.normalized - 94.5).abs() < 1e-9, "{}", got.normalized);
@@ -296,15 +111,7 @@ fn normalisation_follows_nab() {
     assert!((got.normalized - 50.0).abs() < 1e-9, "{}", got.normalized);
     // Counts.
     let f = &scorer.score(&[file(&one_fp)], 0.5).files[0];
-    assert_eq!(
-        (
-            f.true_positives,
-            f.false_negatives,
-            f.false_positives,
-            f.windows
-        ),
-        (1, 0, 1, 1)
-    );
+    assert_eq!((f.true_positives, f.false_negatives, f.false_positives, f.windows), (1, 0, 1, 1));
 }
 
 #[test]
@@ -353,42 +160,21 @@ fn optimizer_finds_the_best_single_threshold() {
     b[21] = 0.5;
     let wa = vec![Window::new(40, 59)];
     let wb = vec![Window::new(90, 109)];
-    let files = [
-        ScoredFile {
-            name: "a",
-            scores: &a,
-            windows: &wa,
-        },
-        ScoredFile {
-            name: "b",
-            scores: &b,
-            windows: &wb,
-        },
-    ];
-    let scorer = NabScorer {
-        probation_percent: 0.0,
-        ..NabScorer::default()
-    };
+    let files =
+        [ScoredFile { name: "a", scores: &a, windows: &wa }, ScoredFile { name: "b", scores: &b, windows: &wb }];
+    let scorer = NabScorer { probation_percent: 0.0, ..NabScorer::default() };
     let best = scorer.optimize(&files);
     // Brute force over candidate thresholds.
     let mut brute = f64::NEG_INFINITY;
     for t in [1.0, 0.9, 0.8, 0.6, 0.5, 0.3, 0.0] {
         brute = brute.max(scorer.score(&files, t).raw);
     }
-    assert!(
-        (best.raw - brute).abs() < 1e-9,
-        "optimizer {} vs brute force {brute}",
-        best.raw
-    );
+    assert!((best.raw - brute).abs() < 1e-9, "optimizer {} vs brute force {brute}", best.raw);
     assert_eq!(best.threshold, 0.6);
     assert_eq!(best, scorer.score(&files, best.threshold));
     // A detector that never fires is chosen when every detection is a false positive.
     let empty: Vec<Window> = vec![];
-    let only_fp = [ScoredFile {
-        name: "c",
-        scores: &a,
-        windows: &empty,
-    }];
+    let only_fp = [ScoredFile { name: "c", scores: &a, windows: &empty }];
     let best = scorer.optimize(&only_fp);
     assert_eq!(best.raw, 0.0);
     assert!(best.threshold > 0.9);
@@ -447,9 +233,7 @@ fn a_flat_series_that_moves_scores_one() {
 #[test]
 fn a_spike_scores_high_and_a_repeat_scores_low() {
     // A noisy periodic series, a spike far out of range, then the same spike again.
-    let mut values: Vec<f64> = (0..200)
-        .map(|i| 10.0 + ((i * 7) % 11) as f64 * 0.1)
-        .collect();
+    let mut values: Vec<f64> = (0..200).map(|i| 10.0 + ((i * 7) % 11) as f64 * 0.1).collect();
     values.push(30.0);
     values.extend((0..20).map(|i| 10.0 + ((i * 7) % 11) as f64 * 0.1));
     values.push(30.0);
@@ -457,10 +241,7 @@ fn a_spike_scores_high_and_a_repeat_scores_low() {
     assert!(scores[200] > 0.95, "spike scored {}", scores[200]);
     assert!(scores[221] < 0.6, "repeated spike scored {}", scores[221]);
     let max_normal = scores[6..200].iter().cloned().fold(0.0, f64::max);
-    assert!(
-        max_normal < 0.5,
-        "in-range points scored up to {max_normal}"
-    );
+    assert!(max_normal < 0.5, "in-range points scored up to {max_normal}");
 }
 
 #[test]
@@ -469,11 +250,7 @@ fn a_level_shift_scores_on_its_first_point() {
     values.extend((0..30).map(|i| 80.0 + (i % 5) as f64));
     let scores = score_series(&small_config(), &values);
     assert!(scores[100] > 0.9, "{}", scores[100]);
-    assert!(
-        scores[110..].iter().all(|s| *s < 0.6),
-        "{:?}",
-        &scores[100..]
-    );
+    assert!(scores[110..].iter().all(|s| *s < 0.6), "{:?}", &scores[100..]);
 }
 
 #[test]
@@ -496,17 +273,7 @@ fn non_finite_values_score_zero_and_are_not_learned() {
 
 #[test]
 fn huge_values_stay_in_range() {
-    let values = [
-        f64::MAX,
-        -f64::MAX,
-        0.0,
-        f64::MAX,
-        f64::MIN_POSITIVE,
-        -f64::MAX,
-        1e300,
-        -1e300,
-        5.0,
-    ];
+    let values = [f64::MAX, -f64::MAX, 0.0, f64::MAX, f64::MIN_POSITIVE, -f64::MAX, 1e300, -1e300, 5.0];
     let mut cycle: Vec<f64> = values.iter().cycle().take(200).cloned().collect();
     cycle.push(f64::MAX);
     for s in score_series(&small_config(), &cycle) {
@@ -614,77 +381,38 @@ fn load_aws_corpus() -> Option<Vec<NabFile>> {
     let labels: BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_str(&labels).expect("labels_windows.json parses");
     let mut files = Vec::new();
-    for (name, limits) in labels
-        .iter()
-        .filter(|(k, _)| k.starts_with("realAWSCloudwatch/"))
-    {
+    for (name, limits) in labels.iter().filter(|(k, _)| k.starts_with("realAWSCloudwatch/")) {
         let path = dir.join(name);
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (mut times, mut values) = (Vec::new(), Vec::new());
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .skip(1)
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let (t, v) = line
-                .split_once(',')
-                .unwrap_or_else(|| panic!("{name} line {}: no comma", i + 1));
+        for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+            let (t, v) = line.split_once(',').unwrap_or_else(|| panic!("{name} line {}: no comma", i + 1));
             times.push(parse_time(t));
-            values.push(
-                v.trim()
-                    .parse::<f64>()
-                    .unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)),
-            );
+            values.push(v.trim().parse::<f64>().unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1)));
         }
-        let limits: Vec<_> = limits
-            .iter()
-            .map(|(a, b)| (parse_time(a), parse_time(b)))
-            .collect();
+        let limits: Vec<_> = limits.iter().map(|(a, b)| (parse_time(a), parse_time(b))).collect();
         let windows = windows_by_time(&times, &limits);
-        assert_eq!(
-            windows.len(),
-            limits.len(),
-            "{name}: every window covers points"
-        );
-        files.push(NabFile {
-            name: name.clone(),
-            values,
-            windows,
-        });
+        assert_eq!(windows.len(), limits.len(), "{name}: every window covers points");
+        files.push(NabFile { name: name.clone(), values, windows });
     }
     Some(files)
 }
 
 fn optimize(files: &[NabFile], scores: &[Vec<f64>]) -> super::nab::CorpusScore {
-    let scored: Vec<ScoredFile> = files
-        .iter()
-        .zip(scores)
-        .map(|(f, s)| ScoredFile {
-            name: &f.name,
-            scores: s,
-            windows: &f.windows,
-        })
-        .collect();
+    let scored: Vec<ScoredFile> =
+        files.iter().zip(scores).map(|(f, s)| ScoredFile { name: &f.name, scores: s, windows: &f.windows }).collect();
     NabScorer::default().optimize(&scored)
 }
 
 #[test]
 fn nab_aws_cloudwatch_score() {
     let Some(files) = load_aws_corpus() else {
-        println!(
-            "skipped: NAB data not found at {} (labels_windows.json and realAWSCloudwatch/)",
-            nab_dir().display()
-        );
+        println!("skipped: NAB data not found at {} (labels_windows.json and realAWSCloudwatch/)", nab_dir().display());
         return;
     };
     assert_eq!(files.len(), 9);
     let config = DetectorConfig::default();
-    let scores: Vec<Vec<f64>> = files
-        .iter()
-        .map(|f| score_series(&config, &f.values))
-        .collect();
+    let scores: Vec<Vec<f64>> = files.iter().map(|f| score_series(&config, &f.values)).collect();
     let result = optimize(&files, &scores);
     for f in &result.files {
         println!(
@@ -698,44 +426,18 @@ fn nab_aws_cloudwatch_score() {
     );
     // Random Cut Forest scores about 52 on NAB's full corpus; this detector gives 72.7 on these files. Each
     // window lost costs about 6.6 points, so the floor fails if two windows are lost.
-    assert!(
-        result.normalized > 65.0,
-        "NAB score {:.2} is below the floor of 65",
-        result.normalized
-    );
+    assert!(result.normalized > 65.0, "NAB score {:.2} is below the floor of 65", result.normalized);
 
     // The scorer punishes bad detectors: one that always fires (scored at a threshold it reaches: the optimiser
     // would rather never fire and give it 0), and uniform noise (whose best threshold is chosen for it).
     let always: Vec<Vec<f64>> = files.iter().map(|f| vec![1.0; f.values.len()]).collect();
-    let scored: Vec<ScoredFile> = files
-        .iter()
-        .zip(&always)
-        .map(|(f, s)| ScoredFile {
-            name: &f.name,
-            scores: s,
-            windows: &f.windows,
-        })
-        .collect();
+    let scored: Vec<ScoredFile> =
+        files.iter().zip(&always).map(|(f, s)| ScoredFile { name: &f.name, scores: s, windows: &f.windows }).collect();
     let always_fires = NabScorer::default().score(&scored, 0.5);
     println!("always fires: {:.2}", always_fires.normalized);
-    assert_eq!(
-        always_fires
-            .files
-            .iter()
-            .map(|f| f.true_positives)
-            .sum::<usize>(),
-        14
-    );
-    assert!(
-        always_fires.normalized < -1000.0,
-        "always-firing detector scored {:.2}",
-        always_fires.normalized
-    );
-    assert_eq!(
-        optimize(&files, &always).normalized,
-        0.0,
-        "never firing beats always firing"
-    );
+    assert_eq!(always_fires.files.iter().map(|f| f.true_positives).sum::<usize>(), 14);
+    assert!(always_fires.normalized < -1000.0, "always-firing detector scored {:.2}", always_fires.normalized);
+    assert_eq!(optimize(&files, &always).normalized, 0.0, "never firing beats always firing");
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let noise: Vec<Vec<f64>> = files
         .iter()
@@ -753,14 +455,7 @@ fn nab_aws_cloudwatch_score() {
         })
         .collect();
     let noise = optimize(&files, &noise);
-    println!(
-        "uniform noise: {:.2} at threshold {:.4}",
-        noise.normalized, noise.threshold
-    );
-    assert!(
-        noise.normalized < 30.0,
-        "random detector scored {:.2}",
-        noise.normalized
-    );
+    println!("uniform noise: {:.2} at threshold {:.4}", noise.normalized, noise.threshold);
+    assert!(noise.normalized < 30.0, "random detector scored {:.2}", noise.normalized);
     assert!(result.normalized > noise.normalized + 30.0);
 }
