@@ -28,7 +28,6 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use cloudwarden::config;
 use cloudwarden::daemon::{CycleSummary, Daemon};
-use cloudwarden::jobs::JobKind;
 use cloudwarden::store::RunOutcome;
 use collector::aws::cloudwatch::MAX_QUERIES_PER_CALL;
 use tokio_util::sync::CancellationToken;
@@ -149,11 +148,11 @@ fn cpu_secs_of(pid: &str) -> f64 {
 }
 
 fn cloudwatch_job(daemon: &Daemon) -> JobKind {
-    daemon.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == "cloudwatch").expect("the cloudwatch job")
+    "cloudwatch"
 }
 
 fn print_cycle(config: &str, cycle: usize, s: &CycleSummary, groups: &[Group], cpu: f64, moto_cpu: f64, rss: String) {
-    let d = s.cloudwatch().expect("a cloudwatch run");
+    let d = s.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().expect("a cloudwatch run");
     let calls = s.api_calls.get("cloudwatch:GetMetricData").copied().unwrap_or(0);
     let per_group: Vec<String> = groups.iter().map(|g| g.min_calls().to_string()).collect();
     let minimum: u64 = groups.iter().map(Group::min_calls).sum();
@@ -219,10 +218,10 @@ fn main() {
             for cycle in 1..=cycles {
                 let reset = reset_peak_rss();
                 let (cpu0, moto0) = (cpu_secs_of("self"), cpu_secs_of(&moto_pid));
-                let s = daemon.run_job(&job, now, &CancellationToken::new()).await;
+                let s = daemon.run_job(job, now, &CancellationToken::new()).await;
                 let (cpu, moto_cpu) = (cpu_secs_of("self") - cpu0, cpu_secs_of(&moto_pid) - moto0);
                 assert_eq!(s.outcome, RunOutcome::Success, "{:?}", s.error);
-                let series = s.cloudwatch().map_or(0, |d| d.series);
+                let series = s.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().map_or(0, |d| d.series);
                 assert_eq!(series as usize, seeded * PER_SHARD, "every seeded shard gives one series per query");
                 let peak = peak_rss_mib();
                 max_rss = max_rss.max(peak);

@@ -52,7 +52,7 @@ fn main() {
         let mut last = None;
         for i in 1..=cycles {
             let cpu0 = cpu_secs();
-            let s = daemon.inventory_cycle(&settings, &CancellationToken::new()).await;
+            let s = daemon.run_job("inventory", chrono::Utc::now(), &CancellationToken::new()).await;
             let cpu = cpu_secs() - cpu0;
             assert_eq!(s.items as usize, truth.resources.len(), "the cycle saw every seeded resource");
             println!(

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `collect --once`, `anomaly score`, `--version`.
+//! The command line: `run`, `check-config`, `collect`, `anomaly score`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::daemon::{cancel_on_signals, CycleSummary, Daemon};
+use crate::daemon::{cancel_on_signals, Daemon};
+use crate::jobs::cost_explorer::CostExplorerDetail;
+use crate::jobs::inventory::InventoryDetail;
+use crate::runtime::CycleSummary;
 use crate::store::RunOutcome;
 use crate::telemetry;
 
@@ -36,8 +39,8 @@ pub enum Command {
     },
     /// Run every enabled collector once (or only `--collector`), store the results, print summaries.
     Collect {
-        /// Run once and exit (the only mode for now; the daemon is `run`).
-        #[arg(long, required = true)]
+        /// Accepted and ignored: `collect` always runs each job once and exits (the daemon is `run`).
+        #[arg(long, hide = true)]
         once: bool,
         #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
         config: PathBuf,
@@ -136,11 +139,8 @@ pub fn main() -> ExitCode {
                     Ok(d) => d,
                     Err(e) => return fatal(e),
                 };
-                let jobs: Vec<_> = daemon
-                    .jobs()
-                    .into_iter()
-                    .filter(|j| collector.as_deref().is_none_or(|c| c == j.kind.name()))
-                    .collect();
+                let jobs: Vec<_> =
+                    daemon.jobs().into_iter().filter(|name| collector.as_deref().is_none_or(|c| c == *name)).collect();
                 if jobs.is_empty() {
                     eprintln!(
                         "{}",
@@ -154,8 +154,8 @@ pub fn main() -> ExitCode {
                 let cancel = CancellationToken::new();
                 cancel_on_signals(cancel.clone());
                 let mut summaries = Vec::new();
-                for job in jobs {
-                    summaries.push(daemon.run_job(&job.kind, chrono::Utc::now(), &cancel).await);
+                for name in jobs {
+                    summaries.push(daemon.run_job(name, chrono::Utc::now(), &cancel).await);
                 }
                 daemon.store.close().await;
                 if json {
@@ -199,7 +199,7 @@ pub fn human_summary(s: &CycleSummary) -> String {
         s.items,
         s.api_call_total()
     );
-    if let Some(inv) = s.inventory() {
+    if let Some(inv) = s.detail::<InventoryDetail>() {
         let _ = writeln!(out, "{} resources marked gone", inv.write.gone);
         if !inv.inventory.is_empty() {
             let _ =
@@ -217,7 +217,7 @@ pub fn human_summary(s: &CycleSummary) -> String {
             let _ = writeln!(out, "{:<14} {:<16} {:<22} {:>7} {:>9}", "all", "", "", total, untagged);
         }
     }
-    if let Some(ce) = s.cost_explorer() {
+    if let Some(ce) = s.detail::<CostExplorerDetail>() {
         match (&ce.skipped, ce.window_start, ce.window_end) {
             (Some(why), _, _) => {
                 let _ = writeln!(out, "skipped: {why}");

@@ -1,6 +1,7 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the API (`/api/v1/findings`, bearer token). [`app`]
-//! builds the router from shared state so tests can call it without a socket; [`serve`] binds it and shuts
-//! it down gracefully. `/metrics` is served from memory; the API reads the database.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/status` and the API (`/api/v1/findings`, bearer
+//! token). [`app`] builds the router from shared state so tests can call it without a socket; [`serve`] binds
+//! it and shuts it down gracefully. `/metrics` and `/status` are served from memory; the API reads the
+//! database.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,20 +19,23 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::metrics::{to_text_format, CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::metrics::{Rendered, CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::runtime::Runtime;
 use crate::store::{FindingFilter, Store, StoredFinding};
 
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
-    /// The latest rendered `/metrics` body.
-    metrics: Arc<RwLock<Arc<String>>>,
-    /// True once a collection cycle has succeeded.
+    /// The latest rendered `/metrics` body, in both formats, plain and gzip.
+    metrics: Arc<RwLock<Arc<Rendered>>>,
+    /// True once the daemon has data to serve: a collector has succeeded, now or before a restart.
     ready: Arc<AtomicBool>,
     /// Scrapes served, for logs and tests.
     scrapes: Arc<AtomicU64>,
     /// What the API reads, and who may; `None`: the API is off.
     api: Option<Arc<Api>>,
+    /// The jobs `/status` lists; `None` before the runtime exists.
+    status: Option<Arc<Runtime>>,
 }
 
 /// The API's database and accepted tokens.
@@ -56,12 +60,24 @@ impl AppState {
         self
     }
 
-    pub fn set_metrics(&self, body: String) {
+    /// Lists the jobs of `runtime` on `/status`.
+    pub fn with_status(mut self, runtime: Arc<Runtime>) -> AppState {
+        self.status = Some(runtime);
+        self
+    }
+
+    pub fn set_metrics(&self, body: Rendered) {
         *self.metrics.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(body);
     }
 
-    pub fn metrics(&self) -> Arc<String> {
+    /// The latest rendering, shared.
+    pub fn rendered(&self) -> Arc<Rendered> {
         self.metrics.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A copy of the latest OpenMetrics body, as text (for tests and tools; scrapes share the bytes).
+    pub fn metrics(&self) -> String {
+        String::from_utf8_lossy(&self.rendered().openmetrics).into_owned()
     }
 
     pub fn set_ready(&self) {
@@ -82,20 +98,55 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/status", get(status))
         .route("/api/v1/findings", get(list_findings))
         .with_state(state)
 }
 
 /// OpenMetrics, unless the request accepts the Prometheus text format and not OpenMetrics
-/// (`curl -H 'Accept: text/plain' ... | promtool check metrics`).
+/// (`curl -H 'Accept: text/plain' ... | promtool check metrics`); gzip when the request accepts it. Both are
+/// already rendered: the response shares the bytes.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.scrapes.fetch_add(1, Ordering::Relaxed);
-    let body = state.metrics();
+    let rendered = state.rendered();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if accept.contains("text/plain") && !accept.contains("application/openmetrics-text") {
-        return ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], to_text_format(&body)).into_response();
+    let text = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or(""));
+    let (content_type, body) = match (text, gzip) {
+        (false, false) => (CONTENT_TYPE, &rendered.openmetrics),
+        (false, true) => (CONTENT_TYPE, &rendered.openmetrics_gzip),
+        (true, false) => (TEXT_CONTENT_TYPE, &rendered.text),
+        (true, true) => (TEXT_CONTENT_TYPE, &rendered.text_gzip),
+    };
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body.clone()).into_response();
+    let h = response.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("accept, accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body.as_str().to_owned()).into_response()
+    response
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*`, without `q=0`).
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
+}
+
+/// Every job: its schedule, last outcome and reason, last success, next run and panics (JSON).
+async fn status(State(state): State<AppState>) -> Response {
+    let jobs = state.status.as_ref().map(|rt| rt.status()).unwrap_or_default();
+    Json(StatusBody { ready: state.is_ready(), jobs }).into_response()
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    ready: bool,
+    jobs: Vec<crate::runtime::JobStatus>,
 }
 
 async fn healthz() -> &'static str {
@@ -290,7 +341,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_openmetrics_unless_only_the_text_format_is_accepted() {
         let state = AppState::default();
-        state.set_metrics("# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n".into());
+        state.set_metrics(Rendered::of("# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n".into()));
         let openmetrics = (CONTENT_TYPE, "# HELP x_runs Runs.\n# TYPE x_runs counter\nx_runs_total 1\n# EOF\n");
         let text = (TEXT_CONTENT_TYPE, "# HELP x_runs_total Runs.\n# TYPE x_runs_total counter\nx_runs_total 1\n");
         let prometheus =

@@ -188,13 +188,13 @@ async fn the_daemon_loads_new_files_counts_failures_and_exports_costs() {
     .unwrap();
 
     let daemon = cloudwarden::daemon::Daemon::new(config(dir.path(), "resource_costs = true\n")).await.unwrap();
-    let job = daemon.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == "billing_files").unwrap();
+    let job = "billing_files";
     let cancel = tokio_util::sync::CancellationToken::new();
 
-    let first = daemon.run_job(&job, Utc::now(), &cancel).await;
+    let first = daemon.run_job(job, Utc::now(), &cancel).await;
     assert_eq!(first.outcome, RunOutcome::Success, "{:?}", first.error);
     assert_eq!(first.items, 2);
-    let detail = first.billing_files().unwrap();
+    let detail = first.detail::<cloudwarden::jobs::billing_files::BillingFilesDetail>().unwrap();
     assert_eq!((detail.files_loaded, detail.files_unchanged, detail.files_failed, detail.cost_rows), (1, 0, 0, 2));
     let body = daemon.state.metrics();
     if Utc::now().date_naive() == before.date_naive() {
@@ -227,10 +227,10 @@ async fn the_daemon_loads_new_files_counts_failures_and_exports_costs() {
         format!("{HEADER}\n\"not a date\",1,1,1,AWS,9,111,S,Usage,USD,NULL,NULL,NULL\n"),
     )
     .unwrap();
-    let second = daemon.run_job(&job, Utc::now(), &cancel).await;
+    let second = daemon.run_job(job, Utc::now(), &cancel).await;
     assert_eq!(second.outcome, RunOutcome::Partial);
     assert_eq!(second.items, 0, "a failed file counts no row");
-    let detail = second.billing_files().unwrap();
+    let detail = second.detail::<cloudwarden::jobs::billing_files::BillingFilesDetail>().unwrap();
     assert_eq!((detail.files_loaded, detail.files_unchanged, detail.files_failed), (0, 1, 1));
     assert_eq!(second.failures.len(), 1);
     assert!(second.failures[0].source.ends_with("b.csv"), "{:?}", second.failures);
@@ -253,9 +253,9 @@ async fn the_daemon_loads_new_files_counts_failures_and_exports_costs() {
     let body = restarted.state.metrics();
     assert!(body.contains("cloudwarden_billing_cost_usd{"), "{body}");
     assert!(!body.contains("cloudwarden_resource_cost_usd"), "per-resource series are off now:\n{body}");
-    let third = restarted.run_job(&job, Utc::now(), &cancel).await;
+    let third = restarted.run_job(job, Utc::now(), &cancel).await;
     assert_eq!(third.outcome, RunOutcome::Success, "{:?}", third.error);
-    assert_eq!(third.billing_files().unwrap().files_unchanged, 1);
+    assert_eq!(third.detail::<cloudwarden::jobs::billing_files::BillingFilesDetail>().unwrap().files_unchanged, 1);
     assert_eq!(third.items, 0);
 }
 

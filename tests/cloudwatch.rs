@@ -10,15 +10,10 @@ use std::process::Command;
 use chrono::{DateTime, Utc};
 use cloudwarden::config;
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::JobKind;
 use cloudwarden::store::RunOutcome;
 use collector::aws::cloudwatch::window;
 use common::Moto;
 use tokio_util::sync::CancellationToken;
-
-fn job(d: &Daemon, name: &str) -> JobKind {
-    d.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == name).unwrap()
-}
 
 /// `name{labels} value` lines of one metric, as label-text → value.
 fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
@@ -46,11 +41,11 @@ async fn discovery_returns_the_datapoints_the_seed_put() {
     );
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
     let cancel = CancellationToken::new();
-    let inv = daemon.run_job(&job(&daemon, "inventory"), Utc::now(), &cancel).await;
+    let inv = daemon.run_job("inventory", Utc::now(), &cancel).await;
     assert_eq!(inv.outcome, RunOutcome::Success);
 
     let now = Utc::now();
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), now, &cancel).await;
+    let run = daemon.run_job("cloudwatch", now, &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
 
     // Expected: per instance with datapoints, the newest one inside the window.
@@ -88,7 +83,7 @@ async fn discovery_returns_the_datapoints_the_seed_put() {
     let instances = truth.resources.iter().filter(|r| r.resource_type == "ec2:instance").count();
     assert_eq!(infos.len(), instances);
     // Every instance was queried (2 statistics each); the billed unit is counted.
-    assert_eq!(run.cloudwatch().unwrap().queries, 2 * instances as u64);
+    assert_eq!(run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap().queries, 2 * instances as u64);
     assert!(body.contains(&format!("cloudwarden_cloudwatch_metrics_requested_total {}", 2 * instances)), "{body}");
 }
 
@@ -129,11 +124,11 @@ for i in range(0, len(data), 500):
         ));
     }
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), Utc::now(), &CancellationToken::new()).await;
+    let run = daemon.run_job("cloudwatch", Utc::now(), &CancellationToken::new()).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
     // ceil(1234 / 500) = 3 calls for the first group, 1 for the second.
     assert_eq!(run.api_calls["cloudwatch:GetMetricData"], 4);
-    let d = run.cloudwatch().unwrap();
+    let d = run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap();
     assert_eq!((d.queries, d.metrics_requested), (1244, 1244));
     let body = daemon.state.metrics();
     let avg = samples(&body, "aws_cloudwarden_test_load_average");
@@ -224,9 +219,9 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     daemon.store.record_findings(&[FindingKind::Tagging], &[other], at(end)).await.unwrap();
 
     // First run: the window (500 minutes) warms the detectors up with every point, the spike last.
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), at(end + 60), &cancel).await;
+    let run = daemon.run_job("cloudwatch", at(end + 60), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
-    let d = run.cloudwatch().unwrap();
+    let d = run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap();
     assert_eq!((d.points_scored, d.late_points, d.anomaly_series), (640, 0, 2));
     let body = daemon.state.metrics();
     assert!(score(&body, "spiky") > 0.95, "{body}");
@@ -247,9 +242,9 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     assert!(f.details["score"].as_f64().unwrap() > 0.95);
 
     // Second run over the same window: every point was fed already; the finding stays open.
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), at(end + 60), &cancel).await;
+    let run = daemon.run_job("cloudwatch", at(end + 60), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
-    assert_eq!(run.cloudwatch().unwrap().points_scored, 0);
+    assert_eq!(run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap().points_scored, 0);
     assert!(daemon.state.metrics().contains("cloudwarden_metric_anomaly_points_scored_total 640"));
     assert_eq!(open(&daemon, FindingKind::MetricAnomaly).await.len(), 1);
     assert_eq!(open(&daemon, FindingKind::MetricAnomaly).await[0].first_seen, f.first_seen);
@@ -258,9 +253,9 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     let after = [(end + 60, steady(1)), (end + 120, steady(2))];
     put_points(&moto, "spiky", &[after.to_vec(), vec![(gap, steady(100))]].concat());
     put_points(&moto, "steady", &after);
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), at(end + 180), &cancel).await;
+    let run = daemon.run_job("cloudwatch", at(end + 180), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
-    let d = run.cloudwatch().unwrap();
+    let d = run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap();
     assert_eq!((d.points_scored, d.late_points, d.findings_resolved), (4, 1, 1));
     let body = daemon.state.metrics();
     assert!(score(&body, "spiky") < 0.3, "{body}");
@@ -268,8 +263,14 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
     assert!(body.contains("cloudwarden_metric_anomaly_late_points_total 1"), "{body}");
     assert!(open(&daemon, FindingKind::MetricAnomaly).await.is_empty());
     // The late point is counted once, however many windows return it.
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), at(end + 180), &cancel).await;
-    assert_eq!((run.cloudwatch().unwrap().points_scored, run.cloudwatch().unwrap().late_points), (0, 0));
+    let run = daemon.run_job("cloudwatch", at(end + 180), &cancel).await;
+    assert_eq!(
+        (
+            run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap().points_scored,
+            run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap().late_points
+        ),
+        (0, 0)
+    );
     assert_eq!(open(&daemon, FindingKind::Tagging).await.len(), 1, "other kinds are left alone");
 }
 
@@ -294,12 +295,12 @@ async fn discovery_scores_the_seeded_cpu_spike_and_names_the_instance() {
     );
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
     let cancel = CancellationToken::new();
-    let inv = daemon.run_job(&job(&daemon, "inventory"), Utc::now(), &cancel).await;
+    let inv = daemon.run_job("inventory", Utc::now(), &cancel).await;
     assert_eq!(inv.outcome, RunOutcome::Success);
 
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), spike_at + chrono::Duration::minutes(5), &cancel).await;
+    let run = daemon.run_job("cloudwatch", spike_at + chrono::Duration::minutes(5), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
-    let d = run.cloudwatch().unwrap();
+    let d = run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap();
     // Average only: one detector per instance with datapoints.
     let seeded = raw["cloudwatch"]["series"].as_array().unwrap();
     let points: usize = seeded.iter().map(|s| s["datapoints"].as_array().unwrap().len()).sum();
@@ -324,9 +325,12 @@ async fn discovery_scores_the_seeded_cpu_spike_and_names_the_instance() {
     // finding stays open with its first sighting.
     drop(daemon);
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
-    let run = daemon.run_job(&job(&daemon, "cloudwatch"), spike_at + chrono::Duration::minutes(6), &cancel).await;
+    let run = daemon.run_job("cloudwatch", spike_at + chrono::Duration::minutes(6), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
-    assert_eq!(run.cloudwatch().unwrap().points_scored, (points + 320) as u64);
+    assert_eq!(
+        run.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().unwrap().points_scored,
+        (points + 320) as u64
+    );
     let again = samples(&daemon.state.metrics(), "cloudwarden_metric_anomaly_score");
     assert_eq!(again.get(labels), Some(score));
     let reopened = open(&daemon, FindingKind::MetricAnomaly).await;

@@ -10,7 +10,6 @@ use std::str::FromStr;
 use chrono::{Days, NaiveDate, Utc};
 use cloudwarden::config;
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::JobKind;
 use cloudwarden::store::RunOutcome;
 use collector::aws::costexplorer::CostMetric;
 use common::{ce_result, moto_post, Moto};
@@ -18,10 +17,6 @@ use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
 const QUEUE: &str = "/moto-api/static/ce/cost-and-usage-results";
-
-fn ce_job(d: &Daemon) -> JobKind {
-    d.jobs().into_iter().map(|j| j.kind).find(|k| matches!(k, JobKind::CostExplorer(_))).expect("cost explorer enabled")
-}
 
 fn dec(v: &serde_json::Value) -> Decimal {
     Decimal::from_str(&v.to_string()).unwrap()
@@ -56,15 +51,15 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
     );
     let cfg = config::parse("t.toml", &text, &|_| None).unwrap();
     let daemon = Daemon::new(cfg.clone()).await.unwrap();
-    let job = ce_job(&daemon);
+    let job = "cost_explorer";
     let cancel = CancellationToken::new();
     let now = Utc::now();
 
     // First run: the whole lookback, both groupings, every amount exact.
-    let first = daemon.run_job(&job, now, &cancel).await;
+    let first = daemon.run_job(job, now, &cancel).await;
     assert_eq!(first.outcome, RunOutcome::Success, "{:?}", first.error);
     assert_eq!(first.api_calls["costexplorer:GetCostAndUsage"], 2);
-    let detail = first.cost_explorer().unwrap();
+    let detail = first.detail::<cloudwarden::jobs::cost_explorer::CostExplorerDetail>().unwrap();
     assert_eq!(detail.window_start, Some(now.date_naive() - Days::new(90)));
     let mut want: BTreeMap<(CostMetric, NaiveDate, String, String), Decimal> = BTreeMap::new();
     for day in truth["billing"]["daily"].as_array().unwrap() {
@@ -99,7 +94,7 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
     assert!(body.contains("cloudwarden_aws_api_cost_usd_total{service=\"costexplorer\"} 0.02"), "{body}");
 
     // Inside the interval: a no-op, not a single request.
-    let second = daemon.run_job(&job, now + chrono::Duration::hours(1), &cancel).await;
+    let second = daemon.run_job(job, now + chrono::Duration::hours(1), &cancel).await;
     assert_eq!(second.outcome, RunOutcome::Skipped);
     assert_eq!(second.api_call_total(), 0);
 
@@ -115,10 +110,10 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
     let results = vec![ce_result("SERVICE", &service_days, None), ce_result("LINKED_ACCOUNT", &account_days, None)];
     moto_post(&moto.endpoint(), QUEUE, &serde_json::json!({"account_id": "123456789012", "results": results})).await;
     let before = stored(&daemon, CostMetric::Unblended).await;
-    let third = daemon.run_job(&job, later, &cancel).await;
+    let third = daemon.run_job(job, later, &cancel).await;
     assert_eq!(third.outcome, RunOutcome::Success, "{:?}", third.error);
     assert_eq!(third.api_calls["costexplorer:GetCostAndUsage"], 2);
-    let d = third.cost_explorer().unwrap();
+    let d = third.detail::<cloudwarden::jobs::cost_explorer::CostExplorerDetail>().unwrap();
     assert_eq!((d.window_start, d.window_end), (Some(today - Days::new(3)), Some(today + Days::new(1))));
     let after = stored(&daemon, CostMetric::Unblended).await;
     let window_start = today - Days::new(3);
@@ -132,7 +127,7 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
 
     // A restart keeps the data and the fetch log: still inside the interval, so no request.
     let restarted = Daemon::new(cfg).await.unwrap();
-    let again = restarted.run_job(&job, later + chrono::Duration::hours(2), &cancel).await;
+    let again = restarted.run_job(job, later + chrono::Duration::hours(2), &cancel).await;
     assert_eq!(again.outcome, RunOutcome::Skipped);
     assert_eq!(again.api_call_total(), 0);
     assert_eq!(stored(&restarted, CostMetric::Unblended).await, after);
@@ -165,7 +160,7 @@ async fn every_page_is_read() {
         moto.endpoint()
     );
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
-    let run = daemon.run_job(&ce_job(&daemon), Utc::now(), &CancellationToken::new()).await;
+    let run = daemon.run_job("cost_explorer", Utc::now(), &CancellationToken::new()).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
     assert_eq!(run.api_calls["costexplorer:GetCostAndUsage"], 3);
     let got = stored(&daemon, CostMetric::Amortized).await;

@@ -10,8 +10,12 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use cloudwarden::billing::BillingView;
+use cloudwarden::jobs::billing_files::{BillingCounters, BillingPublished};
 use cloudwarden::jobs::cloudwatch::Series;
-use cloudwarden::metrics::{render, BillingCounters, RulesAggregates, Snapshot};
+use cloudwarden::jobs::rules::{RulesAggregates, RulesView};
+use cloudwarden::jobs::Render;
+use cloudwarden::metrics::{render_self, Exposition};
+use cloudwarden::runtime::JobStatus;
 use collector::aws::cloudwatch::exposition_name;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -66,11 +70,12 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
 /// The metric names `/metrics` can show, with the label names each carries, taken from the daemon's own
 /// rendering code rather than from a list kept by hand: a snapshot in which every part holds at least one
 /// series (inventory, costs, collectors, AWS calls, logs, billing view and counters, rules aggregates with
-/// drift, findings, and the CloudWatch series of the example configuration) goes through
-/// `metrics::render`, and names and labels are read from the sample lines of the OpenMetrics text, the way
-/// Prometheus reads them (a counter family `x` is sampled as `x_total`). A family without samples is not
-/// rendered at all, so every family `src/metrics.rs` registers (`register("name", ...)`) must show up with
-/// samples: a new family fails this test until the snapshot here fills it. A dashboard that names a metric
+/// drift, findings, and the CloudWatch series of the example configuration) is rendered through each job's
+/// published view and the runtime's self metrics, and names and labels are read from the sample lines of the
+/// OpenMetrics text, the way Prometheus reads them (a counter family `x` is sampled as `x_total`). A family
+/// without samples is not rendered at all, so every family that `src/metrics.rs` or a job in `src/jobs/`
+/// registers (`register("name", ...)`) must show up with samples: a new family fails this test until the
+/// views here fill it. A dashboard that names a metric
 /// or a label that the daemon does not export, or a counter without `_total`, fails.
 ///
 /// CloudWatch pass-through names depend on the configuration: those of `examples/cloudwarden.toml` are
@@ -79,7 +84,7 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
 fn exported() -> BTreeMap<String, BTreeSet<String>> {
     use chrono::{TimeZone, Utc};
     use cloudwarden::billing::ResourceCost;
-    use cloudwarden::metrics::{CollectorStatus, CostGauge};
+    use cloudwarden::metrics::CostGauge;
     use cloudwarden::store::{FindingCount, PatternCount, RunOutcome, ScopeCount};
     use collector::aws::cloudwatch::label_name;
     use collector::{ApiCallKey, CallOutcome};
@@ -135,7 +140,20 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let costs = vec![cost("total", ""), cost("service", "Amazon EC2"), cost("account", A), cost("tag:team", "data")];
     let one = Decimal::ONE;
     let burn = rules::budget::BurnRate { window_days: 7, usd_per_day: one, projected_usd: one, projected_ratio: 0.5 };
-    let snapshot = Snapshot {
+    let mut out = Exposition::new();
+    let status = JobStatus {
+        name: "inventory".into(),
+        last_duration_secs: Some(1.5),
+        last_success: Some(t),
+        runs: BTreeMap::from([(RunOutcome::Success, 1)]),
+        ..JobStatus::default()
+    };
+    let calls = BTreeMap::from([(
+        ApiCallKey { service: "ec2".into(), operation: "DescribeVolumes".into(), outcome: CallOutcome::Throttled },
+        1,
+    )]);
+    render_self(&mut out, &[status], &calls, 1);
+    cloudwarden::jobs::logs::LogsView {
         patterns: vec![PatternCount {
             account_id: A.into(),
             region: "eu-west-1".into(),
@@ -145,32 +163,24 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             matches: 3,
             counted_until_ms: 0,
         }],
+        last_events: BTreeMap::from([((A.to_string(), "eu-west-1".to_string(), "/app".to_string()), t)]),
+    }
+    .render(&mut out);
+    cloudwarden::jobs::inventory::InventoryView {
         log_groups: vec![(A.into(), "eu-west-1".into(), "/app".into(), None, Some(10))],
-        log_last_events: BTreeMap::from([((A.to_string(), "eu-west-1".to_string(), "/app".to_string()), t)]),
-        inventory: vec![ScopeCount {
+        counts: vec![ScopeCount {
             account_id: A.into(),
             region: "eu-west-1".into(),
             resource_type: "ec2:volume".into(),
             total: 2,
             untagged: 1,
         }],
-        costs: costs.clone(),
         accounts: vec![("management".into(), A.into())],
-        collectors: BTreeMap::from([(
-            "inventory".to_string(),
-            CollectorStatus {
-                last_duration_secs: Some(1.5),
-                last_success: Some(t),
-                runs: BTreeMap::from([(RunOutcome::Success, 1)]),
-            },
-        )]),
-        api_calls: BTreeMap::from([(
-            ApiCallKey { service: "ec2".into(), operation: "DescribeVolumes".into(), outcome: CallOutcome::Throttled },
-            1,
-        )]),
-        cloudwatch: Arc::new(series),
-        cloudwatch_metrics_requested: 1,
-        billing: Some(Arc::new(BillingView {
+    }
+    .render(&mut out);
+    cloudwarden::jobs::cost_explorer::CostView { costs: costs.clone() }.render(&mut out);
+    BillingPublished {
+        view: Some(Arc::new(BillingView {
             today: NaiveDate::from_ymd_opt(2026, 11, 20),
             costs,
             resources: vec![ResourceCost {
@@ -185,12 +195,18 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             newest_day: Some(day),
             other_currency_rows: 0,
         })),
-        billing_counters: Some(BillingCounters {
+        counters: BillingCounters {
             rows_read: 1,
             files: Some([("loaded", 1), ("unchanged", 0), ("failed", 0)]),
             ..Default::default()
-        }),
-        metric_anomaly: Some(Arc::new(cloudwarden::jobs::metric_anomaly::AnomalyView {
+        },
+    }
+    .render(&mut out);
+    let findings = vec![FindingCount { kind: FindingKind::Tagging, severity: Severity::Warning, open: 1 }];
+    cloudwarden::jobs::cloudwatch::CloudWatchView {
+        series: Arc::new(series),
+        findings: Some(findings.clone()),
+        anomaly: Some(Arc::new(cloudwarden::jobs::metric_anomaly::AnomalyView {
             scores: vec![(
                 [
                     ("namespace", "AWS/EC2"),
@@ -211,7 +227,11 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             late_points: 1,
             left_out: 0,
         })),
-        rules: Some(Arc::new(RulesAggregates {
+    }
+    .render(&mut out);
+    RulesView {
+        findings,
+        aggregates: Some(Arc::new(RulesAggregates {
             tag_compliance: vec![rules::tagging::Compliance {
                 account_id: A.into(),
                 resource_type: "ec2:volume".into(),
@@ -269,9 +289,10 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
                 monthly_usd: one,
             },
         })),
-        findings: Some(vec![FindingCount { kind: FindingKind::Tagging, severity: Severity::Warning, open: 1 }]),
-    };
-    let text = render(&snapshot);
+    }
+    .render(&mut out);
+    let rendered = out.finish();
+    let text = String::from_utf8(rendered.openmetrics.to_vec()).unwrap();
     let mut families = BTreeMap::<String, BTreeSet<String>>::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let end = line.find(['{', ' ']).unwrap_or(line.len());
@@ -280,11 +301,23 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
             labels.extend(label_names(&line[end..]));
         }
     }
-    // Every family the renderer registers must have come with samples.
-    let source = include_str!("../src/metrics.rs");
-    let registered: Vec<&str> = source
-        .split(".register(")
-        .skip(1)
+    // Every family the renderers register must have come with samples.
+    let sources = [
+        include_str!("../src/metrics.rs"),
+        include_str!("../src/jobs/inventory.rs"),
+        include_str!("../src/jobs/cost_explorer.rs"),
+        include_str!("../src/jobs/cloudwatch.rs"),
+        include_str!("../src/jobs/metric_anomaly.rs"),
+        include_str!("../src/jobs/logs.rs"),
+        include_str!("../src/jobs/terraform.rs"),
+        include_str!("../src/jobs/billing_files.rs"),
+        include_str!("../src/jobs/rules.rs"),
+    ];
+    let registered: Vec<&str> = sources
+        .iter()
+        // The code, not its tests.
+        .filter_map(|source| source.split("#[cfg(test)]").next())
+        .flat_map(|source| source.split(".register(").skip(1))
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
     assert!(registered.len() > 30, "registered families: {registered:?}");
@@ -292,7 +325,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         let family = format!("cloudwarden_{name}");
         assert!(
             families.contains_key(&family) || families.contains_key(&format!("{family}_total")),
-            "{family} is registered in src/metrics.rs but has no sample: populate it in the snapshot"
+            "{family} is registered but has no sample: populate it in the views rendered here"
         );
     }
     // And every family the text announces.

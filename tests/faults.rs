@@ -47,8 +47,7 @@ async fn throttling_errors_and_delays_change_nothing_but_the_retry_counts() {
     };
 
     let clean = Daemon::new(daemon_for(moto.endpoint(), "clean.db")).await.unwrap();
-    let settings = clean.config.inventory.clone().unwrap().settings;
-    let s = clean.inventory_cycle(&settings, &CancellationToken::new()).await;
+    let s = clean.run_job("inventory", chrono::Utc::now(), &CancellationToken::new()).await;
     assert_eq!(s.outcome, RunOutcome::Success);
 
     let proxy = FaultyProxy::start(
@@ -57,7 +56,7 @@ async fn throttling_errors_and_delays_change_nothing_but_the_retry_counts() {
     )
     .await;
     let faulty = Daemon::new(daemon_for(proxy.endpoint(), "faulty.db")).await.unwrap();
-    let s = faulty.inventory_cycle(&settings, &CancellationToken::new()).await;
+    let s = faulty.run_job("inventory", chrono::Utc::now(), &CancellationToken::new()).await;
     assert_eq!(s.outcome, RunOutcome::Success, "{:?}", s.failures);
 
     // Identical data.

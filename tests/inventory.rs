@@ -81,15 +81,14 @@ async fn inventory_matches_the_seed_truth() {
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let text = truth.config(&moto.endpoint(), &db, "page_size = 5\nmax_concurrency = 3");
     let config = config::parse("test.toml", &text, &|_| None).unwrap();
-    let settings = config.inventory.clone().unwrap().settings;
 
     let daemon = Daemon::new(config.clone()).await.unwrap();
-    let summary = daemon.inventory_cycle(&settings, &CancellationToken::new()).await;
+    let summary = daemon.run_job("inventory", chrono::Utc::now(), &CancellationToken::new()).await;
     assert_eq!(summary.outcome, RunOutcome::Success, "{:?}", summary.failures);
 
     // Counts per (account, region, type) equal the truth file's, untagged included.
     let stored: BTreeMap<_, _> = summary
-        .inventory()
+        .detail::<cloudwarden::jobs::inventory::InventoryDetail>()
         .unwrap()
         .inventory
         .iter()
@@ -129,9 +128,9 @@ async fn inventory_matches_the_seed_truth() {
 
     // A resource deleted in the cloud is marked gone, not deleted; the rest is untouched.
     let gone_arn = delete_volume(&moto, &truth);
-    let second = daemon.inventory_cycle(&settings, &CancellationToken::new()).await;
+    let second = daemon.run_job("inventory", chrono::Utc::now(), &CancellationToken::new()).await;
     assert_eq!(second.outcome, RunOutcome::Success);
-    assert_eq!(second.inventory().unwrap().write.gone, 1);
+    assert_eq!(second.detail::<cloudwarden::jobs::inventory::InventoryDetail>().unwrap().write.gone, 1);
     let after = daemon.store.resources().await.unwrap();
     let gone: Vec<_> = after.iter().filter(|r| r.gone_at.is_some()).map(|r| r.arn.clone()).collect();
     assert_eq!(gone, vec![gone_arn]);

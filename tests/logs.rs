@@ -8,14 +8,9 @@ use std::process::Command;
 use chrono::{Duration, Utc};
 use cloudwarden::config;
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::JobKind;
 use cloudwarden::store::RunOutcome;
 use common::Moto;
 use tokio_util::sync::CancellationToken;
-
-fn job(d: &Daemon, name: &str) -> JobKind {
-    d.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == name).unwrap()
-}
 
 fn put_events(moto: &Moto, events: &[(i64, &str)]) {
     let list: Vec<String> = events.iter().map(|(t, m)| format!("dict(timestamp={t}, message={m:?})")).collect();
@@ -70,10 +65,10 @@ async fn pattern_counters_count_each_event_once() {
     let cfg = config::parse("t.toml", &text, &|_| None).unwrap();
     let daemon = Daemon::new(cfg.clone()).await.unwrap();
     let cancel = CancellationToken::new();
-    assert_eq!(daemon.run_job(&job(&daemon, "inventory"), Utc::now(), &cancel).await.outcome, RunOutcome::Success);
+    assert_eq!(daemon.run_job("inventory", Utc::now(), &cancel).await.outcome, RunOutcome::Success);
 
     // First run: up to a minute ago. The event of 30 s ago is left for the next run.
-    let first = daemon.run_job(&job(&daemon, "logs"), now, &cancel).await;
+    let first = daemon.run_job("logs", now, &cancel).await;
     assert_eq!(first.outcome, RunOutcome::Success, "{:?}", first.error);
     let body = daemon.state.metrics();
     assert_eq!(counter(&body, "errors"), Some(3.0), "{body}");
@@ -83,9 +78,9 @@ async fn pattern_counters_count_each_event_once() {
 
     // Two minutes later: only what is new is added.
     put_events(&moto, &[(ms(Duration::seconds(20)), "ERROR later")]);
-    let second = daemon.run_job(&job(&daemon, "logs"), now + Duration::minutes(2), &cancel).await;
+    let second = daemon.run_job("logs", now + Duration::minutes(2), &cancel).await;
     assert_eq!(second.outcome, RunOutcome::Success);
-    assert_eq!(second.logs().unwrap().matches_added, 3);
+    assert_eq!(second.detail::<cloudwarden::jobs::logs::LogsDetail>().unwrap().matches_added, 3);
     let body = daemon.state.metrics();
     assert_eq!(counter(&body, "errors"), Some(5.0));
     assert_eq!(counter(&body, "disk_full"), Some(3.0));
@@ -95,9 +90,9 @@ async fn pattern_counters_count_each_event_once() {
     // after the last counted range is added.
     put_events(&moto, &[(ms(Duration::seconds(150)), "ERROR after the restart")]);
     let restarted = Daemon::new(cfg).await.unwrap();
-    let third = restarted.run_job(&job(&restarted, "logs"), now + Duration::minutes(4), &cancel).await;
+    let third = restarted.run_job("logs", now + Duration::minutes(4), &cancel).await;
     assert_eq!(third.outcome, RunOutcome::Success);
-    assert_eq!(third.logs().unwrap().matches_added, 1);
+    assert_eq!(third.detail::<cloudwarden::jobs::logs::LogsDetail>().unwrap().matches_added, 1);
     let body = restarted.state.metrics();
     assert_eq!(counter(&body, "errors"), Some(6.0));
     assert_eq!(counter(&body, "disk_full"), Some(3.0));

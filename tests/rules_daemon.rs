@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::JobKind;
 use cloudwarden::server::app;
 use cloudwarden::store::{FindingFilter, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
@@ -261,9 +260,7 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
     let daemon = Daemon::new(daemon_config(dir.path())).await.unwrap();
-    let job = daemon.jobs().into_iter().find(|j| matches!(j.kind, JobKind::Rules(_))).expect("rules job scheduled");
-    assert_eq!(job.kind.name(), "rules");
-    assert!(job.kind.reads_inventory());
+    assert!(daemon.jobs().contains(&"rules"), "rules job scheduled");
     let cancel = CancellationToken::new();
 
     let t0: DateTime<Utc> = "2026-01-20T08:00:00Z".parse().unwrap();
@@ -272,11 +269,11 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
 
     // First evaluation: the untagged, unattached volume is a tagging and a cleanup finding.
     assert!(!daemon.state.is_ready());
-    let run = daemon.run_job(&job.kind, t1, &cancel).await;
+    let run = daemon.run_job("rules", t1, &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
     // No collector is configured: the evaluation makes the daemon ready.
     assert!(daemon.state.is_ready());
-    let detail = run.rules().unwrap();
+    let detail = run.detail::<cloudwarden::jobs::rules::RulesDetail>().unwrap();
     assert_eq!((detail.rule_files, detail.resources, detail.findings, detail.opened), (1, 2, 2, 2));
     let vol = format!("arn:aws:ec2:eu-west-1:{A}:volume/vol-1");
     let want = |last: DateTime<Utc>, resolved: Option<DateTime<Utc>>| {
@@ -319,8 +316,11 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert!(samples(&daemon, "cloudwarden_drift_resources").await.is_empty());
 
     // Second evaluation: same findings, first sighting kept.
-    let run = daemon.run_job(&job.kind, t2, &cancel).await;
-    assert_eq!((run.outcome, run.rules().unwrap().refreshed), (RunOutcome::Success, 2));
+    let run = daemon.run_job("rules", t2, &cancel).await;
+    assert_eq!(
+        (run.outcome, run.detail::<cloudwarden::jobs::rules::RulesDetail>().unwrap().refreshed),
+        (RunOutcome::Success, 2)
+    );
     assert_eq!(stored(&daemon.store).await, want(t2, None));
 
     // The API: token required, kinds filtered, resolved ones on request.
@@ -369,8 +369,11 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
 
     // The volume is tagged and attached: both findings resolve.
     record(&daemon.store, vec![volume(&[("team", "data")], &["i-1"]), instance()], t2 + Duration::minutes(1)).await;
-    let run = daemon.run_job(&job.kind, t3, &cancel).await;
-    assert_eq!((run.outcome, run.rules().unwrap().resolved), (RunOutcome::Success, 2));
+    let run = daemon.run_job("rules", t3, &cancel).await;
+    assert_eq!(
+        (run.outcome, run.detail::<cloudwarden::jobs::rules::RulesDetail>().unwrap().resolved),
+        (RunOutcome::Success, 2)
+    );
     assert_eq!(stored(&daemon.store).await, want(t2, Some(t3)));
     assert!(samples(&daemon, "cloudwarden_findings{").await.iter().all(|l| l.ends_with(" 0")));
     assert!(samples(&daemon, "cloudwarden_tag_compliance_ratio").await.iter().all(|l| l.ends_with(" 1.0")));
@@ -386,7 +389,7 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     let metrics_before = daemon.state.metrics();
     let findings_before = stored(&daemon.store).await;
     std::fs::write(dir.path().join("rules/main.toml"), "[[tagging]]\nname = \"x\"\nrequired_keys = 3\n").unwrap();
-    let run = daemon.run_job(&job.kind, t3 + Duration::hours(1), &cancel).await;
+    let run = daemon.run_job("rules", t3 + Duration::hours(1), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Failed);
     let error = run.error.unwrap();
     assert!(error.contains("main.toml:3: tagging[0].required_keys: "), "{error}");
@@ -403,7 +406,7 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
         finding(FindingKind::MetricAnomaly, "metric_anomaly", "arn:i-1 AWS/EC2 CPUUtilization Average", "spike");
     daemon.store.record_findings(&[FindingKind::MetricAnomaly], &[metric], t3).await.unwrap();
     std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
-    let run = daemon.run_job(&job.kind, t3 + Duration::hours(2), &cancel).await;
+    let run = daemon.run_job("rules", t3 + Duration::hours(2), &cancel).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
     let open = daemon
         .store
@@ -595,10 +598,9 @@ async fn a_rules_run_alone_does_not_make_a_collecting_daemon_ready() {
     );
     let config = cloudwarden::config::parse("t.toml", &text, &|_| None).unwrap();
     let daemon = Daemon::new(config).await.unwrap();
-    let job = daemon.jobs().into_iter().find(|j| matches!(j.kind, JobKind::Rules(_))).unwrap();
     let t: DateTime<Utc> = "2026-01-20T09:00:00Z".parse().unwrap();
     record(&daemon.store, vec![volume(&[], &[]), instance()], t - Duration::hours(1)).await;
-    let run = daemon.run_job(&job.kind, t, &CancellationToken::new()).await;
+    let run = daemon.run_job("rules", t, &CancellationToken::new()).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{:?}", run.error);
     assert!(!daemon.state.is_ready());
 }

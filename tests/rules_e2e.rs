@@ -14,7 +14,6 @@ use axum::http::{header, Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use cloudwarden::config;
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::JobKind;
 use cloudwarden::server::app;
 use cloudwarden::store::{FindingFilter, RunOutcome};
 use common::Moto;
@@ -27,12 +26,8 @@ const TOKEN: &str = "testbed-token-0123456789";
 
 type Key = (String, String, String);
 
-fn job(d: &Daemon, name: &str) -> JobKind {
-    d.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == name).unwrap()
-}
-
 async fn run(d: &Daemon, name: &str, now: DateTime<Utc>) {
-    let run = d.run_job(&job(d, name), now, &CancellationToken::new()).await;
+    let run = d.run_job(name, now, &CancellationToken::new()).await;
     assert_eq!(run.outcome, RunOutcome::Success, "{name}: {:?} {:?}", run.error, run.failures);
 }
 

@@ -262,10 +262,10 @@ async fn the_daemon_keeps_each_origin_until_it_reads_it_again() {
     );
     let config = cloudwarden::config::parse("t.toml", &text, &|_| None).unwrap();
     let daemon = cloudwarden::daemon::Daemon::new(config).await.unwrap();
-    let job = daemon.jobs().into_iter().map(|j| j.kind).find(|k| k.name() == "terraform").unwrap();
+    let job = "terraform";
     let cancel = tokio_util::sync::CancellationToken::new();
 
-    let first = daemon.run_job(&job, chrono::Utc::now(), &cancel).await;
+    let first = daemon.run_job(job, chrono::Utc::now(), &cancel).await;
     assert_eq!(first.outcome, cloudwarden::store::RunOutcome::Success, "{:?}", first.error);
     let stored = daemon.store.tf_resources().await.unwrap();
     let origins: std::collections::BTreeSet<&str> = stored.iter().map(|r| r.origin.as_str()).collect();
@@ -275,7 +275,7 @@ async fn the_daemon_keeps_each_origin_until_it_reads_it_again() {
 
     // The staging state is broken now: its rows stay as they were, the prod rows are refreshed.
     std::fs::write(states.join("staging.tfstate"), "{ not json").unwrap();
-    let second = daemon.run_job(&job, chrono::Utc::now(), &cancel).await;
+    let second = daemon.run_job(job, chrono::Utc::now(), &cancel).await;
     assert_eq!(second.outcome, cloudwarden::store::RunOutcome::Partial);
     assert!(second.failures[0].error.contains("staging.tfstate"), "{:?}", second.failures);
     assert_eq!(daemon.store.tf_resources().await.unwrap(), stored);

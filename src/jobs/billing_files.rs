@@ -5,14 +5,136 @@
 use collector::billing::{BillingSource, ReadOptions};
 use collector::ScopeFailure;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::{Detail, JobOutput};
-use crate::billing::{load_billing_until, FileStatus, LoadReport};
-use crate::daemon::Daemon;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing::{error, warn};
+
+use super::{Job, JobContext, JobOutput, Published, Registration, Render};
+use crate::billing::{load_billing_until, BillingView, FileStatus, LoadReport};
+use crate::config::Config;
+use crate::metrics::{cost_labels, Exposition, FloatGauge};
 use crate::store::RunOutcome;
 
 pub const NAME: &str = "billing_files";
+
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.billing_files.as_ref()?;
+    let job = BillingFiles { settings: j.settings.clone(), counters: BillingCounters::default(), view: None };
+    Some(Registration::new(j.schedule.clone(), job))
+}
+
+pub struct BillingFiles {
+    pub settings: BillingFilesSettings,
+    counters: BillingCounters,
+    /// The cost windows, computed again only after a load or when the day changes (they read every billing
+    /// row of the month).
+    view: Option<Arc<BillingView>>,
+}
+
+/// What the billing files loads did since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BillingCounters {
+    pub rows_read: u64,
+    pub rows_skipped: u64,
+    pub cost_rows: u64,
+    /// Failed sources and files by kind.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Files of the newest load by status: loaded, unchanged, failed.
+    pub files: Option<[(&'static str, u64); 3]>,
+}
+
+impl BillingFiles {
+    /// The cost windows at `now`: the cached ones unless files were loaded or the day changed. The previous
+    /// view when the database cannot be read.
+    async fn view(&mut self, ctx: &JobContext, now: DateTime<Utc>, loaded: bool) -> Option<Arc<BillingView>> {
+        if let Some(view) = &self.view {
+            if !loaded && view.today == Some(now.date_naive()) {
+                return Some(view.clone());
+            }
+        }
+        let s = &self.settings;
+        match crate::billing::billing_view(&ctx.store, now, &s.tag_keys, s.resource_costs).await {
+            Ok(view) => {
+                if view.resources_left_out > 0 {
+                    warn!(
+                        left_out = view.resources_left_out,
+                        "resources beyond max_resource_series get no cloudwarden_resource_cost_usd series"
+                    );
+                }
+                self.view = Some(Arc::new(view));
+            }
+            Err(error) => error!(%error, "cannot read billing costs; keeping the previous billing series"),
+        }
+        self.view.clone()
+    }
+
+    fn published(&self) -> Published {
+        Arc::new(BillingPublished { view: self.view.clone(), counters: self.counters.clone() })
+    }
+}
+
+impl Job for BillingFiles {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn restore<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Option<Published>, String>> {
+        Box::pin(async move {
+            self.view(ctx, ctx.now, true).await;
+            Ok(Some(self.published()))
+        })
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            let (out, failure_kinds) = run(ctx, &self.settings).await;
+            let loaded = match out.detail.get::<BillingFilesDetail>() {
+                Some(detail) => {
+                    let c = &mut self.counters;
+                    c.rows_read += detail.rows_read;
+                    c.rows_skipped += detail.rows_skipped;
+                    c.cost_rows += detail.cost_rows;
+                    c.files = Some([
+                        ("loaded", detail.files_loaded),
+                        ("unchanged", detail.files_unchanged),
+                        ("failed", detail.files_failed),
+                    ]);
+                    detail.files_loaded > 0
+                }
+                None => false,
+            };
+            for kind in failure_kinds {
+                *self.counters.failures.entry(kind).or_default() += 1;
+            }
+            self.view(ctx, ctx.clock.now(), loaded).await;
+            let published = self.published();
+            JobOutput { published: Some(published), ..out }
+        })
+    }
+}
+
+/// What `/metrics` shows of the billing files.
+pub struct BillingPublished {
+    pub view: Option<Arc<BillingView>>,
+    pub counters: BillingCounters,
+}
+
+impl Render for BillingPublished {
+    fn render(&self, out: &mut Exposition) {
+        let reg = out.cloudwarden();
+        if let Some(view) = &self.view {
+            render_billing_view(reg, view);
+        }
+        render_billing_counters(reg, &self.counters);
+    }
+}
 
 /// Every failure kind a load reports (a bounded label set).
 pub const FAILURE_KINDS: [&str; 7] =
@@ -74,15 +196,17 @@ fn failures(account: &str, report: &LoadReport) -> Vec<(&'static str, ScopeFailu
     out
 }
 
-pub async fn run(d: &Daemon, s: &BillingFilesSettings, cancel: &CancellationToken) -> JobOutput {
-    let Some(account) = d.aws.accounts.iter().find(|a| a.spec.name == s.account) else {
-        return JobOutput::failed(format!("no configured account is named {:?}", s.account));
+/// One load, and the kinds of its failures.
+async fn run(ctx: &JobContext, s: &BillingFilesSettings) -> (JobOutput, Vec<&'static str>) {
+    let account = match ctx.account(&s.account) {
+        Ok(a) => a,
+        Err(e) => return (JobOutput::failed(e), Vec::new()),
     };
     let opts = ReadOptions { skip_malformed: s.skip_malformed };
-    let report = load_billing_until(&d.store, &d.aws, account, &s.region, &s.sources, &opts, cancel).await;
+    let report = load_billing_until(&ctx.store, &ctx.aws, account, &s.region, &s.sources, &opts, &ctx.cancel).await;
     let failures = failures(&s.account, &report);
     let detail = BillingFilesDetail::of(&report);
-    d.note_billing_load(&detail, failures.iter().map(|(kind, _)| *kind));
+    let kinds = failures.iter().map(|(kind, _)| *kind).collect();
     let outcome = if report.cancelled {
         RunOutcome::Cancelled
     } else if report.is_complete() {
@@ -93,11 +217,82 @@ pub async fn run(d: &Daemon, s: &BillingFilesSettings, cancel: &CancellationToke
         RunOutcome::Partial
     };
     let error = report.cancelled.then(|| "cancelled by shutdown".to_string());
-    JobOutput {
-        outcome,
-        items: detail.rows_read,
-        failures: failures.into_iter().map(|(_, f)| f).collect(),
-        error,
-        detail: Detail::BillingFiles(detail),
+    let mut out = JobOutput::new(outcome, detail.rows_read).with_detail(detail);
+    out.failures = failures.into_iter().map(|(_, f)| f).collect();
+    out.error = error;
+    (out, kinds)
+}
+
+fn render_billing_view(reg: &mut Registry, view: &BillingView) {
+    let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &view.costs {
+        costs.get_or_create(&cost_labels(c)).set(c.usd);
+    }
+    reg.register(
+        "billing_cost_usd",
+        "Cost from the loaded FOCUS/CUR billing files per window (yesterday, last_7_days, month_to_date), scope \
+         (total, service, account, tag) and cost type (billed, effective, list); USD rows only",
+        costs,
+    );
+    let newest = FloatGauge::default();
+    if let Some(day) = view.newest_day {
+        newest.set(day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0) as f64);
+        reg.register(
+            "billing_newest_day_timestamp_seconds",
+            "Unix time of the start of the newest UTC day in the loaded billing files",
+            newest,
+        );
+    }
+    if !view.resources.is_empty() || view.resources_left_out > 0 {
+        let resources = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for r in &view.resources {
+            resources
+                .get_or_create(&vec![
+                    ("account".into(), r.account.clone()),
+                    ("service".into(), r.service.clone()),
+                    ("resource_id".into(), r.resource_id.clone()),
+                    ("window".into(), r.window.to_string()),
+                    ("cost_type".into(), r.cost_type.to_string()),
+                ])
+                .set(r.usd);
+        }
+        reg.register(
+            "resource_cost_usd",
+            "Cost of one resource from the billing files per window and cost type (opt-in; the most expensive \
+             resources up to max_resource_series)",
+            resources,
+        );
+        let left_out = Gauge::<i64>::default();
+        left_out.set(view.resources_left_out as i64);
+        reg.register(
+            "resource_cost_left_out_resources",
+            "Resources with billing cost that get no resource_cost_usd series because of max_resource_series",
+            left_out,
+        );
+    }
+}
+
+fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {
+    let read = Counter::<u64>::default();
+    read.inc_by(c.rows_read);
+    reg.register("billing_rows_read", "Rows read from billing files since start, skipped rows included", read);
+    let skipped = Counter::<u64>::default();
+    skipped.inc_by(c.rows_skipped);
+    reg.register("billing_rows_skipped", "Malformed billing rows skipped since start (skip_malformed)", skipped);
+    let failures = Family::<Vec<(String, String)>, Counter>::default();
+    for kind in FAILURE_KINDS {
+        failures.get_or_create(&vec![("kind".into(), kind.into())]).inc_by(c.failures.get(kind).copied().unwrap_or(0));
+    }
+    reg.register("billing_failures", "Billing sources not listed and files not loaded since start, by kind", failures);
+    if let Some(files) = &c.files {
+        let by_status = Family::<Vec<(String, String)>, Gauge>::default();
+        for (status, n) in files {
+            by_status.get_or_create(&vec![("status".into(), status.to_string())]).set(*n as i64);
+        }
+        reg.register(
+            "billing_files",
+            "Files of the newest billing load by status: loaded, unchanged, failed",
+            by_status,
+        );
     }
 }

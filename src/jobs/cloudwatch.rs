@@ -13,18 +13,106 @@ use collector::ScopeFailure;
 use futures::stream::{self, StreamExt};
 use rules::finding::FindingKind;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use prometheus_client::metrics::family::Family;
 use tracing::warn;
 
-use super::metric_anomaly::{Fed, SeriesSpec};
-use super::{Detail, JobOutput};
-use crate::daemon::Daemon;
-use crate::store::RunOutcome;
+use super::metric_anomaly::{AnomalyView, Fed, MetricAnomalies, SeriesSpec};
+use super::{Job, JobContext, JobOutput, Published, Registration, Render};
+use crate::config::Config;
+use crate::metrics::{render_findings, Exposition, FloatGauge};
+use crate::store::{FindingCount, RunOutcome, StoreError};
 
 pub const NAME: &str = "cloudwatch";
 
-/// Price of 1,000 metrics requested through GetMetricData, in USD.
-pub const PRICE_PER_1000_METRICS_USD: f64 = 0.01;
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.cloudwatch.as_ref()?;
+    let job = CloudWatch {
+        settings: j.settings.clone(),
+        series: Arc::new(Vec::new()),
+        anomalies: Arc::new(Mutex::new(MetricAnomalies::default())),
+        anomaly_view: None,
+    };
+    Some(Registration::new(j.schedule.clone(), job))
+}
+
+pub struct CloudWatch {
+    pub settings: CloudWatchSettings,
+    /// The newest series (pass-through metrics and resource info), kept when a run fails.
+    series: Arc<Vec<Series>>,
+    /// The detectors of the scored series (fed in a blocking task).
+    anomalies: Arc<Mutex<MetricAnomalies>>,
+    /// Their scores and counters after the newest run.
+    anomaly_view: Option<Arc<AnomalyView>>,
+}
+
+impl CloudWatch {
+    async fn published(&self, ctx: &JobContext) -> Result<Published, StoreError> {
+        let findings = match self.settings.scores_anomalies() {
+            true => Some(ctx.store.finding_counts().await?),
+            false => None,
+        };
+        Ok(Arc::new(CloudWatchView { series: self.series.clone(), anomaly: self.anomaly_view.clone(), findings }))
+    }
+}
+
+impl Job for CloudWatch {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn reads_inventory(&self) -> bool {
+        !self.settings.discovery.is_empty()
+    }
+
+    fn restore<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Option<Published>, String>> {
+        Box::pin(async move { self.published(ctx).await.map(Some).map_err(|e| e.to_string()) })
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            let out = run(self, ctx).await;
+            match self.published(ctx).await {
+                Ok(p) => JobOutput { published: Some(p), ..out },
+                Err(error) => {
+                    tracing::error!(%error, "cannot count findings; /metrics keeps the previous CloudWatch series");
+                    out
+                }
+            }
+        })
+    }
+}
+
+/// What `/metrics` shows of CloudWatch: the pass-through series, the anomaly scores and the open
+/// `metric_anomaly` findings.
+pub struct CloudWatchView {
+    pub series: Arc<Vec<Series>>,
+    pub anomaly: Option<Arc<AnomalyView>>,
+    pub findings: Option<Vec<FindingCount>>,
+}
+
+impl Render for CloudWatchView {
+    fn render(&self, out: &mut Exposition) {
+        // Pass-through series keep their own `aws_` names.
+        let mut families: BTreeMap<&str, (&str, Family<Vec<(String, String)>, FloatGauge>)> = BTreeMap::new();
+        for series in self.series.iter() {
+            let (_, family) = families.entry(&series.name).or_insert_with(|| (&series.help, Family::default()));
+            family.get_or_create(&series.labels).set(series.value);
+        }
+        let root = out.unprefixed();
+        for (name, (help, family)) in families {
+            root.register(name, help, family);
+        }
+        if let Some(view) = &self.anomaly {
+            view.render(out);
+        }
+        if let Some(counts) = &self.findings {
+            render_findings(out, counts, |kind| kind == FindingKind::MetricAnomaly);
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Discovery {
@@ -172,17 +260,23 @@ fn base_labels(account_id: &str, region: &str, q: &MetricQuery) -> Vec<(String, 
     labels
 }
 
-pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel: &CancellationToken) -> JobOutput {
+async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
+    let settings = job.settings.clone();
+    let s = &settings;
+    let now = ctx.now;
     let mut failures = Vec::new();
     let mut info = Vec::new();
-    let known: BTreeMap<String, String> = d.accounts().into_iter().collect();
+    let known: BTreeMap<String, String> = match ctx.store.accounts().await {
+        Ok(a) => a.into_iter().collect(),
+        Err(e) => return JobOutput::failed(e.to_string()),
+    };
     let mut targets = Vec::new();
     // Every scored series of the run, failed scopes included: the others are dropped.
     let mut live = HashSet::new();
-    for (ai, account) in d.aws.accounts.iter().enumerate() {
+    for (ai, account) in ctx.aws.accounts.iter().enumerate() {
         let id = match known.get(&account.spec.name) {
             Some(id) => id.clone(),
-            None => match account_id(&d.aws, account).await {
+            None => match account_id(&ctx.aws, account).await {
                 Ok(id) => id,
                 Err(error) => {
                     failures.push(ScopeFailure {
@@ -200,7 +294,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
             let mut queries = Vec::new();
             let mut anomaly = BTreeMap::new();
             for job in &s.discovery {
-                let resources = match d.store.live_resources(&id, region, &job.resource_type).await {
+                let resources = match ctx.store.live_resources(&id, region, &job.resource_type).await {
                     Ok(r) => r,
                     Err(e) => return JobOutput::failed(e.to_string()),
                 };
@@ -280,20 +374,16 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
     let mut units: Vec<futures::future::BoxFuture<'_, (usize, Result<cloudwatch::CloudWatchFetch, String>)>> =
         Vec::new();
     for (i, t) in targets.iter().enumerate() {
-        let account = &d.aws.accounts[t.account];
+        let account = &ctx.aws.accounts[t.account];
         units.push(Box::pin(async move {
             let batches = cloudwatch::plan(&t.queries, now);
-            (i, cloudwatch::fetch(&d.aws, account, &t.region, &t.queries, &batches).await)
+            (i, cloudwatch::fetch(&ctx.aws, account, &t.region, &t.queries, &batches).await)
         }));
     }
     let fetches = stream::iter(units).buffer_unordered(s.max_concurrency.max(1)).collect::<Vec<_>>();
     let results = tokio::select! {
         r = fetches => r,
-        _ = cancel.cancelled() => {
-            let mut out = JobOutput::failed("cancelled by shutdown".into());
-            out.outcome = RunOutcome::Cancelled;
-            return out;
-        }
+        _ = ctx.cancel.cancelled() => return JobOutput::cancelled(),
     };
     let mut series = Vec::new();
     let mut ok = 0;
@@ -322,7 +412,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                 }
             }
             Err(error) => failures.push(ScopeFailure {
-                account: d.aws.accounts[t.account].spec.name.clone(),
+                account: ctx.aws.accounts[t.account].spec.name.clone(),
                 account_id: Some(t.account_id.clone()),
                 region: Some(t.region.clone()),
                 source: "cloudwatch:GetMetricData".into(),
@@ -330,7 +420,7 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
             }),
         }
     }
-    d.add_cloudwatch_metrics_requested(detail.metrics_requested);
+    ctx.aws.stats.add_metrics_requested(detail.metrics_requested);
     detail.series = series.len() as u64;
     let mut outcome = if failures.is_empty() {
         RunOutcome::Success
@@ -342,19 +432,26 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
     let mut error = None;
     if s.scores_anomalies() {
         // Not cancellable: a shutdown waits for the findings write.
-        if let Err(e) = score_anomalies(d, s, live, windows, &failures, now, &mut detail).await {
-            warn!(error = %e, "cannot record metric anomaly findings");
-            error = Some(format!("cannot record metric anomaly findings: {e}"));
-            if outcome == RunOutcome::Success {
-                outcome = RunOutcome::Partial;
+        let scored = score_anomalies(ctx, s, job.anomalies.clone(), live, windows, &failures, &mut detail).await;
+        match scored {
+            Ok(view) => job.anomaly_view = view.map(Arc::new).or(job.anomaly_view.take()),
+            Err(e) => {
+                warn!(error = %e, "cannot record metric anomaly findings");
+                error = Some(format!("cannot record metric anomaly findings: {e}"));
+                if outcome == RunOutcome::Success {
+                    outcome = RunOutcome::Partial;
+                }
             }
         }
     }
     if outcome != RunOutcome::Failed {
         series.extend(info);
-        d.set_cloudwatch_series(series);
+        job.series = Arc::new(series);
     }
-    JobOutput { outcome, items: detail.series, failures, error, detail: Detail::CloudWatch(detail) }
+    let mut out = JobOutput::new(outcome, detail.series).with_detail(detail);
+    out.failures = failures;
+    out.error = error;
+    out
 }
 
 /// Feeds the fetched windows to the detectors, drops the series no longer queried, and records the
@@ -362,18 +459,18 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
 /// left as they are; when an account could not be reached at all, no series is dropped and no finding
 /// resolved.
 async fn score_anomalies(
-    d: &Daemon,
+    ctx: &JobContext,
     s: &CloudWatchSettings,
+    state: Arc<Mutex<MetricAnomalies>>,
     live: HashSet<String>,
     windows: Vec<Window>,
     failures: &[ScopeFailure],
-    now: DateTime<Utc>,
     detail: &mut CloudWatchDetail,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<Option<AnomalyView>, StoreError> {
+    let now = ctx.now;
     let account_unreached = failures.iter().any(|f| f.account_id.is_none() || f.region.is_none());
     let failed: Vec<(String, String)> =
         failures.iter().filter_map(|f| Some((f.account_id.clone()?, f.region.clone()?))).collect();
-    let state = d.metric_anomalies();
     let max = s.max_anomaly_series;
     let decided_failed = failed.clone();
     let work = move || {
@@ -396,7 +493,7 @@ async fn score_anomalies(
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "metric anomaly scoring failed");
-            return Ok(());
+            return Ok(None);
         }
     };
     detail.points_scored = fed.scored;
@@ -406,13 +503,12 @@ async fn score_anomalies(
     if view.left_out > 0 {
         warn!(left_out = view.left_out, max_anomaly_series = max, "series beyond max_anomaly_series are not scored");
     }
-    d.set_metric_anomaly_view(view);
     let kinds: &[FindingKind] = if account_unreached { &[] } else { &[FindingKind::MetricAnomaly] };
-    let w = d.store.record_findings_except(kinds, &failed, &findings, now).await?;
+    let w = ctx.store.record_findings_except(kinds, &failed, &findings, now).await?;
     detail.anomaly_findings = findings.len() as u64;
     detail.findings_opened = w.opened;
     detail.findings_resolved = w.resolved;
-    Ok(())
+    Ok(Some(view))
 }
 
 #[cfg(test)]

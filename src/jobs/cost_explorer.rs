@@ -8,16 +8,111 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use collector::aws::costexplorer::{self, GroupKey};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{Detail, JobOutput};
-use crate::daemon::Daemon;
-use crate::store::RunOutcome;
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use prometheus_client::metrics::family::Family;
+
+use super::{Job, JobContext, JobOutput, Published, Registration, Render};
+use crate::config::Config;
+use crate::metrics::{cost_labels, windows_of, CostGauge, Exposition, FloatGauge};
+use crate::store::{RunOutcome, Store, StoreError};
 
 pub const NAME: &str = "cost_explorer";
 
-/// Price of one GetCostAndUsage request, in USD.
-pub const REQUEST_PRICE_USD: f64 = 0.01;
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.cost_explorer.as_ref()?;
+    Some(Registration::new(j.schedule.clone(), CostExplorer { settings: j.settings.clone() }))
+}
+
+pub struct CostExplorer {
+    pub settings: CostExplorerSettings,
+}
+
+impl Job for CostExplorer {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn restore<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Option<Published>, String>> {
+        Box::pin(async move {
+            let costs = cost_windows(&ctx.store, ctx.now).await.map_err(|e| e.to_string())?;
+            Ok(Some(std::sync::Arc::new(CostView { costs }) as Published))
+        })
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            let out = run(ctx, &self.settings).await;
+            // The windows move with the day even when nothing was fetched.
+            match cost_windows(&ctx.store, ctx.now).await {
+                Ok(costs) => out.publish(CostView { costs }),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read costs; /metrics keeps the previous cost windows");
+                    out
+                }
+            }
+        })
+    }
+}
+
+/// What `/metrics` shows of Cost Explorer's costs.
+pub struct CostView {
+    pub costs: Vec<CostGauge>,
+}
+
+impl Render for CostView {
+    fn render(&self, out: &mut Exposition) {
+        let costs = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for c in &self.costs {
+            costs.get_or_create(&cost_labels(c)).set(c.usd);
+        }
+        out.cloudwarden().register(
+            "cost_usd",
+            "Cost from Cost Explorer per window (yesterday, last_7_days, month_to_date) and scope (total, service, \
+             account, tag)",
+            costs,
+        );
+    }
+}
+
+/// Sums the stored daily costs into the exported windows, relative to `now` (UTC days): yesterday, the
+/// last seven full days, and the month to date (today's partial day included).
+pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostGauge>, StoreError> {
+    use chrono::{Datelike, Days};
+    use collector::aws::costexplorer::CostMetric;
+    use rust_decimal::prelude::ToPrimitive;
+    use rust_decimal::Decimal;
+
+    let today = now.date_naive();
+    let month_start = today.with_day(1).unwrap_or(today);
+    let week_start = today - Days::new(7);
+    let from = month_start.min(week_start);
+    let mut out = Vec::new();
+    for metric in CostMetric::ALL {
+        let days = store.cost_days(metric, from, today + Days::new(1)).await?;
+        let mut sums: BTreeMap<(&'static str, String, String), Decimal> = BTreeMap::new();
+        for d in &days {
+            for w in windows_of(d.day, today) {
+                *sums.entry((w, d.dimension.clone(), d.key.clone())).or_default() += d.amount;
+                if d.dimension == "service" {
+                    *sums.entry((w, "total".into(), String::new())).or_default() += d.amount;
+                }
+            }
+        }
+        for ((window, dimension, key), amount) in sums {
+            out.push(CostGauge {
+                window,
+                cost_type: metric.as_str(),
+                dimension,
+                key,
+                usd: amount.to_f64().unwrap_or(0.0),
+            });
+        }
+    }
+    Ok(out)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostExplorerSettings {
@@ -66,9 +161,10 @@ fn groups(s: &CostExplorerSettings) -> Vec<GroupKey> {
     g
 }
 
-pub async fn run(d: &Daemon, s: &CostExplorerSettings, now: DateTime<Utc>, cancel: &CancellationToken) -> JobOutput {
+async fn run(ctx: &JobContext, s: &CostExplorerSettings) -> JobOutput {
+    let now = ctx.now;
     let mut detail = CostExplorerDetail { skipped: None, window_start: None, window_end: None, requests: 0, rows: 0 };
-    let last = match d.store.last_cost_fetch().await {
+    let last = match ctx.store.last_cost_fetch().await {
         Ok(l) => l,
         Err(e) => return JobOutput::failed(e.to_string()),
     };
@@ -80,29 +176,20 @@ pub async fn run(d: &Daemon, s: &CostExplorerSettings, now: DateTime<Utc>, cance
                 age.as_secs(),
                 s.min_interval.as_secs()
             ));
-            return JobOutput {
-                outcome: RunOutcome::Skipped,
-                items: 0,
-                failures: vec![],
-                error: None,
-                detail: Detail::CostExplorer(detail),
-            };
+            return JobOutput::new(RunOutcome::Skipped, 0).with_detail(detail);
         }
     }
-    let Some(account) = d.aws.accounts.iter().find(|a| a.spec.name == s.account) else {
-        return JobOutput::failed(format!("no configured account is named {:?}", s.account));
+    let account = match ctx.account(&s.account) {
+        Ok(a) => a,
+        Err(e) => return JobOutput::failed(e),
     };
     let (start, end) = window(now, last.map(|l| l.window_end), s);
     detail.window_start = Some(start);
     detail.window_end = Some(end);
     let groups = groups(s);
     let fetched = tokio::select! {
-        f = costexplorer::fetch(&d.aws, account, start, end, &groups) => f,
-        _ = cancel.cancelled() => {
-            let mut out = JobOutput::failed("cancelled by shutdown".into());
-            out.outcome = RunOutcome::Cancelled;
-            return out;
-        }
+        f = costexplorer::fetch(&ctx.aws, account, start, end, &groups) => f,
+        _ = ctx.cancel.cancelled() => return JobOutput::cancelled(),
     };
     let fetch = match fetched {
         Ok(f) => f,
@@ -111,22 +198,12 @@ pub async fn run(d: &Daemon, s: &CostExplorerSettings, now: DateTime<Utc>, cance
     detail.requests = fetch.requests;
     let dimensions: Vec<String> = groups.iter().map(GroupKey::dimension).collect();
     // Not cancellable: a shutdown waits for this write.
-    match d.store.record_costs(&fetch, &dimensions, start, end, now).await {
+    match ctx.store.record_costs(&fetch, &dimensions, start, end, now).await {
         Ok(n) => {
             detail.rows = n;
-            JobOutput {
-                outcome: RunOutcome::Success,
-                items: n,
-                failures: vec![],
-                error: None,
-                detail: Detail::CostExplorer(detail),
-            }
+            JobOutput::new(RunOutcome::Success, n).with_detail(detail)
         }
-        Err(e) => {
-            let mut out = JobOutput::failed(e.to_string());
-            out.detail = Detail::CostExplorer(detail);
-            out
-        }
+        Err(e) => JobOutput::failed(e.to_string()).with_detail(detail),
     }
 }
 

@@ -7,14 +7,100 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use collector::aws::logs;
 use collector::ScopeFailure;
+use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{Detail, JobOutput};
-use crate::daemon::Daemon;
+use super::{Job, JobContext, JobOutput, Published, Registration, Render};
+use crate::config::Config;
+use crate::metrics::{labels, Exposition, FloatGauge};
 use crate::store::{PatternCount, RunOutcome};
 
 pub const NAME: &str = "logs";
+
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.logs.as_ref()?;
+    Some(Registration::new(j.schedule.clone(), Logs { settings: j.settings.clone(), last_events: BTreeMap::new() }))
+}
+
+/// (account, region, log group).
+pub type GroupKey = (String, String, String);
+
+pub struct Logs {
+    pub settings: LogsSettings,
+    /// The newest event time of each log group, as of its last check.
+    last_events: BTreeMap<GroupKey, DateTime<Utc>>,
+}
+
+impl Job for Logs {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn reads_inventory(&self) -> bool {
+        true
+    }
+
+    fn restore<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Option<Published>, String>> {
+        Box::pin(async move {
+            let patterns = ctx.store.pattern_counts().await.map_err(|e| e.to_string())?;
+            Ok(Some(std::sync::Arc::new(LogsView { patterns, last_events: self.last_events.clone() }) as Published))
+        })
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            let out = run(ctx, &self.settings, &mut self.last_events).await;
+            match ctx.store.pattern_counts().await {
+                Ok(patterns) => out.publish(LogsView { patterns, last_events: self.last_events.clone() }),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read log counters; /metrics keeps the previous ones");
+                    out
+                }
+            }
+        })
+    }
+}
+
+/// What `/metrics` shows of the Logs job.
+pub struct LogsView {
+    pub patterns: Vec<PatternCount>,
+    pub last_events: BTreeMap<GroupKey, DateTime<Utc>>,
+}
+
+impl Render for LogsView {
+    fn render(&self, out: &mut Exposition) {
+        let reg = out.cloudwarden();
+        let matches = Family::<Vec<(String, String)>, Counter>::default();
+        for p in &self.patterns {
+            matches
+                .get_or_create(&labels(&[
+                    ("account", &p.account_id),
+                    ("region", &p.region),
+                    ("log_group", &p.log_group),
+                    ("pattern", &p.pattern_name),
+                ]))
+                .inc_by(p.matches.max(0) as u64);
+        }
+        reg.register(
+            "log_pattern_matches",
+            "Log events matching a configured filter pattern (kept across restarts)",
+            matches,
+        );
+        let last_event = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for ((account, region, group), t) in &self.last_events {
+            last_event
+                .get_or_create(&labels(&[("account", account), ("region", region), ("log_group", group)]))
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+        reg.register(
+            "log_group_last_event_timestamp_seconds",
+            "Unix time of the newest event of any stream of the log group",
+            last_event,
+        );
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern {
@@ -44,22 +130,26 @@ pub struct LogsDetail {
     pub log_groups_checked: u64,
 }
 
-pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &CancellationToken) -> JobOutput {
+async fn run(ctx: &JobContext, s: &LogsSettings, last_events: &mut BTreeMap<GroupKey, DateTime<Utc>>) -> JobOutput {
+    let now = ctx.now;
     let mut detail = LogsDetail::default();
     let mut failures = Vec::new();
-    let groups = match d.store.log_groups().await {
+    let groups = match ctx.store.log_groups().await {
         Ok(g) => g,
         Err(e) => return JobOutput::failed(e.to_string()),
     };
-    let counts: BTreeMap<(String, String, String, String), PatternCount> = match d.store.pattern_counts().await {
+    let counts: BTreeMap<(String, String, String, String), PatternCount> = match ctx.store.pattern_counts().await {
         Ok(c) => c
             .into_iter()
             .map(|c| ((c.account_id.clone(), c.region.clone(), c.log_group.clone(), c.pattern_name.clone()), c))
             .collect(),
         Err(e) => return JobOutput::failed(e.to_string()),
     };
-    let ids: BTreeMap<String, String> = d.accounts().into_iter().map(|(name, id)| (id, name)).collect();
-    let account_of = |id: &str| ids.get(id).and_then(|name| d.aws.accounts.iter().find(|a| &a.spec.name == name));
+    let ids: BTreeMap<String, String> = match ctx.store.accounts().await {
+        Ok(a) => a.into_iter().map(|(name, id)| (id, name)).collect(),
+        Err(e) => return JobOutput::failed(e.to_string()),
+    };
+    let account_of = |id: &str| ids.get(id).and_then(|name| ctx.aws.accounts.iter().find(|a| &a.spec.name == name));
     let end_ms = (now - chrono::Duration::from_std(s.delay).unwrap_or_default()).timestamp_millis();
     let work = async {
         for (account_id, region, group, _, _) in &groups {
@@ -72,7 +162,7 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
                 if end_ms <= start_ms {
                     continue;
                 }
-                match logs::count_matches(&d.aws, account, region, group, &p.filter, start_ms, end_ms).await {
+                match logs::count_matches(&ctx.aws, account, region, group, &p.filter, start_ms, end_ms).await {
                     Ok((n, _)) => {
                         let counter = PatternCount {
                             account_id: account_id.clone(),
@@ -84,7 +174,7 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
                             counted_until_ms: end_ms,
                         };
                         let from = counts.get(&key).map_or(start_ms, |c| c.counted_until_ms);
-                        match d.store.add_pattern_matches(&counter, from, n as i64, end_ms).await {
+                        match ctx.store.add_pattern_matches(&counter, from, n as i64, end_ms).await {
                             Ok(true) => detail.matches_added += n,
                             Ok(false) => {
                                 tracing::warn!(log_group = %group, pattern = %p.name, "counter moved meanwhile; range not added")
@@ -103,8 +193,14 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
             }
             if s.last_event_time {
                 detail.log_groups_checked += 1;
-                match logs::last_event_time(&d.aws, account, region, group).await {
-                    Ok(t) => d.set_log_group_last_event(account_id, region, group, t),
+                match logs::last_event_time(&ctx.aws, account, region, group).await {
+                    Ok(t) => {
+                        let key = (account_id.clone(), region.clone(), group.clone());
+                        match t {
+                            Some(t) => last_events.insert(key, t),
+                            None => last_events.remove(&key),
+                        };
+                    }
                     Err(error) => failures.push(ScopeFailure {
                         account: account.spec.name.clone(),
                         account_id: Some(account_id.clone()),
@@ -120,15 +216,13 @@ pub async fn run(d: &Daemon, s: &LogsSettings, now: DateTime<Utc>, cancel: &Canc
     // Each counter's range is stored as soon as it is counted, so a cancelled run loses nothing.
     let result = tokio::select! {
         r = work => r,
-        _ = cancel.cancelled() => {
-            let mut out = JobOutput::failed("cancelled by shutdown".into());
-            out.outcome = RunOutcome::Cancelled;
-            return out;
-        }
+        _ = ctx.cancel.cancelled() => return JobOutput::cancelled(),
     };
     if let Err(e) = result {
         return JobOutput::failed(e);
     }
     let outcome = if failures.is_empty() { RunOutcome::Success } else { RunOutcome::Partial };
-    JobOutput { outcome, items: detail.matches_added, failures, error: None, detail: Detail::Logs(detail) }
+    let mut out = JobOutput::new(outcome, detail.matches_added).with_detail(detail);
+    out.failures = failures;
+    out
 }

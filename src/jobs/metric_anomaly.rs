@@ -13,6 +13,11 @@
 //! fetched window warms it up (its points are fed in order; the detector scores 0 during its first
 //! `probation` points).
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::{Exposition, FloatGauge};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -267,6 +272,47 @@ pub fn finding(spec: &SeriesSpec, point: &ScoredPoint) -> Finding {
             "threshold": spec.threshold,
         })
         .into(),
+    }
+}
+
+impl AnomalyView {
+    /// The scores and counters on `/metrics`.
+    pub fn render(&self, out: &mut Exposition) {
+        let v = self;
+        let reg = out.cloudwarden();
+        let scores = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for (labels, score) in &v.scores {
+            scores.get_or_create(labels).set(*score);
+        }
+        reg.register(
+            "metric_anomaly_score",
+            "Anomaly score (0..1) of the newest point of a scored CloudWatch series, with its pass-through labels",
+            scores,
+        );
+        let scored = Counter::<u64>::default();
+        scored.inc_by(v.points_scored);
+        reg.register(
+            "metric_anomaly_points_scored",
+            "CloudWatch points fed to the anomaly detectors since start",
+            scored,
+        );
+        let late = Counter::<u64>::default();
+        late.inc_by(v.late_points);
+        reg.register(
+        "metric_anomaly_late_points",
+        "CloudWatch points that arrived after a newer point of their series had been scored (not scored) since start",
+        late,
+    );
+        let series = Gauge::<i64>::default();
+        series.set(v.series as i64);
+        reg.register("metric_anomaly_series", "CloudWatch series with an anomaly detector in memory", series);
+        let left_out = Gauge::<i64>::default();
+        left_out.set(v.left_out as i64);
+        reg.register(
+            "metric_anomaly_left_out_series",
+            "CloudWatch series chosen for anomaly scoring but left out by max_anomaly_series in the newest run",
+            left_out,
+        );
     }
 }
 

@@ -18,17 +18,187 @@ use ::rules::engine::{evaluate_with_threads, CostIndex, Inputs};
 use ::rules::file::{parse_rule_file, RuleFile, RuleFileError};
 use ::rules::finding::FindingKind;
 use ::rules::input::{DailyCost, Details, Resource};
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use collector::aws::costexplorer::CostMetric;
+use futures::future::BoxFuture;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{Detail, JobOutput};
-use crate::daemon::Daemon;
-use crate::metrics::RulesAggregates;
-use crate::store::{RuleResource, RunOutcome, Store, StoreError};
+use super::{Job, JobContext, JobOutput, Published, Registration, Render};
+use crate::config::Config;
+use crate::metrics::{labels, render_findings, Exposition, FloatGauge};
+use crate::store::{FindingCount, RuleResource, RunOutcome, Store, StoreError};
 
 pub const NAME: &str = "rules";
+
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.rules.as_ref()?;
+    Some(Registration::new(j.schedule.clone(), RulesJob { settings: j.settings.clone(), aggregates: None }))
+}
+
+pub struct RulesJob {
+    pub settings: RulesSettings,
+    /// The newest evaluation's aggregates, kept when a run fails.
+    aggregates: Option<Arc<RulesAggregates>>,
+}
+
+impl RulesJob {
+    async fn published(&self, ctx: &JobContext) -> Result<Published, StoreError> {
+        let findings = ctx.store.finding_counts().await?;
+        Ok(Arc::new(RulesView { aggregates: self.aggregates.clone(), findings }))
+    }
+}
+
+impl Job for RulesJob {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn reads_inventory(&self) -> bool {
+        true
+    }
+
+    fn collects(&self) -> bool {
+        false
+    }
+
+    fn restore<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Option<Published>, String>> {
+        Box::pin(async move { self.published(ctx).await.map(Some).map_err(|e| e.to_string()) })
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            let (out, aggregates) = run(ctx, &self.settings).await;
+            if let Some(a) = aggregates {
+                self.aggregates = Some(Arc::new(a));
+            }
+            match self.published(ctx).await {
+                Ok(p) => JobOutput { published: Some(p), ..out },
+                Err(error) => {
+                    tracing::error!(%error, "cannot count findings; /metrics keeps the previous rules series");
+                    out
+                }
+            }
+        })
+    }
+}
+
+/// What `/metrics` shows of one rules evaluation: its aggregates, without the findings.
+#[derive(Debug, Clone)]
+pub struct RulesAggregates {
+    pub tag_compliance: Vec<::rules::tagging::Compliance>,
+    pub budgets: Vec<::rules::budget::BudgetStatus>,
+    pub cost_anomaly: Vec<::rules::anomaly::cost::SeriesScore>,
+    /// `None` when drift was not evaluated.
+    pub drift: Option<::rules::engine::DriftSummary>,
+    pub cleanup: ::rules::engine::CleanupSummary,
+}
+
+impl RulesAggregates {
+    pub fn of(e: ::rules::engine::Evaluation) -> RulesAggregates {
+        RulesAggregates {
+            tag_compliance: e.tag_compliance,
+            budgets: e.budgets,
+            cost_anomaly: e.cost_anomaly,
+            drift: e.drift,
+            cleanup: e.cleanup,
+        }
+    }
+}
+
+/// What `/metrics` shows of the rules: the newest evaluation's aggregates and the open findings.
+pub struct RulesView {
+    pub aggregates: Option<Arc<RulesAggregates>>,
+    pub findings: Vec<FindingCount>,
+}
+
+impl Render for RulesView {
+    fn render(&self, out: &mut Exposition) {
+        if let Some(a) = &self.aggregates {
+            render_rules(out.cloudwarden(), a);
+        }
+        render_findings(out, &self.findings, |kind| kind != FindingKind::MetricAnomaly);
+    }
+}
+
+fn render_rules(reg: &mut Registry, r: &RulesAggregates) {
+    use rust_decimal::prelude::ToPrimitive;
+
+    let compliance = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &r.tag_compliance {
+        if let Some(ratio) = c.ratio() {
+            compliance
+                .get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)]))
+                .set(ratio);
+        }
+    }
+    reg.register(
+        "tag_compliance_ratio",
+        "Share of the resources in scope of a tagging rule that comply with every rule, per account and type",
+        compliance,
+    );
+
+    let used = Family::<Vec<(String, String)>, FloatGauge>::default();
+    let forecast = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for b in &r.budgets {
+        let l = labels(&[("budget", &b.name)]);
+        used.get_or_create(&l).set(b.used_ratio);
+        forecast.get_or_create(&l).set(b.forecast_ratio);
+    }
+    reg.register("budget_used_ratio", "Spend of the budget's current period so far, as a share of its amount", used);
+    reg.register(
+        "budget_forecast_ratio",
+        "Forecast spend at the end of the budget's current period, as a share of its amount",
+        forecast,
+    );
+
+    let scores = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for a in &r.cost_anomaly {
+        scores.get_or_create(&labels(&[("series_kind", a.series_kind.as_str()), ("key", &a.key)])).set(a.score);
+    }
+    reg.register(
+        "cost_anomaly_score",
+        "Anomaly score (0..1) of a cost series: its highest over the days evaluated",
+        scores,
+    );
+
+    if let Some(d) = &r.drift {
+        let drift = Family::<Vec<(String, String)>, Gauge>::default();
+        for (kind, n) in &d.counts {
+            drift.get_or_create(&labels(&[("kind", kind.name())])).set(*n as i64);
+        }
+        reg.register("drift_resources", "Drift findings by kind: unmanaged, missing, changed", drift);
+        let coverage = Family::<Vec<(String, String)>, FloatGauge>::default();
+        for c in &d.coverage {
+            if let Some(ratio) = c.ratio() {
+                coverage
+                    .get_or_create(&labels(&[("account", &c.account_id), ("resource_type", &c.resource_type)]))
+                    .set(ratio);
+            }
+        }
+        reg.register(
+            "iac_coverage_ratio",
+            "Share of the live resources Terraform can manage that are in a loaded state, per account and type",
+            coverage,
+        );
+    }
+
+    let candidates = Family::<Vec<(String, String)>, Gauge>::default();
+    let savings = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for c in &r.cleanup.by_rule {
+        let l = labels(&[("rule", c.rule.name())]);
+        candidates.get_or_create(&l).set(c.candidates as i64);
+        savings.get_or_create(&l).set(c.monthly_usd.to_f64().unwrap_or(0.0));
+    }
+    reg.register("cleanup_candidates", "Resources a cleanup rule selects", candidates);
+    reg.register(
+        "cleanup_potential_savings_usd",
+        "Estimated monthly saving of deleting the candidates of a cleanup rule, in USD",
+        savings,
+    );
+}
 
 /// Longest cost history read, in days.
 const MAX_HISTORY_DAYS: u64 = 800;
@@ -301,34 +471,58 @@ pub fn evaluated_kinds(rules: &RuleFile, tf_loaded: bool) -> Vec<FindingKind> {
     kinds
 }
 
-pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &CancellationToken) -> JobOutput {
-    if cancel.is_cancelled() {
-        let mut out = JobOutput::failed("cancelled by shutdown".into());
-        out.outcome = RunOutcome::Cancelled;
-        return out;
+/// One evaluation, and its aggregates when it succeeded.
+async fn run(ctx: &JobContext, s: &RulesSettings) -> (JobOutput, Option<RulesAggregates>) {
+    match evaluate(ctx, s).await {
+        Ok((out, aggregates)) => (out, Some(aggregates)),
+        Err(out) => (out, None),
+    }
+}
+
+/// Re-raises a panic of a blocking task in this task, so the runtime records it as the job's panic.
+fn join<T>(r: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, JobOutput> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(JobOutput::failed(format!("{what} failed: {e}"))),
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn evaluate(ctx: &JobContext, s: &RulesSettings) -> Result<(JobOutput, RulesAggregates), JobOutput> {
+    let now = ctx.now;
+    if ctx.cancel.is_cancelled() {
+        return Err(JobOutput::cancelled());
     }
     let sources = s.sources.clone();
-    let loaded = match tokio::task::spawn_blocking(move || read_rule_files(&sources)).await {
-        Ok(Ok(l)) => l,
-        Ok(Err(problems)) => {
-            let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return JobOutput::failed(format!("invalid rule files, previous findings kept: {}", shown.join("; ")));
-        }
-        Err(e) => return JobOutput::failed(format!("reading the rule files failed: {e}")),
-    };
+    let loaded =
+        match join(tokio::task::spawn_blocking(move || read_rule_files(&sources)).await, "reading the rule files")? {
+            Ok(l) => l,
+            Err(problems) => {
+                let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                return Err(JobOutput::failed(format!(
+                    "invalid rule files, previous findings kept: {}",
+                    shown.join("; ")
+                )));
+            }
+        };
     let today = now.date_naive();
     let (history, resource_days) = cost_days_needed(&loaded.rules, today);
     let inputs = async {
-        let resources: Vec<Resource> = d.store.rule_resources().await?.into_iter().map(rule_resource).collect();
-        let costs = daily_costs(&d.store, today, history, resource_days).await?;
-        let tf = d.store.rule_tf_resources().await?;
+        let resources: Vec<Resource> = ctx.store.rule_resources().await?.into_iter().map(rule_resource).collect();
+        let costs = daily_costs(&ctx.store, today, history, resource_days).await?;
+        let tf = ctx.store.rule_tf_resources().await?;
         Ok::<_, StoreError>((resources, costs, tf))
     };
     let (resources, (costs, billing_days, ce_days), tf) = match inputs.await {
         Ok(v) => v,
-        Err(e) => return JobOutput::failed(format!("cannot read the rules' inputs: {e}")),
+        Err(e) => return Err(JobOutput::failed(format!("cannot read the rules' inputs: {e}"))),
     };
-    let tf_loaded = !tf.is_empty() || d.collector_succeeded(super::terraform::NAME);
+    let tf_succeeded = match ctx.store.last_successes().await {
+        Ok(s) => s.iter().any(|(name, _, _)| name == super::terraform::NAME),
+        Err(e) => return Err(JobOutput::failed(format!("cannot read the rules' inputs: {e}"))),
+    };
+    let tf_loaded = !tf.is_empty() || tf_succeeded;
     let mut detail = RulesDetail {
         rule_files: loaded.files.len() as u64,
         resources: resources.len() as u64,
@@ -345,26 +539,16 @@ pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &Can
         evaluate_with_threads(&loaded.rules, &inputs, threads)
     })
     .await;
-    let evaluation = match evaluation {
-        Ok(e) => e,
-        Err(e) => return JobOutput::failed(format!("the rules evaluation failed: {e}")),
-    };
+    let evaluation = join(evaluation, "the rules evaluation")?;
     detail.findings = evaluation.findings.len() as u64;
     // Not cancellable: a shutdown waits for this write.
-    match d.store.record_findings(&kinds, &evaluation.findings, now).await {
+    match ctx.store.record_findings(&kinds, &evaluation.findings, now).await {
         Ok(w) => {
             detail.opened = w.opened;
             detail.refreshed = w.refreshed;
             detail.resolved = w.resolved;
         }
-        Err(e) => return JobOutput::failed(format!("cannot record the findings: {e}")),
+        Err(e) => return Err(JobOutput::failed(format!("cannot record the findings: {e}"))),
     }
-    d.set_rules_aggregates(Arc::new(RulesAggregates::of(evaluation)));
-    JobOutput {
-        outcome: RunOutcome::Success,
-        items: detail.findings,
-        failures: Vec::new(),
-        error: None,
-        detail: Detail::Rules(detail),
-    }
+    Ok((JobOutput::new(RunOutcome::Success, detail.findings).with_detail(detail), RulesAggregates::of(evaluation)))
 }

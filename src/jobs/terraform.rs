@@ -2,17 +2,35 @@
 //! managed resource with its origin and canonical ARN, for drift. A state that cannot be read keeps what
 //! was stored from it before.
 
-use collector::aws::account_id;
 use collector::terraform::{self, StateSource, TfResource};
 use collector::ScopeFailure;
+use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{Detail, JobOutput};
-use crate::daemon::Daemon;
+use super::{Job, JobContext, JobOutput, Registration};
+use crate::config::Config;
 use crate::store::RunOutcome;
 
 pub const NAME: &str = "terraform";
+
+pub fn register(config: &Config) -> Option<Registration> {
+    let j = config.terraform.as_ref()?;
+    Some(Registration::new(j.schedule.clone(), Terraform { settings: j.settings.clone() }))
+}
+
+pub struct Terraform {
+    pub settings: TerraformSettings,
+}
+
+impl Job for Terraform {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(run(ctx, &self.settings))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TerraformSettings {
@@ -31,25 +49,18 @@ pub struct TerraformDetail {
     pub resources: u64,
 }
 
-pub async fn run(d: &Daemon, s: &TerraformSettings, cancel: &CancellationToken) -> JobOutput {
-    let Some(account) = d.aws.accounts.iter().find(|a| a.spec.name == s.account) else {
-        return JobOutput::failed(format!("no configured account is named {:?}", s.account));
+async fn run(ctx: &JobContext, s: &TerraformSettings) -> JobOutput {
+    let account = match ctx.account(&s.account) {
+        Ok(a) => a,
+        Err(e) => return JobOutput::failed(e),
     };
-    let known = d.accounts().into_iter().find(|(n, _)| n == &s.account).map(|(_, id)| id);
-    let default_account = match known {
-        Some(id) => id,
-        None => match account_id(&d.aws, account).await {
-            Ok(id) => id,
-            Err(e) => return JobOutput::failed(format!("cannot identify account {:?}: {e}", s.account)),
-        },
+    let default_account = match ctx.account_id(&s.account).await {
+        Ok(id) => id,
+        Err(e) => return JobOutput::failed(e),
     };
     let report = tokio::select! {
-        r = terraform::load(&d.aws, account, &s.region, &s.sources) => r,
-        _ = cancel.cancelled() => {
-            let mut out = JobOutput::failed("cancelled by shutdown".into());
-            out.outcome = RunOutcome::Cancelled;
-            return out;
-        }
+        r = terraform::load(&ctx.aws, account, &s.region, &s.sources) => r,
+        _ = ctx.cancel.cancelled() => return JobOutput::cancelled(),
     };
     let failures: Vec<ScopeFailure> = report
         .failures
@@ -69,7 +80,7 @@ pub async fn run(d: &Daemon, s: &TerraformSettings, cancel: &CancellationToken) 
         resources: report.states.iter().map(|s| s.resources.len() as u64).sum(),
     };
     // Not cancellable: a shutdown waits for this write.
-    if let Err(e) = d.store.record_states(&report.states, &arn_of, chrono::Utc::now()).await {
+    if let Err(e) = ctx.store.record_states(&report.states, &arn_of, ctx.clock.now()).await {
         return JobOutput::failed(e.to_string());
     }
     let outcome = if failures.is_empty() {
@@ -79,5 +90,7 @@ pub async fn run(d: &Daemon, s: &TerraformSettings, cancel: &CancellationToken) 
     } else {
         RunOutcome::Partial
     };
-    JobOutput { outcome, items: detail.resources, failures, error: None, detail: Detail::Terraform(detail) }
+    let mut out = JobOutput::new(outcome, detail.resources).with_detail(detail);
+    out.failures = failures;
+    out
 }

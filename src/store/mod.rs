@@ -137,9 +137,14 @@ impl Store {
         };
         let options =
             AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+        let mut pool =
+            AnyPoolOptions::new().max_connections(max_connections.max(1)).acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            // A local file: nothing to test before handing a connection out, nothing to recycle. (This also
+            // keeps the pool from arming timers around connections it already has.)
+            pool = pool.test_before_acquire(false).idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -143,6 +143,20 @@ impl Store {
             .collect()
     }
 
+    /// When the collector's newest finished run started (any outcome), for its schedule after a restart.
+    pub async fn last_run_started(&self, collector: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(started_at_ms) AS started_at_ms FROM collection_runs WHERE collector = $1 AND outcome <> $2",
+        )
+        .bind(collector)
+        .bind(RunOutcome::Running.as_str())
+        .fetch_one(self.pool())
+        .await
+        .map_err(q("last run"))?;
+        let started: Option<i64> = row.try_get("started_at_ms").map_err(q("last run"))?;
+        Ok(started.map(from_ms))
+    }
+
     /// When each collector last succeeded, and how long that run took.
     pub async fn last_successes(&self) -> Result<Vec<(String, DateTime<Utc>, f64)>, StoreError> {
         let rows = sqlx::query(

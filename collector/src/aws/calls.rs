@@ -66,6 +66,8 @@ pub struct ApiCallKey {
 #[derive(Debug, Default)]
 pub struct ApiCallStats {
     counts: Mutex<BTreeMap<ApiCallKey, u64>>,
+    /// Metrics requested through GetMetricData (CloudWatch's billed unit, not a call count).
+    metrics_requested: std::sync::atomic::AtomicU64,
 }
 
 impl ApiCallStats {
@@ -77,6 +79,16 @@ impl ApiCallStats {
     /// A copy of all counters.
     pub fn snapshot(&self) -> BTreeMap<ApiCallKey, u64> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counts `n` metrics requested through GetMetricData.
+    pub fn add_metrics_requested(&self, n: u64) {
+        self.metrics_requested.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Metrics requested through GetMetricData since start.
+    pub fn metrics_requested(&self) -> u64 {
+        self.metrics_requested.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// All attempts, whatever their outcome.
