@@ -72,7 +72,7 @@ pub enum AnomalyCommand {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|errors| {
         eprintln!("{errors}");
         eprintln!("{} error(s) in {}", errors.0.len(), path.display());

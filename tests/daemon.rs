@@ -192,9 +192,11 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     assert!(summary.starts_with("inventory run 2: success"), "{summary}");
     assert!(summary.contains("ec2:instance"), "{summary}");
 
-    // The daemon itself, logging JSON this time.
+    // The daemon itself, logging JSON this time, on a database of its own (on the one `collect` wrote, its first
+    // inventory run would wait for the next scheduled time, an hour after the last run).
     let listen = text_listen(&text);
     let json_cfg = dir.path().join("cw-json.toml");
+    let text = text.replace("cw.db", "cw-run.db");
     std::fs::write(&json_cfg, format!("[log]\nformat = \"json\"\n\n{text}")).unwrap();
     let mut child =
         Command::new(bin).args(["run", "--config"]).arg(&json_cfg).envs(env).stderr(Stdio::piped()).spawn().unwrap();

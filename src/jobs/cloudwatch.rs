@@ -22,7 +22,7 @@ use tracing::warn;
 use super::metric_anomaly::{AnomalyView, Fed, MetricAnomalies, SeriesSpec};
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
 use crate::config::Config;
-use crate::metrics::{render_findings, Exposition, FloatGauge};
+use crate::metrics::{render_findings, Exposition, FloatGauge, Labels};
 use crate::store::{FindingCount, RunOutcome, StoreError};
 
 pub const NAME: &str = "cloudwatch";
@@ -96,7 +96,7 @@ pub struct CloudWatchView {
 impl Render for CloudWatchView {
     fn render(&self, out: &mut Exposition) {
         // Pass-through series keep their own `aws_` names.
-        let mut families: BTreeMap<&str, (&str, Family<Vec<(String, String)>, FloatGauge>)> = BTreeMap::new();
+        let mut families: BTreeMap<&str, (&str, Family<Labels, FloatGauge>)> = BTreeMap::new();
         for series in self.series.iter() {
             let (_, family) = families.entry(&series.name).or_insert_with(|| (&series.help, Family::default()));
             family.get_or_create(&series.labels).set(series.value);

@@ -31,14 +31,17 @@ pub struct InventoryDetail {
     pub inventory: Vec<ScopeCount>,
 }
 
+/// (account, region, name, retention days, stored bytes) of a log group.
+pub type LogGroupFacts = (String, String, String, Option<i64>, Option<i64>);
+
 /// What `/metrics` shows of the inventory.
 #[derive(Debug, Clone, Default)]
 pub struct InventoryView {
     pub counts: Vec<ScopeCount>,
     /// (configured name, account id).
     pub accounts: Vec<(String, String)>,
-    /// (account, region, name, retention days, stored bytes) per live log group.
-    pub log_groups: Vec<(String, String, String, Option<i64>, Option<i64>)>,
+    /// Per live log group.
+    pub log_groups: Vec<LogGroupFacts>,
 }
 
 impl InventoryView {

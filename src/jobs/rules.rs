@@ -480,6 +480,7 @@ async fn run(ctx: &JobContext, s: &RulesSettings) -> (JobOutput, Option<RulesAgg
 }
 
 /// Re-raises a panic of a blocking task in this task, so the runtime records it as the job's panic.
+#[allow(clippy::result_large_err)]
 fn join<T>(r: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, JobOutput> {
     match r {
         Ok(v) => Ok(v),
