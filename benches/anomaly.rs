@@ -1,7 +1,8 @@
 //! Metric anomaly detector benchmark: throughput in points per second, bytes of state per series, and the NAB
-//! score (standard profile) over the 9 `realAWSCloudwatch` files of `../shared/data/nab` with the single best
-//! threshold. Run with `cargo bench --bench anomaly`; `BENCH_POINTS` sets the length of the synthetic series
-//! (default 2,000,000).
+//! score (standard profile) over the `realAWSCloudwatch` files of a NAB folder with the single best threshold.
+//! Run with `cargo bench --bench anomaly`; options through the environment: `BENCH_POINTS` sets the length of
+//! the synthetic series (default 2,000,000), `BENCH_NAB_DIR` the NAB folder (`labels_windows.json` and the
+//! series it names; default `tests/data/nab`, the 9 files in the repository).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,11 +40,11 @@ fn parse_time(s: &str) -> Option<NaiveDateTime> {
 }
 
 fn nab() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab");
-    let Ok(labels) = std::fs::read_to_string(dir.join("labels_windows.json")) else {
-        println!("NAB: skipped, no data at {}", dir.display());
-        return;
-    };
+    let dir = std::env::var_os("BENCH_NAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab"));
+    let path = dir.join("labels_windows.json");
+    let labels = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let labels: BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_str(&labels).expect("labels_windows.json parses");
     let config = DetectorConfig::default();
@@ -73,8 +74,9 @@ fn nab() {
     let result = NabScorer::default().optimize(&scored);
     let sweep = started.elapsed().as_secs_f64();
     println!(
-        "\nNAB standard profile, {} realAWSCloudwatch files ({points} points, scored at {:.0} points/s):",
+        "\nNAB standard profile, {} realAWSCloudwatch files of {} ({points} points, scored at {:.0} points/s):",
         files.len(),
+        dir.display(),
         points as f64 / seconds
     );
     println!("{:<50} {:>7} {:>7} {:>4} {:>6} {:>4}", "file", "raw", "windows", "hit", "missed", "FP");

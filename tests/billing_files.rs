@@ -1,5 +1,5 @@
-//! Billing export files end to end: the FOCUS sample (`../shared/data/focus/focus_sample_1000.csv`, read
-//! where it is) loaded into the store gives totals by service, account and day equal to sums this test
+//! Billing export files end to end: the FOCUS sample (`tests/data/focus/focus_sample_1000.csv`, read where
+//! it is) loaded into the store gives totals by service, account and day equal to sums this test
 //! computes from the CSV with its own parser; the same data as gzip and as Parquet (written here) gives the
 //! same daily costs; an S3 prefix on the moto test-bed loads the same way; loading twice changes nothing;
 //! a malformed row fails the file atomically with file, line or row, and column, or is skipped and counted.
@@ -29,8 +29,11 @@ use sqlx::{Connection, Executor};
 // ---------------------------------------------------------------------------------------------------------
 // The sample, read independently of the code under test.
 
+/// The sample, relative to the package root (the working directory of integration tests).
+const SAMPLE: &str = "tests/data/focus/focus_sample_1000.csv";
+
 fn sample_path() -> PathBuf {
-    common::repo_root().join("../shared/data/focus/focus_sample_1000.csv")
+    common::repo_root().join(SAMPLE)
 }
 
 /// A minimal RFC 4180 parser: commas, double quotes, doubled quotes inside quotes, newlines inside quotes.
@@ -70,7 +73,7 @@ struct Sample {
 
 impl Sample {
     fn load() -> Sample {
-        let text = std::fs::read_to_string(sample_path()).expect("the FOCUS sample is at ../shared/data/focus/");
+        let text = std::fs::read_to_string(sample_path()).expect("the FOCUS sample is at tests/data/focus/");
         let mut rows = parse_csv(&text);
         let header = rows.remove(0);
         assert_eq!(rows.len(), 1000);
@@ -317,8 +320,7 @@ async fn suite(url: &str) {
     let store = Store::connect(url, 2).await.unwrap();
 
     // The sample where it is.
-    let shared = "../shared/data/focus/focus_sample_1000.csv";
-    let report = load(&store, &ctx, &[shared], false).await;
+    let report = load(&store, &ctx, &[SAMPLE], false).await;
     assert!(report.is_complete(), "{report:?}");
     assert_eq!((report.loaded(), report.rows_read(), report.rows_skipped()), (1, 1000, 0));
     assert_totals(&store, &sample, &[], 1).await;
@@ -338,7 +340,7 @@ async fn suite(url: &str) {
     assert!(days.iter().any(|c| c.resource_id.is_none()) && days.iter().any(|c| c.region.is_none()));
 
     // Loading the same file again reads nothing and changes nothing.
-    let again = load(&store, &ctx, &[shared], false).await;
+    let again = load(&store, &ctx, &[SAMPLE], false).await;
     assert_eq!((again.unchanged(), again.loaded(), again.rows_read()), (1, 0, 0));
     assert_eq!(store.billing_files().await.unwrap(), files);
     assert_totals(&store, &sample, &[], 1).await;
@@ -349,7 +351,7 @@ async fn suite(url: &str) {
     std::fs::copy(sample_path(), &copy).unwrap();
     std::fs::write(dir.path().join("exports/2024-09/manifest.json"), "{}").unwrap();
     let folder = dir.path().join("exports").display().to_string();
-    let report = load(&store, &ctx, &[shared, &folder], false).await;
+    let report = load(&store, &ctx, &[SAMPLE, &folder], false).await;
     assert_eq!((report.unchanged(), report.loaded()), (1, 1), "{report:?}");
     assert_totals(&store, &sample, &[], 2).await;
 
@@ -386,7 +388,7 @@ async fn suite(url: &str) {
     );
     let stored = store.billing_file(&copy_uri).await.unwrap().unwrap();
     assert_eq!((stored.rows_read, stored.rows_skipped), (1000, 1));
-    // Totals: the shared sample whole, plus the copy without record 499.
+    // Totals: the sample whole, plus the copy without record 499.
     for group in [BillingGroup::Service, BillingGroup::Account, BillingGroup::Day] {
         let mut expected = sample.totals(group, &[]);
         for (k, v) in sample.totals(group, &[bad_record]) {

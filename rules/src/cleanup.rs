@@ -22,10 +22,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
-use crate::engine::{CostIndex, FastSet, Interner, ResourceStrings};
+use crate::cost_index::CostIndex;
+use crate::fast::FastSet;
 use crate::file::Exemptions;
 use crate::finding::{CleanupDetails, Details as FindingDetails, Finding, FindingKind, Severity};
 use crate::input::{Details, Resource};
+use crate::intern::{Interner, ResourceStrings};
 
 /// The default protection tag key: a resource carrying it (any value) is never a candidate.
 pub const DEFAULT_PROTECT_TAG: &str = "cloudwarden:protect";
@@ -461,8 +463,8 @@ pub(crate) fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tests::{at, costs_for, res};
     use crate::file::parse_rule_file;
+    use crate::test_support::{at, costs_for, res};
 
     /// Evaluates the `[cleanup]` section `rules` (empty: defaults) at day 100 and compares
     /// `(rule, id, monthly saving)` of every finding with `want`.

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{CostIndex, FastMap, FastSet};
+use crate::cost_index::CostIndex;
+use crate::fast::{FastMap, FastSet};
 use crate::file::{Glob, TagMatch};
 use crate::finding::{Finding, FindingKind, Severity};
 use crate::input::{Resource, TfResource};
@@ -352,8 +353,8 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tests::{at, costs_for, res};
     use crate::file::parse_rule_file;
+    use crate::test_support::{at, costs_for, res};
 
     fn tf(address: &str, tf_type: &str, arn: Option<&str>, id: Option<&str>, tags: &[(&str, &str)]) -> TfResource {
         TfResource {

@@ -1,90 +1,24 @@
 //! The engine's entry: a rule set and the inputs in, the findings of every family and the aggregates for
 //! `/metrics` out. Pure: `now` is an argument.
+//!
+//! The engine only composes the families (tagging, cleanup, drift, budgets, cost anomalies); what they share
+//! lives in modules of its own: [`crate::cost_index`], [`crate::order`], and the crate's fast maps and
+//! string interning.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::cleanup::RuleSavings;
+pub use crate::cost_index::CostIndex;
 use crate::drift::{Coverage, DriftKind};
 use crate::file::RuleFile;
 use crate::finding::{Finding, FindingKind};
 use crate::input::{DailyCost, Resource, TfResource};
+pub use crate::order::sort_findings;
+use crate::order::{arn_ranks, merge_runs, name_ranks, order_pairs, permute_share};
 use crate::tagging::Compliance;
-
-/// A fast non-cryptographic hasher (the multiply-rotate scheme of rustc's FxHasher) for the engine's
-/// indexes: their keys are our own inventory, not attacker-chosen, and SipHash would dominate the time.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    /// The state rotated: the multiplications leave the high bits well mixed and the low ones poor, and
-    /// the table takes its bucket from the low bits (as rustc-hash 2 does).
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-/// A `HashMap` with [`FastHasher`].
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-/// A `HashSet` with [`FastHasher`].
-pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
-
-/// The shared strings of the findings of one resource: its ARN (the subject), account, region and type.
-#[derive(Clone)]
-pub(crate) struct ResourceStrings {
-    pub subject: Arc<str>,
-    pub account_id: Arc<str>,
-    pub region: Arc<str>,
-    pub resource_type: Arc<str>,
-}
-
-/// Hands out one `Arc<str>` per distinct string: the accounts, regions and types of the resources with
-/// findings, shared by those findings. One per thread, so the reference counts are not contended.
-#[derive(Default)]
-pub(crate) struct Interner<'a> {
-    strings: FastMap<&'a str, Arc<str>>,
-}
-
-impl<'a> Interner<'a> {
-    pub fn get(&mut self, s: &'a str) -> Arc<str> {
-        self.strings.entry(s).or_insert_with(|| Arc::from(s)).clone()
-    }
-
-    /// The strings of `r`'s findings (its ARN copied once, the others interned).
-    pub fn resource(&mut self, r: &'a Resource) -> ResourceStrings {
-        ResourceStrings {
-            subject: Arc::from(r.arn.as_str()),
-            account_id: self.get(&r.account_id),
-            region: self.get(&r.region),
-            resource_type: self.get(&r.resource_type),
-        }
-    }
-}
 
 /// What the engine evaluates.
 #[derive(Debug, Clone, Copy)]
@@ -100,60 +34,6 @@ pub struct Inputs<'a> {
     /// True when at least one state was loaded: without, drift is not evaluated (everything would look
     /// unmanaged).
     pub tf_loaded: bool,
-}
-
-/// Per-resource cost over the cost window: the [`CostIndex::WINDOW_DAYS`] complete UTC days before the
-/// day of `now` (today's partial day excluded). The sum over those 30 days is the monthly figure.
-#[derive(Debug, Clone, Default)]
-pub struct CostIndex<'a> {
-    by_id: FastMap<&'a str, Decimal>,
-    /// First and last day of the window.
-    pub window: Option<(NaiveDate, NaiveDate)>,
-}
-
-impl<'a> CostIndex<'a> {
-    /// The window's length in days.
-    pub const WINDOW_DAYS: i64 = 30;
-
-    /// Sums the costs with a resource id per id over the window.
-    pub fn build(costs: &'a [DailyCost], now: DateTime<Utc>) -> CostIndex<'a> {
-        let today = now.date_naive();
-        let first = today - Duration::days(Self::WINDOW_DAYS);
-        let mut by_id: FastMap<&str, Decimal> = FastMap::default();
-        for c in costs {
-            if c.day < first || c.day >= today {
-                continue;
-            }
-            if let Some(id) = c.resource_id.as_deref() {
-                *by_id.entry(id).or_default() += c.amount;
-            }
-        }
-        CostIndex { by_id, window: Some((first, today - Duration::days(1))) }
-    }
-
-    /// The monthly cost of `r`: billing rows whose resource id is its ARN plus those whose resource id is
-    /// its service id; `None` when billing has neither.
-    pub fn monthly(&self, r: &Resource) -> Option<Decimal> {
-        if self.by_id.is_empty() {
-            return None;
-        }
-        let by_arn = self.by_id.get(r.arn.as_str());
-        let by_id = if r.id != r.arn { self.by_id.get(r.id.as_str()) } else { None };
-        match (by_arn, by_id) {
-            (None, None) => None,
-            (a, b) => Some(a.copied().unwrap_or_default() + b.copied().unwrap_or_default()),
-        }
-    }
-
-    /// Resource ids with cost in the window.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// True when no resource has cost in the window.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
 }
 
 /// Drift aggregates.
@@ -323,63 +203,6 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     others.into_evaluation(findings, compliance.compliance, cleanup)
 }
 
-/// Puts `findings` (whose pairs are numbered from `base`) into the order of `order`, their sorted keys, in
-/// place (no second list of findings).
-fn permute_share(mut findings: Vec<Finding>, order: &[OrderKey], base: u32) -> Vec<Finding> {
-    let mut positions: Vec<u32> = order.iter().map(|k| (k.index() - base as usize) as u32).collect();
-    permute(&mut findings, &mut positions);
-    findings
-}
-
-/// Merges sorted runs (keys, findings) into one list in the first run's allocation, then orders the
-/// findings of one identity (duplicate input) by content, like [`sort_findings`]. Each further run is
-/// merged from the back, so the list only grows by that run (no second list of every finding: fresh
-/// memory costs a page fault per page).
-fn merge_runs(runs: Vec<(Vec<OrderKey>, Vec<Finding>)>) -> Vec<Finding> {
-    let mut runs = runs.into_iter();
-    let Some((mut keys, first)) = runs.next() else {
-        return Vec::new();
-    };
-    // `Option<Finding>` has the layout of `Finding`: both conversions keep the allocation.
-    let mut merged: Vec<Option<Finding>> = first.into_iter().map(Some).collect();
-    for (run_keys, run) in runs {
-        merge_from_back(&mut keys, &mut merged, run_keys, run);
-    }
-    // Every slot is filled by now. `filter_map` (unlike `flatten`) collects in place.
-    #[allow(clippy::filter_map_identity)]
-    let mut findings: Vec<Finding> = merged.into_iter().filter_map(|f| f).collect();
-    order_ties(&mut findings, &keys);
-    findings
-}
-
-/// Merges the sorted run (`run_keys`, `run`) into the sorted (`keys`, `merged`): both grow by the run's
-/// length, and the free slots (`None`) travel from the end to the front as the largest keys are placed.
-fn merge_from_back(
-    keys: &mut Vec<OrderKey>,
-    merged: &mut Vec<Option<Finding>>,
-    run_keys: Vec<OrderKey>,
-    run: Vec<Finding>,
-) {
-    let n = merged.len();
-    let total = n + run.len();
-    merged.reserve_exact(run.len());
-    merged.resize_with(total, || None);
-    keys.resize(total, OrderKey(0));
-    // Slots `i..k` are free: `merged[..i]` is still to place, `merged[k..]` is placed.
-    let (mut i, mut k) = (n, total);
-    for (key, f) in run_keys.into_iter().zip(run).rev() {
-        while i > 0 && keys[i - 1] > key {
-            i -= 1;
-            k -= 1;
-            merged.swap(i, k);
-            keys[k] = keys[i];
-        }
-        k -= 1;
-        merged[k] = Some(f);
-        keys[k] = key;
-    }
-}
-
 /// The families evaluated over the whole inputs at once (drift, budgets, cost anomalies), with their
 /// findings unsorted.
 struct Others {
@@ -449,257 +272,15 @@ fn in_parallel<T: Send, R: Send>(tasks: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
     })
 }
 
-/// Ranks of the ARNs of some resources, in byte order; equal ARNs share a rank.
-struct ArnRanks {
-    /// Per resource index; only those asked for are meaningful.
-    by_resource: Vec<u32>,
-}
-
-impl ArnRanks {
-    fn rank(&self, resource: u32) -> u32 {
-        self.by_resource[resource as usize]
-    }
-}
-
-/// Ranks the ARNs of the resources at `indices` (any order, repeats allowed).
-fn arn_ranks(resources: &[Resource], indices: impl Iterator<Item = u32>) -> ArnRanks {
-    let mut distinct: Vec<u32> = Vec::new();
-    for i in indices {
-        if distinct.last() != Some(&i) {
-            distinct.push(i);
-        }
-    }
-    distinct.sort_unstable();
-    distinct.dedup();
-    let mut by_arn: Vec<(&str, u32)> = distinct.iter().map(|&i| (resources[i as usize].arn.as_str(), i)).collect();
-    drop(distinct);
-    by_arn.sort_unstable();
-    let mut by_resource = vec![0u32; resources.len()];
-    let mut rank = 0u32;
-    for (k, &(arn, i)) in by_arn.iter().enumerate() {
-        if k > 0 && by_arn[k - 1].0 != arn {
-            rank += 1;
-        }
-        by_resource[i as usize] = rank;
-    }
-    ArnRanks { by_resource }
-}
-
-/// The rank of each name among the distinct names, in byte order; equal names share a rank.
-fn name_ranks<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
-    let names: Vec<&str> = names.collect();
-    let mut sorted = names.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    names.iter().map(|n| sorted.binary_search(n).map_or(0, |i| i as u32)).collect()
-}
-
-/// A pair's place in the order: (rule rank, subject rank, index of the pair).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct OrderKey(u128);
-
-impl OrderKey {
-    fn identity(self) -> u64 {
-        (self.0 >> 32) as u64
-    }
-
-    fn index(self) -> usize {
-        self.0 as u32 as usize
-    }
-}
-
-/// Sorts the pairs given as (rule rank, subject rank) in input order, numbered from `base`: ties keep
-/// input order.
-fn order_pairs(pairs: impl Iterator<Item = (u32, u32)>, base: u32) -> Vec<OrderKey> {
-    let mut keys: Vec<OrderKey> = pairs
-        .zip(base..)
-        .map(|((rule, subject), i)| OrderKey((u128::from(rule) << 64) | (u128::from(subject) << 32) | u128::from(i)))
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
-/// Orders runs of findings of one identity (`order` gives the identities) by content, keeping input
-/// order among equal contents.
-fn order_ties(findings: &mut [Finding], order: &[OrderKey]) {
-    let mut start = 0;
-    while start < order.len() {
-        let identity = order[start].identity();
-        let mut end = start + 1;
-        while end < order.len() && order[end].identity() == identity {
-            end += 1;
-        }
-        if end - start > 1 {
-            findings[start..end].sort_by(compare_content);
-        }
-        start = end;
-    }
-}
-
-/// Sorts by identity; equal identities (only possible with duplicate input) fall back to the content.
-///
-/// Rule names and subjects are first replaced by their ranks among the distinct values (each distinct
-/// string is compared only while sorting the distinct strings, which are far fewer than the findings),
-/// so the findings themselves sort on one integer each: (kind, rule rank, subject rank, index). The
-/// findings are then permuted in place, without a second list.
-// A `Vec` rather than a slice: the public signature stays as callers know it.
-#[allow(clippy::ptr_arg)]
-pub fn sort_findings(findings: &mut Vec<Finding>) {
-    let n = findings.len();
-    if n < 2 {
-        return;
-    }
-    if u32::try_from(n).map_or(true, |n| n == u32::MAX) {
-        findings.sort_by(compare_findings);
-        return;
-    }
-    let rules = ranks(findings.iter().map(|f| &*f.rule), n);
-    let subjects = ranks(findings.iter().map(|f| &*f.subject), n);
-    let mut keys: Vec<u128> = findings
-        .iter()
-        .zip(rules.iter().zip(&subjects))
-        .zip(0u32..)
-        .map(|((f, (&rule, &subject)), i)| {
-            (u128::from(f.kind as u8) << 96) | (u128::from(rule) << 64) | (u128::from(subject) << 32) | u128::from(i)
-        })
-        .collect();
-    drop((rules, subjects));
-    keys.sort_unstable();
-    // Runs of one identity (duplicate input) order by content, then by input position.
-    let mut start = 0;
-    while start < n {
-        let identity = keys[start] >> 32;
-        let mut end = start + 1;
-        while end < n && keys[end] >> 32 == identity {
-            end += 1;
-        }
-        if end - start > 1 {
-            keys[start..end].sort_by(|a, b| {
-                let (x, y) = (&findings[*a as u32 as usize], &findings[*b as u32 as usize]);
-                compare_content(x, y).then(a.cmp(b))
-            });
-        }
-        start = end;
-    }
-    let mut order: Vec<u32> = keys.into_iter().map(|k| k as u32).collect();
-    permute(findings, &mut order);
-}
-
-/// The full order of [`sort_findings`]: identity, then content.
-fn compare_findings(x: &Finding, y: &Finding) -> std::cmp::Ordering {
-    x.key().cmp(&y.key()).then_with(|| compare_content(x, y))
-}
-
-/// The order of findings of one identity: message, then details as JSON text.
-fn compare_content(x: &Finding, y: &Finding) -> std::cmp::Ordering {
-    x.message.cmp(&y.message).then_with(|| details_text(x).cmp(&details_text(y)))
-}
-
-/// The details of `f` as JSON text.
-pub(crate) fn details_text(f: &Finding) -> String {
-    serde_json::to_string(&f.details).unwrap_or_default()
-}
-
-/// For each of the `n` strings of `items`, the rank of its value among the distinct values in byte
-/// order. Consecutive equal strings (the findings of one resource) cost one comparison, not a lookup.
-fn ranks<'a>(items: impl Iterator<Item = &'a str>, n: usize) -> Vec<u32> {
-    let mut ids: FastMap<&str, u32> = FastMap::default();
-    let mut distinct: Vec<&str> = Vec::new();
-    let mut out: Vec<u32> = Vec::with_capacity(n);
-    let mut prev: Option<(&str, u32)> = None;
-    for s in items {
-        let id = match prev {
-            Some((p, id)) if p == s => id,
-            _ => *ids.entry(s).or_insert_with(|| {
-                distinct.push(s);
-                (distinct.len() - 1) as u32
-            }),
-        };
-        prev = Some((s, id));
-        out.push(id);
-    }
-    drop(ids);
-    let mut by_value: Vec<u32> = (0..distinct.len() as u32).collect();
-    by_value.sort_unstable_by_key(|&i| distinct[i as usize]);
-    let mut rank = vec![0u32; distinct.len()];
-    for (r, &i) in (0u32..).zip(&by_value) {
-        rank[i as usize] = r;
-    }
-    for id in &mut out {
-        *id = rank[*id as usize];
-    }
-    out
-}
-
-/// Reorders `items` so that position `i` holds the item that was at `order[i]`, following the cycles of
-/// the permutation with swaps (`order` is consumed: every entry ends as `u32::MAX`).
-fn permute<T>(items: &mut [T], order: &mut [u32]) {
-    const DONE: u32 = u32::MAX;
-    for i in 0..order.len() {
-        if order[i] == DONE {
-            continue;
-        }
-        let mut cur = i;
-        loop {
-            let src = order[cur] as usize;
-            order[cur] = DONE;
-            if src == i {
-                break;
-            }
-            items.swap(cur, src);
-            cur = src;
-        }
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::TimeZone;
+mod tests {
     use proptest::prelude::*;
 
     use super::*;
     use crate::file::parse_rule_file;
     use crate::input::Details;
-
-    /// Noon UTC `day` days after 2026-01-01.
-    pub fn at(day: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().unwrap() + Duration::days(day)
-    }
-
-    /// A resource of `resource_type` (`service:kind`) in account 111111111111, eu-west-1, first seen at
-    /// day 0, with ARN `arn:aws:service:eu-west-1:111111111111:kind/id`.
-    pub fn res(resource_type: &str, id: &str, tags: &[(&str, &str)]) -> Resource {
-        let (service, kind) = resource_type.split_once(':').unwrap_or((resource_type, "x"));
-        Resource {
-            arn: format!("arn:aws:{service}:eu-west-1:111111111111:{kind}/{id}"),
-            resource_type: resource_type.to_string(),
-            account_id: "111111111111".into(),
-            region: "eu-west-1".into(),
-            id: id.to_string(),
-            name: None,
-            state: None,
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            created_at: None,
-            first_seen: at(0),
-            details: Details::Other,
-        }
-    }
-
-    /// Daily costs `(resource id, days before day now_day, amount)`.
-    pub fn costs_for(now_day: i64, rows: &[(&str, i64, &str)]) -> Vec<DailyCost> {
-        rows.iter()
-            .map(|(id, before, amount)| DailyCost {
-                day: at(now_day - before).date_naive(),
-                account_id: "111111111111".into(),
-                service: "AmazonEC2".into(),
-                resource_id: Some(id.to_string()),
-                tags: BTreeMap::new(),
-                amount: amount.parse().unwrap(),
-            })
-            .collect()
-    }
+    use crate::order::{compare_findings, details_text};
+    use crate::test_support::{at, costs_for, res};
 
     const RULES: &str = r#"
 [[tagging]]
@@ -908,16 +489,5 @@ min_days = 2
         );
         assert!(without_state.drift.is_none());
         assert_eq!(without_state.findings.len(), 3);
-    }
-
-    #[test]
-    fn cost_window_is_the_30_days_before_today() {
-        let costs = costs_for(40, &[("a", 0, "100"), ("a", 1, "1"), ("a", 30, "2"), ("a", 31, "100")]);
-        let index = CostIndex::build(&costs, at(40));
-        let mut r = res("ec2:instance", "a", &[]);
-        assert_eq!(index.monthly(&r), Some(Decimal::new(3, 0)));
-        r.id = "b".into();
-        assert_eq!(index.monthly(&r), None);
-        assert_eq!(index.window, Some((at(10).date_naive(), at(39).date_naive())));
     }
 }

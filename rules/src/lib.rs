@@ -10,10 +10,16 @@ pub mod anomaly;
 pub mod budget;
 pub mod check;
 pub mod cleanup;
+pub mod cost_index;
 pub mod drift;
 pub mod engine;
+mod fast;
 pub mod file;
 pub mod finding;
 pub mod input;
+mod intern;
 pub mod located;
+pub mod order;
 pub mod tagging;
+#[cfg(test)]
+pub(crate) mod test_support;

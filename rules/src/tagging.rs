@@ -15,10 +15,12 @@ use std::sync::Arc;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use crate::engine::{CostIndex, FastMap, Interner, ResourceStrings};
+use crate::cost_index::CostIndex;
+use crate::fast::FastMap;
 use crate::file::{Exemptions, Glob};
 use crate::finding::{Details, Expected, Finding, FindingKind, InvalidValue, Severity, TaggingDetails};
 use crate::input::Resource;
+use crate::intern::{Interner, ResourceStrings};
 
 /// One tagging rule, compiled from a `[[tagging]]` entry.
 #[derive(Debug, Clone)]
@@ -563,8 +565,8 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tests::{at, costs_for, res};
     use crate::file::parse_rule_file;
+    use crate::test_support::{at, costs_for, res};
     use serde_json::{json, Value};
 
     /// Parses `rules` (`[[tagging]]` entries), evaluates them and compares `(rule, subject, details)` of

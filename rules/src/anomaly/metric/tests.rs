@@ -1,5 +1,5 @@
 //! Tests of the scorer (hand-computed cases), the detector (unit and property tests) and of both together on
-//! the NAB AWS CloudWatch files, read from `shared/data/nab` next to the workspace when present.
+//! the 9 NAB AWS CloudWatch files in the workspace's `tests/data/nab`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -358,9 +358,9 @@ proptest! {
 // The NAB AWS CloudWatch files
 // ---------------------------------------------------------------------------------------------------------
 
-/// `shared/data/nab` beside the workspace root (the crate is `<root>/rules`).
+/// `tests/data/nab` of the workspace (the crate is `<root>/rules`).
 fn nab_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/nab")
 }
 
 fn parse_time(s: &str) -> NaiveDateTime {
@@ -374,10 +374,11 @@ struct NabFile {
     windows: Vec<Window>,
 }
 
-/// The files of `realAWSCloudwatch` with their labelled windows, or `None` when the data is absent.
-fn load_aws_corpus() -> Option<Vec<NabFile>> {
+/// The files of `realAWSCloudwatch` with their labelled windows.
+fn load_aws_corpus() -> Vec<NabFile> {
     let dir = nab_dir();
-    let labels = std::fs::read_to_string(dir.join("labels_windows.json")).ok()?;
+    let path = dir.join("labels_windows.json");
+    let labels = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let labels: BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_str(&labels).expect("labels_windows.json parses");
     let mut files = Vec::new();
@@ -395,7 +396,7 @@ fn load_aws_corpus() -> Option<Vec<NabFile>> {
         assert_eq!(windows.len(), limits.len(), "{name}: every window covers points");
         files.push(NabFile { name: name.clone(), values, windows });
     }
-    Some(files)
+    files
 }
 
 fn optimize(files: &[NabFile], scores: &[Vec<f64>]) -> super::nab::CorpusScore {
@@ -406,10 +407,7 @@ fn optimize(files: &[NabFile], scores: &[Vec<f64>]) -> super::nab::CorpusScore {
 
 #[test]
 fn nab_aws_cloudwatch_score() {
-    let Some(files) = load_aws_corpus() else {
-        println!("skipped: NAB data not found at {} (labels_windows.json and realAWSCloudwatch/)", nab_dir().display());
-        return;
-    };
+    let files = load_aws_corpus();
     assert_eq!(files.len(), 9);
     let config = DetectorConfig::default();
     let scores: Vec<Vec<f64>> = files.iter().map(|f| score_series(&config, &f.values)).collect();
