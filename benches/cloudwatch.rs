@@ -27,7 +27,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use cloudwarden::config;
-use cloudwarden::daemon::{CycleSummary, Daemon};
+use cloudwarden::daemon::Daemon;
+use cloudwarden::runtime::CycleSummary;
 use cloudwarden::store::RunOutcome;
 use collector::aws::cloudwatch::MAX_QUERIES_PER_CALL;
 use tokio_util::sync::CancellationToken;
@@ -147,10 +148,6 @@ fn cpu_secs_of(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn cloudwatch_job(daemon: &Daemon) -> JobKind {
-    "cloudwatch"
-}
-
 fn print_cycle(config: &str, cycle: usize, s: &CycleSummary, groups: &[Group], cpu: f64, moto_cpu: f64, rss: String) {
     let d = s.detail::<cloudwarden::jobs::cloudwatch::CloudWatchDetail>().expect("a cloudwatch run");
     let calls = s.api_calls.get("cloudwatch:GetMetricData").copied().unwrap_or(0);
@@ -214,7 +211,7 @@ fn main() {
         let parsed = config::parse("bench.toml", &text, &|_| None).expect("the benchmark configuration parses");
         rt.block_on(async {
             let daemon = Daemon::new(parsed).await.expect("the daemon starts");
-            let job = cloudwatch_job(&daemon);
+            let job = "cloudwatch";
             for cycle in 1..=cycles {
                 let reset = reset_peak_rss();
                 let (cpu0, moto0) = (cpu_secs_of("self"), cpu_secs_of(&moto_pid));

@@ -130,7 +130,7 @@ fn tags(resource: usize) -> String {
     format!(
         r#"{{"team": "{}", "environment": "{}", "cost_center": "cc-{}"}}"#,
         TEAMS[resource % TEAMS.len()],
-        if resource % 3 == 0 { "prod" } else { "dev" },
+        if resource.is_multiple_of(3) { "prod" } else { "dev" },
         resource % 7
     )
 }

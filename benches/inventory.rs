@@ -45,7 +45,6 @@ fn main() {
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let text = truth.config(&moto.endpoint(), &db, "max_concurrency = 4");
     let config = config::parse("bench.toml", &text, &|_| None).unwrap();
-    let settings = config.inventory.clone().unwrap().settings;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let daemon = Daemon::new(config).await.unwrap();

@@ -103,9 +103,9 @@ async fn cost_explorer_fetches_exactly_what_it_must() {
     let later = now + chrono::Duration::hours(7);
     let today = later.date_naive();
     let open: Vec<String> = (0..=3).rev().map(|i| (today - Days::new(i)).to_string()).collect();
-    let service_days: Vec<(String, Vec<(String, String, String)>)> =
+    let service_days: Vec<common::CeDay> =
         open.iter().map(|d| (d.clone(), vec![("AmazonCloudWatch".into(), "1.0001".into(), "0.9999".into())])).collect();
-    let account_days: Vec<(String, Vec<(String, String, String)>)> =
+    let account_days: Vec<common::CeDay> =
         open.iter().map(|d| (d.clone(), vec![("123456789012".into(), "1.0001".into(), "0.9999".into())])).collect();
     let results = vec![ce_result("SERVICE", &service_days, None), ce_result("LINKED_ACCOUNT", &account_days, None)];
     moto_post(&moto.endpoint(), QUEUE, &serde_json::json!({"account_id": "123456789012", "results": results})).await;

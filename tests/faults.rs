@@ -16,7 +16,10 @@ use common::proxy::{Faults, FaultyProxy};
 use common::Moto;
 use tokio_util::sync::CancellationToken;
 
-fn comparable(rs: Vec<StoredResource>) -> Vec<(String, String, Option<String>, BTreeMap<String, String>)> {
+/// (ARN, type, name, tags) of a stored resource.
+type Comparable = (String, String, Option<String>, BTreeMap<String, String>);
+
+fn comparable(rs: Vec<StoredResource>) -> Vec<Comparable> {
     rs.into_iter().map(|r| (r.arn, r.resource_type, r.state, r.tags)).collect()
 }
 

@@ -218,13 +218,12 @@ pub async fn moto_post(endpoint: &str, path: &str, body: &serde_json::Value) {
     assert!(status.is_success(), "POST {path}: {status} {}", String::from_utf8_lossy(&text));
 }
 
+/// One day of a Cost Explorer answer: the day and its (key, unblended, amortized) amounts.
+pub type CeDay = (String, Vec<(String, String, String)>);
+
 /// A DAILY GetCostAndUsage response grouped by `group` (`SERVICE`, `LINKED_ACCOUNT`): for each day, the
 /// (key, unblended, amortized) amounts as decimal strings.
-pub fn ce_result(
-    group: &str,
-    days: &[(String, Vec<(String, String, String)>)],
-    next_page: Option<&str>,
-) -> serde_json::Value {
+pub fn ce_result(group: &str, days: &[CeDay], next_page: Option<&str>) -> serde_json::Value {
     let results: Vec<serde_json::Value> = days
         .iter()
         .map(|(day, groups)| {
