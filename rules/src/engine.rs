@@ -13,6 +13,7 @@ use crate::drift::{Coverage, DriftKind};
 use crate::file::RuleFile;
 use crate::finding::{Finding, FindingKind};
 use crate::input::{DailyCost, Resource, TfResource};
+use crate::money::{self, Overflow};
 use crate::tagging::Compliance;
 
 /// A fast non-cryptographic hasher (the multiply-rotate scheme of rustc's FxHasher) for the engine's
@@ -115,8 +116,8 @@ impl<'a> CostIndex<'a> {
     /// The window's length in days.
     pub const WINDOW_DAYS: i64 = 30;
 
-    /// Sums the costs with a resource id per id over the window.
-    pub fn build(costs: &'a [DailyCost], now: DateTime<Utc>) -> CostIndex<'a> {
+    /// Sums the costs with a resource id per id over the window; fails when a sum leaves the decimal range.
+    pub fn build(costs: &'a [DailyCost], now: DateTime<Utc>) -> Result<CostIndex<'a>, Overflow> {
         let today = now.date_naive();
         let first = today - Duration::days(Self::WINDOW_DAYS);
         let mut by_id: FastMap<&str, Decimal> = FastMap::default();
@@ -125,23 +126,23 @@ impl<'a> CostIndex<'a> {
                 continue;
             }
             if let Some(id) = c.resource_id.as_deref() {
-                *by_id.entry(id).or_default() += c.amount;
+                money::add_to(by_id.entry(id).or_default(), c.amount)?;
             }
         }
-        CostIndex { by_id, window: Some((first, today - Duration::days(1))) }
+        Ok(CostIndex { by_id, window: Some((first, today - Duration::days(1))) })
     }
 
     /// The monthly cost of `r`: billing rows whose resource id is its ARN plus those whose resource id is
     /// its service id; `None` when billing has neither.
-    pub fn monthly(&self, r: &Resource) -> Option<Decimal> {
+    pub fn monthly(&self, r: &Resource) -> Result<Option<Decimal>, Overflow> {
         if self.by_id.is_empty() {
-            return None;
+            return Ok(None);
         }
         let by_arn = self.by_id.get(r.arn.as_str());
         let by_id = if r.id != r.arn { self.by_id.get(r.id.as_str()) } else { None };
         match (by_arn, by_id) {
-            (None, None) => None,
-            (a, b) => Some(a.copied().unwrap_or_default() + b.copied().unwrap_or_default()),
+            (None, None) => Ok(None),
+            (a, b) => money::sum(a.into_iter().chain(b).copied()).map(Some),
         }
     }
 
@@ -195,8 +196,9 @@ pub struct Evaluation {
     pub cost_anomaly: Vec<crate::anomaly::cost::SeriesScore>,
 }
 
-/// Evaluates every family of `file` over `inputs`, on the calling thread.
-pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Evaluation {
+/// Evaluates every family of `file` over `inputs`, on the calling thread. Fails only when a sum of costs
+/// leaves the decimal range.
+pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Result<Evaluation, Overflow> {
     evaluate_with_threads(file, inputs, 1)
 }
 
@@ -207,8 +209,8 @@ pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Evaluation {
 /// The per-resource families record, with each finding, its (resource, rule) pair: the findings are
 /// ordered on compact integer keys built from the pairs (rule names and ARNs ranked once each), never by
 /// comparing the findings themselves, then each is moved once to its place.
-pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -> Evaluation {
-    let costs = CostIndex::build(inputs.costs, inputs.now);
+pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -> Result<Evaluation, Overflow> {
+    let costs = CostIndex::build(inputs.costs, inputs.now)?;
     let resources = inputs.resources;
     let live_volumes = crate::cleanup::live_volumes(&file.cleanup, resources);
     let threads = match threads.clamp(1, 64) {
@@ -217,14 +219,14 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     };
     // Resource and pair indices are `u32`; an inventory beyond that is evaluated in one plain pass.
     if u32::try_from(resources.len()).map_or(true, |n| n == u32::MAX) {
-        let tagging = crate::tagging::evaluate(&file.tagging, resources, &costs);
-        let mut cleanup = crate::cleanup::evaluate_chunk(&file.cleanup, resources, &live_volumes, &costs, inputs.now);
+        let tagging = crate::tagging::evaluate(&file.tagging, resources, &costs)?;
+        let mut cleanup = crate::cleanup::evaluate_chunk(&file.cleanup, resources, &live_volumes, &costs, inputs.now)?;
         let mut findings = tagging.findings;
         findings.append(&mut cleanup.findings);
-        let mut others = other_families(file, inputs, &costs);
+        let mut others = other_families(file, inputs, &costs)?;
         findings.append(&mut others.findings);
         sort_findings(&mut findings);
-        return others.into_evaluation(findings, tagging.compliance, cleanup);
+        return Ok(others.into_evaluation(findings, tagging.compliance, cleanup));
     }
 
     // One pass per contiguous share of the resources: the findings in resource order, each with its pair.
@@ -240,23 +242,26 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let mut compliance = crate::tagging::TaggingEvaluation::default();
     let mut cleanup: Option<crate::cleanup::CleanupEvaluation> = None;
     let mut shares = Vec::with_capacity(scans.len());
-    for (t, mut c) in scans {
+    for (t, c) in scans {
+        let (t, mut c) = (t?, c?);
         compliance =
-            compliance.merge(crate::tagging::TaggingEvaluation { findings: Vec::new(), compliance: t.compliance });
+            compliance.merge(crate::tagging::TaggingEvaluation { findings: Vec::new(), compliance: t.compliance })?;
         let clean_findings = std::mem::take(&mut c.evaluation.findings);
         cleanup = Some(match cleanup {
-            Some(all) => all.merge(c.evaluation),
+            Some(all) => all.merge(c.evaluation)?,
             None => c.evaluation,
         });
         shares.push(((t.hits, t.findings), (c.hits, clean_findings)));
     }
-    let cleanup = cleanup
-        .unwrap_or_else(|| crate::cleanup::scan(&file.cleanup, &[], 0, &live_volumes, &costs, inputs.now).evaluation);
+    let cleanup = match cleanup {
+        Some(c) => c,
+        None => crate::cleanup::scan(&file.cleanup, &[], 0, &live_volumes, &costs, inputs.now)?.evaluation,
+    };
 
     // Pairs are numbered in `u32`: beyond that (billions of findings), one plain sort of everything.
     let pairs: usize = shares.iter().map(|((t, _), (c, _))| t.len() + c.len()).sum();
     if u32::try_from(pairs).map_or(true, |n| n == u32::MAX) {
-        let mut others = other_families(file, inputs, &costs);
+        let mut others = other_families(file, inputs, &costs)?;
         let mut findings = Vec::with_capacity(pairs + others.findings.len());
         for ((_, mut t), (_, mut c)) in shares {
             findings.append(&mut t);
@@ -264,7 +269,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
         }
         findings.append(&mut others.findings);
         sort_findings(&mut findings);
-        return others.into_evaluation(findings, compliance.compliance, cleanup);
+        return Ok(others.into_evaluation(findings, compliance.compliance, cleanup));
     }
 
     // The order, (rule name, subject), from the pairs alone: subjects are ranked once per resource with a
@@ -305,7 +310,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let (tag_runs, clean_runs): (Vec<_>, Vec<_>) = sorted.into_iter().unzip();
 
     // Drift, budgets and anomalies: their kinds sort between tagging and cleanup.
-    let mut others = other_families(file, inputs, &costs);
+    let mut others = other_families(file, inputs, &costs)?;
     let mut middle = std::mem::take(&mut others.findings);
     sort_findings(&mut middle);
     let between = middle.iter().all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
@@ -320,7 +325,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     if !between {
         sort_findings(&mut findings);
     }
-    others.into_evaluation(findings, compliance.compliance, cleanup)
+    Ok(others.into_evaluation(findings, compliance.compliance, cleanup))
 }
 
 /// Puts `findings` (whose pairs are numbered from `base`) into the order of `order`, their sorted keys, in
@@ -412,25 +417,27 @@ impl Others {
 }
 
 /// Evaluates drift (when enabled and a state is loaded), budgets and cost anomalies.
-fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Others {
+fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Result<Others, Overflow> {
     let mut findings = Vec::new();
-    let drift = (file.drift.enabled && inputs.tf_loaded).then(|| {
-        let d = crate::drift::evaluate(&file.drift, inputs.resources, inputs.tf_resources, costs);
-        let unmanaged_monthly_usd = d.unmanaged_monthly_usd();
+    let drift = if file.drift.enabled && inputs.tf_loaded {
+        let d = crate::drift::evaluate(&file.drift, inputs.resources, inputs.tf_resources, costs)?;
+        let unmanaged_monthly_usd = d.unmanaged_monthly_usd()?;
         findings.extend(d.findings);
-        DriftSummary { counts: d.counts, coverage: d.coverage, unmanaged_monthly_usd }
-    });
-    let budgets = crate::budget::evaluate(&file.budgets, inputs.costs, inputs.now);
+        Some(DriftSummary { counts: d.counts, coverage: d.coverage, unmanaged_monthly_usd })
+    } else {
+        None
+    };
+    let budgets = crate::budget::evaluate(&file.budgets, inputs.costs, inputs.now)?;
     findings.extend(budgets.findings);
     let cost_anomaly = match &file.cost_anomaly {
         Some(settings) => {
-            let a = crate::anomaly::cost::evaluate(settings, inputs.costs, inputs.now);
+            let a = crate::anomaly::cost::evaluate(settings, inputs.costs, inputs.now)?;
             findings.extend(a.findings);
             a.series
         }
         None => Vec::new(),
     };
-    Others { findings, drift, budgets: budgets.budgets, cost_anomaly }
+    Ok(Others { findings, drift, budgets: budgets.budgets, cost_anomaly })
 }
 
 /// Runs `f` on every task, each on its own scoped thread (the first on the calling thread), and returns
@@ -804,7 +811,7 @@ min_days = 2
     }
 
     fn run(file: &RuleFile, resources: &[Resource], tf: &[TfResource], costs: &[DailyCost]) -> Evaluation {
-        evaluate(file, &Inputs { now: at(20), resources, costs, tf_resources: tf, tf_loaded: true })
+        evaluate(file, &Inputs { now: at(20), resources, costs, tf_resources: tf, tf_loaded: true }).unwrap()
     }
 
     proptest! {
@@ -841,7 +848,8 @@ min_days = 2
                 &file,
                 &Inputs { now: at(20), resources: &resources, costs: &costs, tf_resources: &tf, tf_loaded: true },
                 3,
-            );
+            )
+            .unwrap();
             prop_assert_eq!(&first, &threaded);
 
             // The findings are in the documented order: identity, then content.
@@ -905,19 +913,45 @@ min_days = 2
         let without_state = evaluate(
             &file,
             &Inputs { now: at(20), resources: &resources, costs: &[], tf_resources: &[], tf_loaded: false },
-        );
+        )
+        .unwrap();
         assert!(without_state.drift.is_none());
         assert_eq!(without_state.findings.len(), 3);
     }
 
     #[test]
+    fn cost_sums_beyond_the_decimal_range_are_errors() {
+        let file = parse_rule_file("rules.toml", RULES).unwrap();
+        let near_max = (Decimal::MAX - Decimal::ONE).to_string();
+        let r = res("ec2:volume", "vol-1", &[]);
+        let check = |rows: &[(&str, i64, &str)], overflows: bool| {
+            let costs = costs_for(20, rows);
+            let resources = std::slice::from_ref(&r);
+            let inputs = Inputs { now: at(20), resources, costs: &costs, tf_resources: &[], tf_loaded: true };
+            for threads in [1, 3] {
+                let result = evaluate_with_threads(&file, &inputs, threads);
+                assert_eq!(result.is_err(), overflows, "{rows:?} on {threads} threads: {result:?}");
+            }
+        };
+        // Near the maximum: summed exactly, without panic.
+        check(&[("vol-1", 1, &near_max), ("vol-1", 2, "1")], false);
+        // Beyond it, by resource id, by id and ARN together, or over two days of one budget-less resource.
+        check(&[("vol-1", 1, &near_max), ("vol-1", 2, "2")], true);
+        check(&[("vol-1", 1, &near_max), (&r.arn, 2, "2")], true);
+        check(&[("vol-1", 1, "5e28"), ("vol-1", 2, "5e28")], true);
+        let costs = costs_for(20, &[("vol-1", 1, &near_max), (&r.arn, 2, "2")]);
+        let index = CostIndex::build(&costs, at(20)).unwrap();
+        assert!(index.monthly(&r).is_err());
+    }
+
+    #[test]
     fn cost_window_is_the_30_days_before_today() {
         let costs = costs_for(40, &[("a", 0, "100"), ("a", 1, "1"), ("a", 30, "2"), ("a", 31, "100")]);
-        let index = CostIndex::build(&costs, at(40));
+        let index = CostIndex::build(&costs, at(40)).unwrap();
         let mut r = res("ec2:instance", "a", &[]);
-        assert_eq!(index.monthly(&r), Some(Decimal::new(3, 0)));
+        assert_eq!(index.monthly(&r), Ok(Some(Decimal::new(3, 0))));
         r.id = "b".into();
-        assert_eq!(index.monthly(&r), None);
+        assert_eq!(index.monthly(&r), Ok(None));
         assert_eq!(index.window, Some((at(10).date_naive(), at(39).date_naive())));
     }
 }

@@ -16,4 +16,5 @@ pub mod file;
 pub mod finding;
 pub mod input;
 pub mod located;
+pub mod money;
 pub mod tagging;

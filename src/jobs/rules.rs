@@ -20,6 +20,7 @@ use ::rules::finding::FindingKind;
 use ::rules::input::{DailyCost, Details, Resource};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use collector::aws::costexplorer::CostMetric;
+use collector::money;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -239,6 +240,7 @@ pub async fn daily_costs(
     type Key = (NaiveDate, String, String, BTreeMap<String, String>);
     let mut older: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
     let mut billing_days = BTreeSet::new();
+    let mut overflow = None;
     store
         .for_each_billing_cost(from, today, |c| {
             billing_days.insert(c.day);
@@ -254,11 +256,17 @@ pub async fn daily_costs(
                     tags: c.tags,
                     amount: c.effective_cost,
                 });
-            } else {
-                *older.entry((c.day, c.sub_account_id, c.service_name, c.tags)).or_default() += c.effective_cost;
+            } else if let Err(e) = money::add_to(
+                older.entry((c.day, c.sub_account_id, c.service_name, c.tags)).or_default(),
+                c.effective_cost,
+            ) {
+                overflow.get_or_insert(e);
             }
         })
         .await?;
+    if let Some(e) = overflow {
+        return Err(e.into());
+    }
     let mut out: Vec<DailyCost> = older
         .into_iter()
         .map(|((day, account_id, service, tags), amount)| DailyCost {
@@ -346,7 +354,8 @@ pub async fn run(d: &Daemon, s: &RulesSettings, now: DateTime<Utc>, cancel: &Can
     })
     .await;
     let evaluation = match evaluation {
-        Ok(e) => e,
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return JobOutput::failed(format!("the rules evaluation failed, previous findings kept: {e}")),
         Err(e) => return JobOutput::failed(format!("the rules evaluation failed: {e}")),
     };
     detail.findings = evaluation.findings.len() as u64;

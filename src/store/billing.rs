@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use collector::billing::{DailyCost, Decimal, FileCosts, FileRef};
+use collector::money;
 use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
@@ -225,7 +226,7 @@ impl Store {
             ];
             let sum = sums.entry((group.unwrap_or_default(), currency)).or_insert([Decimal::ZERO; 3]);
             for (s, a) in sum.iter_mut().zip(amounts) {
-                *s = s.checked_add(a).ok_or(StoreError::Corrupt { what: WHAT, detail: "sum overflows".into() })?;
+                money::add_to(s, a)?;
             }
         }
         Ok(sums

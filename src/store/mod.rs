@@ -87,6 +87,14 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+/// Stored amounts whose sum leaves the decimal range: amounts that large are rejected when read, so they
+/// can only be rows stored before that check.
+impl From<collector::money::Overflow> for StoreError {
+    fn from(e: collector::money::Overflow) -> StoreError {
+        StoreError::Corrupt { what: "cost sum", detail: e.to_string() }
+    }
+}
+
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
