@@ -235,12 +235,27 @@ pub fn parse(
     if aws.call_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("call_timeout_secs")], "must be at least 1");
     }
+    at_most(
+        &mut cx,
+        &[Seg::Key("aws"), Seg::Key("call_timeout_secs")],
+        aws.call_timeout_secs.into(),
+        MAX_CALL_TIMEOUT_SECS,
+        false,
+    );
     if aws.initial_backoff_ms == 0 || aws.initial_backoff_ms > aws.max_backoff_ms {
         cx.error(&[Seg::Key("aws"), Seg::Key("initial_backoff_ms")], "must be at least 1 and at most max_backoff_ms");
     }
+    at_most(&mut cx, &[Seg::Key("aws"), Seg::Key("max_backoff_ms")], aws.max_backoff_ms.into(), MAX_BACKOFF_SECS, true);
     if aws.connect_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("connect_timeout_secs")], "must be at least 1");
     }
+    at_most(
+        &mut cx,
+        &[Seg::Key("aws"), Seg::Key("connect_timeout_secs")],
+        aws.connect_timeout_secs.into(),
+        MAX_CONNECT_TIMEOUT_SECS,
+        false,
+    );
 
     let mut specs = Vec::new();
     let mut names = BTreeSet::new();
@@ -323,6 +338,9 @@ pub fn parse(
                     "must not be empty",
                 );
             }
+        }
+        if let Some(m) = ce.min_interval_secs {
+            at_most(&mut cx, &at("min_interval_secs"), m.into(), MAX_INTERVAL_SECS, false);
         }
         let interval = ce.interval_secs.or(if ce.cron.is_none() { Some(21600) } else { None });
         let schedule = schedule(&mut cx, "cost_explorer", interval, ce.cron.as_deref());
@@ -468,6 +486,9 @@ pub fn parse(
             }
             patterns.push(Pattern { log_group: p.log_group.clone(), name: p.name.clone(), filter: p.pattern.clone() });
         }
+        let at = |k| [Seg::Key("collectors"), Seg::Key("logs"), Seg::Key(k)];
+        at_most(&mut cx, &at("delay_secs"), l.delay_secs.into(), MAX_DELAY_SECS, false);
+        at_most(&mut cx, &at("initial_lookback_secs"), l.initial_lookback_secs.into(), MAX_LOOKBACK_SECS, false);
         let interval = l.interval_secs.or(if l.cron.is_none() { Some(300) } else { None });
         let schedule = schedule(&mut cx, "logs", interval, l.cron.as_deref());
         match (l.enabled, schedule) {
@@ -686,6 +707,48 @@ pub fn parse(
 /// Shortest accepted API token.
 const MIN_TOKEN_CHARS: usize = 16;
 
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+// Upper bounds of the durations a configuration sets, in seconds: far beyond any sensible value, and small
+// enough that no time computed from them can overflow.
+/// `interval_secs` of every schedule, and Cost Explorer's `min_interval_secs`.
+const MAX_INTERVAL_SECS: u64 = 31 * DAY;
+/// How much of the newest data a collector leaves for later (`delay_secs`).
+const MAX_DELAY_SECS: u64 = DAY;
+/// How far back a new log pattern counter starts (`initial_lookback_secs`).
+const MAX_LOOKBACK_SECS: u64 = 3 * 365 * DAY;
+/// A CloudWatch datapoint period.
+const MAX_PERIOD_SECS: u64 = DAY;
+/// A CloudWatch window: CloudWatch keeps datapoints for 15 months.
+const MAX_WINDOW_SECS: u64 = 455 * DAY;
+/// One AWS call attempt, and opening a connection.
+const MAX_CALL_TIMEOUT_SECS: u64 = HOUR;
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 5 * MINUTE;
+/// The longest retry delay (`max_backoff_ms`).
+const MAX_BACKOFF_SECS: u64 = 5 * MINUTE;
+
+/// `secs` as the largest whole unit that divides it: `31 days`, `1 hour`, `90 seconds`.
+fn human(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s > 0 && s % DAY == 0 => (s / DAY, "day"),
+        s if s > 0 && s % HOUR == 0 => (s / HOUR, "hour"),
+        s if s > 0 && s % MINUTE == 0 => (s / MINUTE, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Records an error at `path` when the duration `value` (in seconds, or milliseconds when `millis`) is
+/// longer than `max_secs`.
+fn at_most(cx: &mut Ctx<'_>, path: &[Seg], value: i128, max_secs: u64, millis: bool) {
+    let max = if millis { i128::from(max_secs) * 1000 } else { i128::from(max_secs) };
+    if value > max {
+        cx.error(path, format!("must be at most {max} ({})", human(max_secs)));
+    }
+}
+
 /// The statistics GetMetricData accepts that we export: the five basic ones and percentiles.
 fn valid_statistic(s: &str) -> bool {
     matches!(s, "Average" | "Sum" | "Minimum" | "Maximum" | "SampleCount")
@@ -723,12 +786,17 @@ fn metric_job(
     if !(matches!(period_secs, 1 | 5 | 10 | 30) || (period_secs >= 60 && period_secs % 60 == 0)) {
         cx.error(&at("period_secs"), "must be 1, 5, 10, 30 or a multiple of 60");
     }
-    if length_secs.is_some_and(|l| l < period_secs as i64) {
-        cx.error(&at("length_secs"), "must be at least the period");
+    at_most(cx, &at("period_secs"), period_secs.into(), MAX_PERIOD_SECS, false);
+    if let Some(l) = length_secs {
+        if l < period_secs as i64 {
+            cx.error(&at("length_secs"), "must be at least the period");
+        }
+        at_most(cx, &at("length_secs"), l.into(), MAX_WINDOW_SECS, false);
     }
     if delay_secs < 0 {
         cx.error(&at("delay_secs"), "must not be negative");
     }
+    at_most(cx, &at("delay_secs"), delay_secs.into(), MAX_DELAY_SECS, false);
 }
 
 /// The `anomaly` entry of the CloudWatch job `kind[index]` (`discovery` or `static`): its series resolved to
@@ -824,6 +892,10 @@ fn schedule_at(cx: &mut Ctx<'_>, section: &[Seg], interval: Option<u64>, cron: O
         }
         (Some(0), None) => {
             cx.error(&at("interval_secs"), "must be at least 1");
+            None
+        }
+        (Some(s), None) if s > MAX_INTERVAL_SECS => {
+            at_most(cx, &at("interval_secs"), s.into(), MAX_INTERVAL_SECS, false);
             None
         }
         (Some(s), None) => Some(Schedule::Every(Duration::from_secs(s))),

@@ -27,10 +27,13 @@ pub fn window(
     delay_secs: i64,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
     let period = period_secs.max(1) as i64;
-    let end_ts = (now.timestamp() - delay_secs.max(0)).div_euclid(period) * period;
+    let end_ts = now.timestamp().saturating_sub(delay_secs.max(0)).div_euclid(period).saturating_mul(period);
     let end = Utc.timestamp_opt(end_ts, 0).single().unwrap_or(now);
     let length = length_secs.max(period);
-    (end - Duration::seconds(length), end)
+    // Saturating: the configuration bounds the durations, and nothing here may panic on them.
+    let start =
+        Duration::try_seconds(length).and_then(|l| end.checked_sub_signed(l)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    (start, end)
 }
 
 /// Groups queries by (period, window) and cuts each group into calls of at most 500, in a stable order.
@@ -133,6 +136,9 @@ mod tests {
             (s.to_rfc3339(), e.to_rfc3339()),
             ("2026-11-25T10:06:00+00:00".into(), "2026-11-25T10:07:00+00:00".into())
         );
+        // Durations beyond any date saturate instead of panicking.
+        assert_eq!(window(now, 60, i64::MAX, 0).0, DateTime::<Utc>::MIN_UTC);
+        assert_eq!(window(now, i32::MAX, 60, i64::MAX).1, now);
     }
 
     #[test]
