@@ -306,6 +306,16 @@ pub async fn run(d: &Daemon, s: &CloudWatchSettings, now: DateTime<Utc>, cancel:
                 ok += 1;
                 detail.calls += f.calls;
                 detail.metrics_requested += f.metrics_requested;
+                // A batch whose answer does not fit it: its series are missing, the scope is partial.
+                for error in f.failed_batches {
+                    failures.push(ScopeFailure {
+                        account: d.aws.accounts[t.account].spec.name.clone(),
+                        account_id: Some(t.account_id.clone()),
+                        region: Some(t.region.clone()),
+                        source: "cloudwatch:GetMetricData".into(),
+                        error,
+                    });
+                }
                 let mut points: BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> =
                     f.points.into_iter().map(|p| (p.query, p.points)).collect();
                 for (q, spec) in &t.anomaly {
