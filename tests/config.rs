@@ -359,3 +359,61 @@ fn durations_are_bounded() {
         &["cw.toml:3: collectors.terraform.interval_secs: must be at most 2678400 (31 days)"],
     );
 }
+
+#[test]
+fn label_names_that_collide_are_rejected() {
+    let discovery = |tags: &str| {
+        format!(
+            "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\n\
+             resource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\n\
+             statistics = [\"Average\"]\nexport_tags = {tags}\n"
+        )
+    };
+    let statics = |dimensions: &str| {
+        format!(
+            "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n[[collectors.cloudwatch.static]]\nnamespace = \"AWS/EC2\"\n\
+             metrics = [\"CPUUtilization\"]\nstatistics = [\"Average\"]\ndimensions = {dimensions}\n"
+        )
+    };
+    let cases: &[(String, &[&str])] = &[
+        (discovery(r#"["team", "env", "Name"]"#), &[]),
+        (
+            discovery(r#"["team", "env", "Team"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "team" and "Team" both become the label tag_team: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["team-name", "env", "TeamName"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "team-name" and "TeamName" both become the label tag_team_name: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["cost.center", "cost_center", "costCenter", "cost center"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[1]: tag keys "cost.center" and "cost_center" both become the label tag_cost_center: export one of them"#,
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "cost.center" and "costCenter" both become the label tag_cost_center: export one of them"#,
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[3]: tag keys "cost.center" and "cost center" both become the label tag_cost_center: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["team", "team"]"#),
+            &[r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[1]: tag key "team" is listed twice"#],
+        ),
+        (statics(r#"{ InstanceId = "i-1", AutoScalingGroupName = "asg" }"#), &[]),
+        (
+            statics(r#"{ InstanceId = "i-1", "instance-id" = "i-2" }"#),
+            &[
+                r#"cw.toml:7: collectors.cloudwatch.static[0].dimensions: dimensions "InstanceId" and "instance-id" both become the label dimension_instance_id"#,
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        if expected.is_empty() {
+            config::parse("cw.toml", text, &no_env).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
+        } else {
+            check(text, expected);
+        }
+    }
+}

@@ -1,12 +1,13 @@
 //! From the file's sections to [`Config`], collecting every error with its line and field path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use collector::aws::cloudwatch::label_name;
 use collector::aws::inventory::InventorySettings;
 use collector::{AccountSpec, AwsSettings};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
@@ -403,6 +404,29 @@ pub fn parse(
             if j.dimension.trim().is_empty() {
                 cx.error(&at("dimension"), "must name the dimension that carries the resource id");
             }
+            // Each exported tag is a `tag_<key>` label: two keys must not become one label.
+            let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+            for (k, key) in j.export_tags.iter().enumerate() {
+                let path = [
+                    Seg::Key("collectors"),
+                    Seg::Key("cloudwatch"),
+                    Seg::Key("discovery"),
+                    Seg::Index(i),
+                    Seg::Key("export_tags"),
+                    Seg::Index(k),
+                ];
+                let label = label_name("tag_", key);
+                match labels.get(&label) {
+                    Some(first) if first == key => cx.error(&path, format!("tag key {key:?} is listed twice")),
+                    Some(first) => cx.error(
+                        &path,
+                        format!("tag keys {first:?} and {key:?} both become the label {label}: export one of them"),
+                    ),
+                    None => {
+                        labels.insert(label, key);
+                    }
+                }
+            }
             let anomaly =
                 j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "discovery", i, a, &j.metrics, &j.statistics));
             discovery.push(Discovery {
@@ -433,6 +457,20 @@ pub fn parse(
                 j.length_secs,
                 j.delay_secs,
             );
+            // Each dimension is a `dimension_<name>` label: two names must not become one label.
+            let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+            for name in j.dimensions.keys() {
+                let label = label_name("dimension_", name);
+                match labels.get(&label) {
+                    Some(first) => cx.error(
+                        &at("dimensions"),
+                        format!("dimensions {first:?} and {name:?} both become the label {label}"),
+                    ),
+                    None => {
+                        labels.insert(label, name);
+                    }
+                }
+            }
             let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "static", i, a, &j.metrics, &j.statistics));
             statics.push(Static {
                 namespace: j.namespace.clone(),

@@ -89,6 +89,17 @@ pub fn label_name(prefix: &str, key: &str) -> String {
     s
 }
 
+/// `labels` without a repeated name: the first label of each name is kept, in order, and the later ones are
+/// dropped (two labels of one name make an invalid series). Keys that differ only in case or punctuation
+/// collide once snake-cased (`team-name` and `TeamName` both give `tag_team_name`). Returns how many were
+/// dropped.
+pub fn dedup_labels(labels: &mut Vec<(String, String)>) -> usize {
+    let before = labels.len();
+    let mut seen = std::collections::HashSet::with_capacity(before);
+    labels.retain(|(name, _)| seen.insert(name.clone()));
+    before - labels.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +166,28 @@ mod tests {
         assert_eq!(label_name("dimension_", "AutoScalingGroupName"), "dimension_auto_scaling_group_name");
         assert_eq!(label_name("tag_", "Name"), "tag_name");
         assert_eq!(label_name("tag_", "team"), "tag_team");
+        assert_eq!(label_name("tag_", "team-name"), label_name("tag_", "TeamName"));
+    }
+
+    #[test]
+    fn repeated_label_names_keep_the_first() {
+        let check = |labels: &[(&str, &str)], kept: &[(&str, &str)]| {
+            let mut v: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let dropped = dedup_labels(&mut v);
+            let got: Vec<(&str, &str)> = v.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            assert_eq!((got.as_slice(), dropped), (kept, labels.len() - kept.len()), "{labels:?}");
+        };
+        check(&[], &[]);
+        check(&[("account", "1"), ("region", "r")], &[("account", "1"), ("region", "r")]);
+        check(
+            &[
+                ("account", "1"),
+                ("tag_team_name", "a"),
+                ("region", "r"),
+                ("tag_team_name", "b"),
+                ("tag_team_name", "c"),
+            ],
+            &[("account", "1"), ("tag_team_name", "a"), ("region", "r")],
+        );
     }
 }
