@@ -141,7 +141,7 @@ impl Store {
         read: &FileCosts,
         loaded_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(q("begin billing file write"))?;
+        let mut tx = self.begin_write("begin billing file write").await?;
         let row = sqlx::query(
             "INSERT INTO billing_files (uri, fingerprint, format, schema, rows_read, rows_skipped, cost_rows, \
              loaded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
