@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use collector::aws::{AccountConfig, AwsContext};
 use collector::billing::{self, BillingSource, FileFormat, ReadOptions, RowError};
+use collector::money::{self, Overflow};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -261,7 +262,8 @@ const COST_TYPES: [&str; 3] = ["billed", "effective", "list"];
 
 /// Sums the stored billing costs into the exported windows relative to `now` (yesterday, the last seven
 /// full days, the month to date), exactly, as decimals, one row at a time. USD rows only: the series are in
-/// dollars. Per-resource series for at most `resource_series` resources, when given.
+/// dollars. Per-resource series for at most `resource_series` resources, when given. A sum that would leave
+/// the decimal range is an error (only rows stored before amounts were bounded can be that big).
 pub async fn billing_view(
     store: &Store,
     now: DateTime<Utc>,
@@ -274,38 +276,49 @@ pub async fn billing_view(
     let month_start = today.with_day(1).unwrap_or(today);
     let from = month_start.min(today - Days::new(7));
     type Sums = [Decimal; 3];
-    let add = |sum: &mut Sums, c: &billing::DailyCost| {
-        sum[0] += c.billed_cost;
-        sum[1] += c.effective_cost;
-        sum[2] += c.list_cost;
+    let add = |sum: &mut Sums, c: &billing::DailyCost| -> Result<(), Overflow> {
+        money::add_to(&mut sum[0], c.billed_cost)?;
+        money::add_to(&mut sum[1], c.effective_cost)?;
+        money::add_to(&mut sum[2], c.list_cost)
     };
     let mut groups: BTreeMap<(&'static str, String, String), Sums> = BTreeMap::new();
     let mut resources: BTreeMap<(String, String, String), BTreeMap<&'static str, Sums>> = BTreeMap::new();
     let mut other_currency_rows = 0u64;
+    let mut overflow: Option<Overflow> = None;
     store
         .for_each_billing_cost(from, today, |c| {
+            if overflow.is_some() {
+                return;
+            }
             if !c.currency.eq_ignore_ascii_case("USD") {
                 other_currency_rows += 1;
                 return;
             }
-            for window in windows_of(c.day, today) {
-                add(groups.entry((window, "total".into(), String::new())).or_default(), &c);
-                add(groups.entry((window, "service".into(), c.service_name.clone())).or_default(), &c);
-                add(groups.entry((window, "account".into(), c.sub_account_id.clone())).or_default(), &c);
-                for key in tag_keys {
-                    if let Some(value) = c.tags.get(key) {
-                        add(groups.entry((window, format!("tag:{key}"), value.clone())).or_default(), &c);
+            let mut add_row = || -> Result<(), Overflow> {
+                for window in windows_of(c.day, today) {
+                    add(groups.entry((window, "total".into(), String::new())).or_default(), &c)?;
+                    add(groups.entry((window, "service".into(), c.service_name.clone())).or_default(), &c)?;
+                    add(groups.entry((window, "account".into(), c.sub_account_id.clone())).or_default(), &c)?;
+                    for key in tag_keys {
+                        if let Some(value) = c.tags.get(key) {
+                            add(groups.entry((window, format!("tag:{key}"), value.clone())).or_default(), &c)?;
+                        }
+                    }
+                    if resource_series.is_some() {
+                        if let Some(id) = c.resource_id.as_deref().filter(|id| !id.is_empty()) {
+                            let key = (c.sub_account_id.clone(), c.service_name.clone(), id.to_string());
+                            add(resources.entry(key).or_default().entry(window).or_default(), &c)?;
+                        }
                     }
                 }
-                if resource_series.is_some() {
-                    if let Some(id) = c.resource_id.as_deref().filter(|id| !id.is_empty()) {
-                        let key = (c.sub_account_id.clone(), c.service_name.clone(), id.to_string());
-                        add(resources.entry(key).or_default().entry(window).or_default(), &c);
-                    }
-                }
-            }
+                Ok(())
+            };
+            overflow = add_row().err();
         })
         .await?;
+    if let Some(e) = overflow {
+        return Err(StoreError::from(e));
+    }
     if other_currency_rows > 0 {
         warn!(rows = other_currency_rows, "billing rows in a currency other than USD are left out of the USD series");
     }

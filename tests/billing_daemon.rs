@@ -149,6 +149,92 @@ async fn windows_sum_exactly_by_scope_and_cost_type() {
     assert_eq!(resources, want);
 }
 
+/// Two rows of 5e28 for different services: each fits a decimal, their sum in a window does not. They are
+/// malformed rows when read; rows that big stored before that check make the windows an error, not a panic.
+#[tokio::test]
+async fn amounts_beyond_one_quadrillion_are_malformed_and_never_crash_the_windows() {
+    use cloudwarden::billing::{load_billing, FileStatus};
+    use cloudwarden::store::StoreError;
+    use collector::aws::costexplorer::{CostFetch, CostMetric, CostRow};
+    use collector::billing::Decimal;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row<'_>> = vec![
+        (day("2026-03-09"), "111", "Amazon EC2", "i-1", "5e28", "5e28", "5e28", "USD", ""),
+        (day("2026-03-09"), "111", "Amazon S3", "bkt", "5e28", "5e28", "5e28", "USD", ""),
+        (day("2026-03-09"), "111", "Amazon EC2", "i-1", "1.25", "1.25", "1.25", "USD", ""),
+    ];
+    let path = dir.path().join("export.csv");
+    std::fs::write(&path, focus_csv(&rows)).unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 1).await.unwrap();
+    common::aws_test_env();
+    let ctx = AwsContext::new(&AwsSettings::default()).await;
+    let source = BillingSource::parse(&path.display().to_string()).unwrap();
+    let [fail, skip] = [false, true].map(|skip_malformed| ReadOptions { skip_malformed });
+    let load = |opts| load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", std::slice::from_ref(&source), opts);
+    let uri = std::fs::canonicalize(&path).unwrap().display().to_string();
+
+    let report = load(&fail).await;
+    let FileStatus::Failed { kind, error } = &report.files[0].status else { panic!("{report:?}") };
+    assert_eq!(
+        (*kind, error.as_str()),
+        (
+            "malformed_row",
+            format!(
+                "{uri}: line 2, column BilledCost: amount 50000000000000000000000000000 is outside the accepted \
+                 range of ±1000000000000000"
+            )
+            .as_str()
+        )
+    );
+
+    let report = load(&skip).await;
+    assert_eq!((report.loaded(), report.rows_read(), report.rows_skipped()), (1, 3, 2), "{report:?}");
+    let now = Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap();
+    let view = billing_view(&store, now, &[], Some(10)).await.unwrap();
+    check(&series(&view), &[("yesterday", "effective", "total", "", "1.25")]);
+
+    // Rows stored before amounts were bounded: every sum of them is an error naming the overflow.
+    let huge = "50000000000000000000000000000";
+    for service in ["Amazon EC2", "Amazon S3"] {
+        let copied = sqlx::query(
+            "INSERT INTO billing_costs (file_id, day, provider, billing_account_id, account_id, service, \
+             resource_id, region, charge_category, currency, billed_cost, effective_cost, list_cost, tags) \
+             SELECT file_id, day, provider, billing_account_id, account_id, $1, NULL, region, charge_category, \
+             currency, $2, $2, $2, tags FROM billing_costs WHERE billed_cost = '1.25'",
+        )
+        .bind(service)
+        .bind(huge)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(copied.rows_affected(), 1);
+    }
+    let overflows = |e: StoreError| {
+        let text = e.to_string();
+        assert!(text.contains("money sum overflows the decimal range"), "{text}");
+    };
+    overflows(billing_view(&store, now, &[], Some(10)).await.unwrap_err());
+    overflows(store.billing_totals(cloudwarden::store::BillingGroup::Day, None).await.unwrap_err());
+    // The rules' older days are summed per (day, account, service, tags): one service, two huge rows.
+    sqlx::query("UPDATE billing_costs SET service = 'Same', resource_id = NULL").execute(store.pool()).await.unwrap();
+    overflows(cloudwarden::jobs::rules::daily_costs(&store, day("2026-03-10"), 30, 0).await.unwrap_err());
+
+    // The same from Cost Explorer days stored before the bound: the windows are an error.
+    let ce_row = |key: &str| CostRow {
+        day: day("2026-03-09"),
+        dimension: "service".into(),
+        key: key.into(),
+        metric: CostMetric::Amortized,
+        amount: huge.parse::<Decimal>().unwrap(),
+        unit: "USD".into(),
+        estimated: false,
+    };
+    let fetch = CostFetch { rows: vec![ce_row("Amazon EC2"), ce_row("Amazon S3")], ..CostFetch::default() };
+    store.record_costs(&fetch, &["service".into()], day("2026-03-09"), day("2026-03-10"), now).await.unwrap();
+    overflows(cloudwarden::jobs::cost_explorer::cost_windows(&store, now).await.unwrap_err());
+}
+
 fn config(dir: &Path, extra: &str) -> cloudwarden::config::Config {
     let text = format!(
         "[database]\nurl = \"sqlite://{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.billing_files]\nsources = [\"{}/*.csv\"]\ntag_keys = [\"team\"]\n{extra}",

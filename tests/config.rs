@@ -268,3 +268,152 @@ fn anomaly_options_choose_series_and_are_checked() {
         ],
     );
 }
+
+#[test]
+fn durations_are_bounded() {
+    // (section, the field's line, the error); each field one past its bound, then at it.
+    let cw = "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n[[collectors.cloudwatch.static]]\nnamespace = \"AWS/SQS\"\n\
+              metrics = [\"Sent\"]\nstatistics = [\"Sum\"]\n";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "[collectors.inventory]\nregions = [\"us-east-1\"]\n",
+            "interval_secs = {}",
+            "2678400",
+            "cw.toml:3: collectors.inventory.interval_secs: must be at most 2678400 (31 days)",
+        ),
+        (
+            "[rules]\nfiles = [\"examples/rules/tagging.toml\"]\n",
+            "interval_secs = {}",
+            "2678400",
+            "cw.toml:3: rules.interval_secs: must be at most 2678400 (31 days)",
+        ),
+        (
+            "[collectors.cost_explorer]\n",
+            "min_interval_secs = {}",
+            "2678400",
+            "cw.toml:2: collectors.cost_explorer.min_interval_secs: must be at most 2678400 (31 days)",
+        ),
+        (
+            "[collectors.logs]\n",
+            "delay_secs = {}",
+            "86400",
+            "cw.toml:2: collectors.logs.delay_secs: must be at most 86400 (1 day)",
+        ),
+        (
+            "[collectors.logs]\n",
+            "initial_lookback_secs = {}",
+            "94608000",
+            "cw.toml:2: collectors.logs.initial_lookback_secs: must be at most 94608000 (1095 days)",
+        ),
+        (
+            cw,
+            "delay_secs = {}",
+            "86400",
+            "cw.toml:7: collectors.cloudwatch.static[0].delay_secs: must be at most 86400 (1 day)",
+        ),
+        (
+            cw,
+            "length_secs = {}",
+            "39312000",
+            "cw.toml:7: collectors.cloudwatch.static[0].length_secs: must be at most 39312000 (455 days)",
+        ),
+        (
+            cw,
+            "period_secs = {}",
+            "86400",
+            "cw.toml:7: collectors.cloudwatch.static[0].period_secs: must be at most 86400 (1 day)",
+        ),
+        (
+            "[aws]\n",
+            "call_timeout_secs = {}",
+            "3600",
+            "cw.toml:2: aws.call_timeout_secs: must be at most 3600 (1 hour)",
+        ),
+        (
+            "[aws]\n",
+            "connect_timeout_secs = {}",
+            "300",
+            "cw.toml:2: aws.connect_timeout_secs: must be at most 300 (5 minutes)",
+        ),
+        (
+            "[aws]\n",
+            "max_backoff_ms = {}",
+            "300000",
+            "cw.toml:2: aws.max_backoff_ms: must be at most 300000 (5 minutes)",
+        ),
+    ];
+    for (section, field, max, error) in cases {
+        let max: u64 = max.parse().unwrap();
+        let with = |value: String| format!("{section}{}\n", field.replace("{}", &value));
+        // The bound itself is accepted; a period must also be a multiple of 60, which the bound is.
+        assert!(config::parse("cw.toml", &with(max.to_string()), &no_env).is_ok(), "{}", with(max.to_string()));
+        check(&with((max + 60).to_string()), &[error]);
+        // Far beyond: the largest value the field's type holds.
+        let huge = if field.starts_with("period_secs") { i32::MAX.to_string() } else { i64::MAX.to_string() };
+        let e = errors(&with(huge.clone()));
+        assert!(e.iter().any(|e| e.starts_with(&error[..error.find(" must").unwrap()])), "{huge}: {e:?}");
+    }
+    // A schedule past the bound never runs: no collector or rules job is configured with it.
+    check(
+        "[collectors.terraform]\nsources = [\"states/\"]\ninterval_secs = 18446744073709551615\n",
+        &["cw.toml:3: collectors.terraform.interval_secs: must be at most 2678400 (31 days)"],
+    );
+}
+
+#[test]
+fn label_names_that_collide_are_rejected() {
+    let discovery = |tags: &str| {
+        format!(
+            "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n[[collectors.cloudwatch.discovery]]\nnamespace = \"AWS/EC2\"\n\
+             resource_type = \"ec2:instance\"\ndimension = \"InstanceId\"\nmetrics = [\"CPUUtilization\"]\n\
+             statistics = [\"Average\"]\nexport_tags = {tags}\n"
+        )
+    };
+    let statics = |dimensions: &str| {
+        format!(
+            "[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n[[collectors.cloudwatch.static]]\nnamespace = \"AWS/EC2\"\n\
+             metrics = [\"CPUUtilization\"]\nstatistics = [\"Average\"]\ndimensions = {dimensions}\n"
+        )
+    };
+    let cases: &[(String, &[&str])] = &[
+        (discovery(r#"["team", "env", "Name"]"#), &[]),
+        (
+            discovery(r#"["team", "env", "Team"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "team" and "Team" both become the label tag_team: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["team-name", "env", "TeamName"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "team-name" and "TeamName" both become the label tag_team_name: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["cost.center", "cost_center", "costCenter", "cost center"]"#),
+            &[
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[1]: tag keys "cost.center" and "cost_center" both become the label tag_cost_center: export one of them"#,
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[2]: tag keys "cost.center" and "costCenter" both become the label tag_cost_center: export one of them"#,
+                r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[3]: tag keys "cost.center" and "cost center" both become the label tag_cost_center: export one of them"#,
+            ],
+        ),
+        (
+            discovery(r#"["team", "team"]"#),
+            &[r#"cw.toml:9: collectors.cloudwatch.discovery[0].export_tags[1]: tag key "team" is listed twice"#],
+        ),
+        (statics(r#"{ InstanceId = "i-1", AutoScalingGroupName = "asg" }"#), &[]),
+        (
+            statics(r#"{ InstanceId = "i-1", "instance-id" = "i-2" }"#),
+            &[
+                r#"cw.toml:7: collectors.cloudwatch.static[0].dimensions: dimensions "InstanceId" and "instance-id" both become the label dimension_instance_id"#,
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        if expected.is_empty() {
+            config::parse("cw.toml", text, &no_env).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
+        } else {
+            check(text, expected);
+        }
+    }
+}

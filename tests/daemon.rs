@@ -243,3 +243,58 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
 fn text_listen(cfg: &str) -> String {
     cfg.lines().find_map(|l| l.strip_prefix("listen = \"")).unwrap().trim_end_matches('"').to_string()
 }
+
+/// Restarts of a daemon with the inventory, Terraform states and rules: their start-up runs write at the
+/// same time (on a database that already has resources, none waits for the inventory), and none fails. On
+/// SQLite a writer that read before writing used to fail at once with "database is locked" while another
+/// held the write lock (the rules' findings against the Terraform job's states, most of the time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_with_terraform_and_rules_never_fail_a_run() {
+    const RESTARTS: usize = 20;
+    const JOBS: [&str; 3] = ["inventory", "terraform", "rules"];
+    common::aws_test_env();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = moto.seed(0.1, dir.path());
+    let db = format!("sqlite://{}", dir.path().join("cw.db").display());
+    let root = common::repo_root();
+    let text = format!(
+        "{}\n[collectors.terraform]\nsources = [\"{}\"]\ninterval_secs = 3600\n\n[rules]\nfiles = [\"{}\", \"{}\"]\ninterval_secs = 3600\n",
+        truth.config(&moto.endpoint(), &db, "interval_secs = 3600"),
+        root.join("tests/fixtures/tfstate/*/app.tfstate").display(),
+        root.join("examples/rules/tagging.toml").display(),
+        root.join("examples/rules/drift.toml").display(),
+    );
+    let store = Store::connect(&db, 1).await.unwrap();
+    // The newest run id of each job, once every job's newest run has ended.
+    let newest_ended = || async {
+        let mut ids = Vec::new();
+        for job in JOBS {
+            match store.runs(job, 1).await.unwrap().first() {
+                Some(r) if r.ended_at.is_some() => ids.push(r.id),
+                _ => return None,
+            }
+        }
+        Some(ids)
+    };
+    let mut before: Vec<i64> = vec![0; JOBS.len()];
+    // The first start fills the database; every later one is a restart.
+    for start in 0..=RESTARTS {
+        let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon.run(shutdown.clone()));
+        let newer =
+            |ids: &Option<Vec<i64>>| ids.as_ref().is_some_and(|ids| ids.iter().zip(&before).all(|(a, b)| a > b));
+        eventually(120, &format!("the start-up runs of start {start}"), || async { newer(&newest_ended().await) })
+            .await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        before = newest_ended().await.unwrap();
+    }
+    for job in JOBS {
+        let runs = store.runs(job, 1000).await.unwrap();
+        assert!(runs.len() > RESTARTS, "{job}: {runs:#?}");
+        let failed: Vec<_> = runs.iter().filter(|r| r.outcome != RunOutcome::Success).collect();
+        assert!(failed.is_empty(), "{job}: {failed:#?}");
+    }
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use cloudwarden::store::{RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
+use rules::finding::{Finding, FindingKind, Severity};
 use sqlx::{Connection, Executor};
 
 fn resource(arn: &str, account: &str, region: &str, resource_type: &str, tags: &[(&str, &str)]) -> Resource {
@@ -166,6 +167,73 @@ async fn postgres_store() {
     let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
     suite(&url).await;
     admin.execute(format!("DROP DATABASE {name}").as_str()).await.unwrap();
+}
+
+/// `n` findings of `kind`, one per subject.
+fn findings(kind: FindingKind, n: usize) -> Vec<Finding> {
+    (0..n)
+        .map(|i| Finding {
+            kind,
+            rule: "rule".into(),
+            subject: format!("arn:aws:ec2:eu-west-1:111111111111:volume/vol-{i}").into(),
+            account_id: Some(A.into()),
+            region: Some("eu-west-1".into()),
+            resource_type: Some("ec2:volume".into()),
+            severity: Severity::Warning,
+            message: "a finding".into(),
+            monthly_usd: None,
+            details: serde_json::json!({}).into(),
+        })
+        .collect()
+}
+
+/// Writers at once: every write succeeds. On SQLite each writer takes the write lock when it begins and
+/// waits for it; a deferred transaction that read before writing failed at once with "database is locked"
+/// whenever another connection held the lock (the rules' findings and the Terraform or inventory write at a
+/// daemon's start).
+async fn concurrent_writers(url: &str) {
+    let store = Store::connect(url, 4).await.unwrap();
+    let (tagging, cleanup) = (findings(FindingKind::Tagging, 400), findings(FindingKind::Cleanup, 400));
+    let start: DateTime<Utc> = "2026-11-01T10:00:00Z".parse().unwrap();
+    let roles = BTreeMap::new();
+    for round in 0..40 {
+        let at = start + Duration::minutes(round);
+        // Half of them resolved and re-opened every other round: each write reads, then writes much.
+        let some = if round % 2 == 0 { 400 } else { 200 };
+        let inventory = report(vec![i1(), i2(), v1(), b1()], all_scopes());
+        let (a, b, c, d) = tokio::join!(
+            store.record_findings(&[FindingKind::Tagging], &tagging[..some], at),
+            store.record_findings_except(&[FindingKind::Cleanup], &[], &cleanup[..some], at),
+            store.record_inventory(&inventory, &roles, at),
+            store.record_findings(&[FindingKind::Tagging], &tagging[..some], at),
+        );
+        for (what, r) in [("tagging", a.map(|_| ())), ("cleanup", b.map(|_| ())), ("inventory", c.map(|_| ()))] {
+            r.unwrap_or_else(|e| panic!("round {round}, {what}: {e}"));
+        }
+        d.unwrap_or_else(|e| panic!("round {round}, tagging again: {e}"));
+    }
+    let open = store.finding_counts().await.unwrap();
+    assert_eq!(open.iter().map(|c| c.open).sum::<i64>(), 400, "{open:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_at_once_never_find_the_database_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_writers(&format!("sqlite://{}", dir.path().join("cw.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_at_once() {
+    let Some(base) = common::postgres_url() else { return };
+    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
+    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
+    let name = format!("cloudwarden_writers_{}_{}", std::process::id(), Utc::now().timestamp_micros());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
+    concurrent_writers(&url).await;
+    admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ pub mod arn;
 pub mod aws;
 pub mod billing;
 pub mod model;
+pub mod money;
 mod source;
 pub mod terraform;
 

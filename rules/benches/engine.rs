@@ -304,7 +304,7 @@ fn main() {
         drop(last.take());
         let cpu = cpu_seconds();
         let t = Instant::now();
-        let eval = evaluate_with_threads(&file, &inputs, threads);
+        let eval = evaluate_with_threads(&file, &inputs, threads).expect("costs sum within range");
         walls.push(t.elapsed());
         let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a).unwrap_or_default();
         cpus.push(cpu);
@@ -322,7 +322,7 @@ fn main() {
     LIVE.store(0, Ordering::Relaxed);
     PEAK.store(0, Ordering::Relaxed);
     COUNTING.store(true, Ordering::Relaxed);
-    let eval = evaluate_with_threads(&file, &inputs, threads);
+    let eval = evaluate_with_threads(&file, &inputs, threads).expect("costs sum within range");
     COUNTING.store(false, Ordering::Relaxed);
     let (peak, retained) = (PEAK.load(Ordering::Relaxed), LIVE.load(Ordering::Relaxed));
     let result_per_finding = retained as f64 / eval.findings.len().max(1) as f64;
@@ -338,13 +338,13 @@ fn main() {
 
     // Where the time goes: each phase on its own.
     let t = Instant::now();
-    let index = rules::engine::CostIndex::build(&costs, now);
+    let index = rules::engine::CostIndex::build(&costs, now).expect("costs sum within range");
     let t_costs = t.elapsed();
     let t = Instant::now();
-    let tagging = rules::tagging::evaluate(&file.tagging, &resources, &index);
+    let tagging = rules::tagging::evaluate(&file.tagging, &resources, &index).expect("costs sum within range");
     let t_tagging = t.elapsed();
     let t = Instant::now();
-    let cleanup = rules::cleanup::evaluate(&file.cleanup, &resources, &index, now);
+    let cleanup = rules::cleanup::evaluate(&file.cleanup, &resources, &index, now).expect("costs sum within range");
     let t_cleanup = t.elapsed();
     let mut all: Vec<_> = tagging.findings.into_iter().chain(cleanup.findings).collect();
     let t = Instant::now();

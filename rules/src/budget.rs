@@ -15,6 +15,7 @@ use crate::anomaly::cost::daily::{cents, days_before, days_between, Baseline, Da
 use crate::check::{Check, Problem, Seg};
 use crate::finding::{Finding, FindingKind, Severity};
 use crate::input::DailyCost;
+use crate::money::{self, Overflow};
 
 /// One budget as it appears under `[[budgets]]` in a rule file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -222,32 +223,38 @@ pub struct BudgetEvaluation {
 /// with the expected spend of a whole day, and the baseline is fitted on the days before it only. Days after
 /// today are ignored. A day from the earliest day in `costs` on without a row for the scope cost nothing; days
 /// before it are unknown.
-pub fn evaluate(rules: &[BudgetRule], costs: &[DailyCost], now: DateTime<Utc>) -> BudgetEvaluation {
+///
+/// Fails only when a sum of costs (a day's, or the actual spend of a period or window) leaves the decimal
+/// range. Forecasts are estimates from those sums and saturate instead.
+pub fn evaluate(rules: &[BudgetRule], costs: &[DailyCost], now: DateTime<Utc>) -> Result<BudgetEvaluation, Overflow> {
     let today = now.date_naive();
     let data_start = costs.iter().map(|c| c.day).filter(|d| *d <= today).min();
     let mut evaluation = BudgetEvaluation::default();
     for rule in rules {
-        let status = status(rule, costs, today, data_start);
+        let status = status(rule, costs, today, data_start)?;
         evaluation.findings.extend(findings(rule, &status));
         evaluation.budgets.push(status);
     }
     evaluation.findings.sort_by(|a, b| a.rule.cmp(&b.rule));
-    evaluation
+    Ok(evaluation)
 }
 
 /// The state of one budget at `today`.
-fn status(rule: &BudgetRule, costs: &[DailyCost], today: NaiveDate, data_start: Option<NaiveDate>) -> BudgetStatus {
+fn status(
+    rule: &BudgetRule,
+    costs: &[DailyCost],
+    today: NaiveDate,
+    data_start: Option<NaiveDate>,
+) -> Result<BudgetStatus, Overflow> {
     let (start, end) = rule.period.bounds(today);
     let history_from = days_before(today, u64::from(rule.history_weeks.max(1)) * 7).min(start);
     let mut daily: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
     for cost in costs.iter().filter(|c| c.day >= history_from && c.day <= today && rule.scope.matches(c)) {
-        let slot = daily.entry(cost.day).or_insert(Decimal::ZERO);
-        *slot = slot.saturating_add(cost.amount);
+        money::add_to(daily.entry(cost.day).or_insert(Decimal::ZERO), cost.amount)?;
     }
-    let sum =
-        |from: NaiveDate, to: NaiveDate| daily.range(from..to).fold(Decimal::ZERO, |a, (_, v)| a.saturating_add(*v));
-    let actual = sum(start, today.succ_opt().unwrap_or(today));
-    let actual_complete = sum(start, today);
+    let sum = |from: NaiveDate, to: NaiveDate| money::sum(daily.range(from..to).map(|(_, v)| *v));
+    let actual = sum(start, today.succ_opt().unwrap_or(today))?;
+    let actual_complete = sum(start, today)?;
     let remaining = days_between(today, end);
 
     let baseline = data_start
@@ -267,17 +274,17 @@ fn status(rule: &BudgetRule, costs: &[DailyCost], today: NaiveDate, data_start: 
         let from = days_before(today, u64::from(window));
         let from = data_start.map_or(today, |d| from.max(d));
         let window_days = days_between(from, today);
-        let usd_per_day = if window_days == 0 { Decimal::ZERO } else { sum(from, today) / Decimal::from(window_days) };
+        let usd_per_day = if window_days == 0 { Decimal::ZERO } else { sum(from, today)? / Decimal::from(window_days) };
         let projected = cents(actual_complete.saturating_add(usd_per_day.saturating_mul(Decimal::from(remaining))));
-        BurnRate {
+        Ok::<_, Overflow>(BurnRate {
             window_days,
             usd_per_day: cents(usd_per_day),
             projected_usd: projected,
             projected_ratio: ratio(projected, rule.amount_usd),
-        }
+        })
     };
 
-    BudgetStatus {
+    Ok(BudgetStatus {
         name: rule.name.clone(),
         scope: rule.scope.label(),
         period: rule.period,
@@ -290,9 +297,9 @@ fn status(rule: &BudgetRule, costs: &[DailyCost], today: NaiveDate, data_start: 
         forecast_ratio: ratio(forecast, rule.amount_usd),
         forecast_method: method,
         history_days,
-        burn_1d: burn(1),
-        burn_7d: burn(7),
-    }
+        burn_1d: burn(1)?,
+        burn_7d: burn(7)?,
+    })
 }
 
 /// `value / amount` as a ratio for metrics; 0 for an amount that is not positive (a rule the checks reject).
@@ -551,7 +558,7 @@ mod tests {
 
     /// Evaluates one budget and renders what matters on one line.
     fn render(rule: &BudgetRule, costs: &[DailyCost], now: &str) -> String {
-        let evaluation = evaluate(std::slice::from_ref(rule), costs, noon(now));
+        let evaluation = evaluate(std::slice::from_ref(rule), costs, noon(now)).unwrap();
         let s = &evaluation.budgets[0];
         let findings: Vec<String> = evaluation
             .findings
@@ -705,12 +712,28 @@ mod tests {
     }
 
     #[test]
+    fn cost_sums_beyond_the_decimal_range_are_errors() {
+        let rule = rule(MONTH_1000);
+        let max = Decimal::MAX;
+        let check = |now: &str, amounts: &[(&str, Decimal)], overflows: bool| {
+            let costs: Vec<DailyCost> = amounts.iter().map(|(d, a)| cost(day(d), "1", "s", &[], *a)).collect();
+            let result = evaluate(std::slice::from_ref(&rule), &costs, noon(now));
+            assert_eq!(result.is_err(), overflows, "{now} {amounts:?}: {result:?}");
+        };
+        check("2026-03-20", &[("2026-03-18", max - Decimal::ONE), ("2026-03-18", Decimal::ONE)], false);
+        // One day's rows, the period's days, or the burn-rate window's days before the period.
+        check("2026-03-20", &[("2026-03-18", max), ("2026-03-18", Decimal::ONE)], true);
+        check("2026-03-20", &[("2026-03-02", max), ("2026-03-18", Decimal::ONE)], true);
+        check("2026-03-03", &[("2026-02-25", max), ("2026-02-26", Decimal::ONE)], true);
+    }
+
+    #[test]
     fn burn_rates() {
         // 10 a day, then 50 yesterday.
         let mut costs = daily("2026-02-01", "2026-03-18", "1", "s", &[], ten);
         costs.push(cost(day("2026-03-19"), "1", "s", &[], usd("50")));
         let rule = rule(MONTH_1000);
-        let evaluation = evaluate(std::slice::from_ref(&rule), &costs, noon("2026-03-20"));
+        let evaluation = evaluate(std::slice::from_ref(&rule), &costs, noon("2026-03-20")).unwrap();
         let s = &evaluation.budgets[0];
         // 19 complete days: 18 × 10 + 50 = 230; 12 days left, today included.
         assert_eq!(s.burn_1d.window_days, 1);
@@ -723,7 +746,7 @@ mod tests {
         // a robust forecast is not thrown by one expensive day.
         assert_eq!(s.forecast_usd, usd("350.00"));
         // short history: the window shrinks to what is known.
-        let evaluation = evaluate(std::slice::from_ref(&rule), &costs[costs.len() - 3..], noon("2026-03-20"));
+        let evaluation = evaluate(std::slice::from_ref(&rule), &costs[costs.len() - 3..], noon("2026-03-20")).unwrap();
         assert_eq!(evaluation.budgets[0].burn_7d.window_days, 3);
         assert_eq!(evaluation.budgets[0].burn_7d.usd_per_day, usd("23.33"));
     }
@@ -735,7 +758,7 @@ mod tests {
             "name = \"platform\"\nperiod = \"quarter\"\namount_usd = 600\n\
              scope = { type = \"account\", account_id = \"111111111111\" }",
         );
-        let evaluation = evaluate(std::slice::from_ref(&rule), &costs, noon("2026-03-25"));
+        let evaluation = evaluate(std::slice::from_ref(&rule), &costs, noon("2026-03-25")).unwrap();
         let critical =
             evaluation.findings.iter().find(|f| &*f.subject == "platform/actual/100").expect("actual over 100 %");
         assert_eq!(critical.kind, FindingKind::Budget);
@@ -845,7 +868,7 @@ mod tests {
                 history_weeks: 4,
             };
             let now = Utc.from_utc_datetime(&today.and_hms_opt(23, 59, 59).expect("time"));
-            let evaluation = evaluate(&[rule], &costs, now);
+            let evaluation = evaluate(&[rule], &costs, now).unwrap();
             let days = Decimal::from((end - start).num_days());
             prop_assert_eq!(evaluation.budgets[0].forecast_usd, (c * days).round_dp(2));
         }

@@ -28,6 +28,7 @@ use crate::file::Exemptions;
 use crate::finding::{CleanupDetails, Details as FindingDetails, Finding, FindingKind, Severity};
 use crate::input::{Details, Resource};
 use crate::intern::{Interner, ResourceStrings};
+use crate::money::{self, Overflow};
 
 /// The default protection tag key: a resource carrying it (any value) is never a candidate.
 pub const DEFAULT_PROTECT_TAG: &str = "cloudwarden:protect";
@@ -172,7 +173,7 @@ impl CleanupSettings {
 /// volumes size × price of their type; snapshots their source volume's size × snapshot price (an upper
 /// bound: snapshots are incremental); Elastic IPs 730 hours × hourly price; log groups stored bytes in GiB ×
 /// storage price. Instances and other resources: none (a stopped instance's cost is its volumes, which
-/// are candidates of their own).
+/// are candidates of their own). `None` as well when a product leaves the decimal range (an absurd price).
 pub fn estimate(r: &Resource, prices: &Prices) -> Option<Decimal> {
     match &r.details {
         Details::Volume { size_gib: Some(size), volume_type, .. } => {
@@ -180,12 +181,12 @@ pub fn estimate(r: &Resource, prices: &Prices) -> Option<Decimal> {
                 .as_deref()
                 .and_then(|t| prices.volume_gib_month.get(t))
                 .unwrap_or(&prices.other_volume_gib_month);
-            Some(Decimal::from(*size) * price)
+            Decimal::from(*size).checked_mul(*price)
         }
-        Details::Snapshot { size_gib: Some(size), .. } => Some(Decimal::from(*size) * prices.snapshot_gib_month),
-        Details::ElasticIp { .. } => Some(Decimal::from(HOURS_PER_MONTH) * prices.eip_hour),
+        Details::Snapshot { size_gib: Some(size), .. } => Decimal::from(*size).checked_mul(prices.snapshot_gib_month),
+        Details::ElasticIp { .. } => Decimal::from(HOURS_PER_MONTH).checked_mul(prices.eip_hour),
         Details::LogGroup { stored_bytes: Some(bytes), .. } => {
-            Some(Decimal::from(*bytes) / Decimal::from(1i64 << 30) * prices.log_gib_month)
+            (Decimal::from(*bytes) / Decimal::from(1i64 << 30)).checked_mul(prices.log_gib_month)
         }
         _ => None,
     }
@@ -216,16 +217,17 @@ pub struct CleanupEvaluation {
 }
 
 impl CleanupEvaluation {
-    /// Joins the evaluations of two disjoint sets of resources.
-    pub fn merge(mut self, other: CleanupEvaluation) -> CleanupEvaluation {
+    /// Joins the evaluations of two disjoint sets of resources; fails when a sum of savings leaves the
+    /// decimal range.
+    pub fn merge(mut self, other: CleanupEvaluation) -> Result<CleanupEvaluation, Overflow> {
         self.findings.extend(other.findings);
         for (mine, theirs) in self.by_rule.iter_mut().zip(other.by_rule) {
             mine.candidates += theirs.candidates;
-            mine.monthly_usd += theirs.monthly_usd;
+            money::add_to(&mut mine.monthly_usd, theirs.monthly_usd)?;
         }
         self.candidates += other.candidates;
-        self.monthly_usd += other.monthly_usd;
-        self
+        money::add_to(&mut self.monthly_usd, other.monthly_usd)?;
+        Ok(self)
     }
 }
 
@@ -247,13 +249,13 @@ pub(crate) fn live_volumes<'a>(settings: &CleanupSettings, resources: &'a [Resou
     resources.iter().filter(|r| matches!(r.details, Details::Volume { .. })).map(|r| r.id.as_str()).collect()
 }
 
-/// Finds every candidate among `resources`.
+/// Finds every candidate among `resources`; fails when a sum of savings leaves the decimal range.
 pub fn evaluate(
     settings: &CleanupSettings,
     resources: &[Resource],
     costs: &CostIndex,
     now: DateTime<Utc>,
-) -> CleanupEvaluation {
+) -> Result<CleanupEvaluation, Overflow> {
     evaluate_chunk(settings, resources, &live_volumes(settings, resources), costs, now)
 }
 
@@ -265,8 +267,8 @@ pub(crate) fn evaluate_chunk(
     live_volumes: &FastSet<&str>,
     costs: &CostIndex,
     now: DateTime<Utc>,
-) -> CleanupEvaluation {
-    scan(settings, resources, 0, live_volumes, costs, now).evaluation
+) -> Result<CleanupEvaluation, Overflow> {
+    Ok(scan(settings, resources, 0, live_volumes, costs, now)?.evaluation)
 }
 
 /// One (candidate, rule) pair of [`scan`], without its finding.
@@ -334,14 +336,18 @@ fn reason(out: &mut String, r: &Resource, rule: CleanupRule) {
 }
 
 /// The saving of candidate `r` and where it comes from: billing, else the price table.
-fn saving(settings: &CleanupSettings, r: &Resource, costs: &CostIndex) -> (Option<Decimal>, &'static str) {
-    match costs.monthly(r) {
+fn saving(
+    settings: &CleanupSettings,
+    r: &Resource,
+    costs: &CostIndex,
+) -> Result<(Option<Decimal>, &'static str), Overflow> {
+    Ok(match costs.monthly(r)? {
         Some(c) => (Some(c), "billing"),
         None => match estimate(r, &settings.prices) {
             Some(e) => (Some(e), "price_table"),
             None => (None, "unknown"),
         },
-    }
+    })
 }
 
 /// Builds the findings of one share of the resources, sharing the rule names and each resource's strings.
@@ -410,7 +416,7 @@ pub(crate) fn scan(
     live_volumes: &FastSet<&str>,
     costs: &CostIndex,
     now: DateTime<Utc>,
-) -> Scan {
+) -> Result<Scan, Overflow> {
     let mut by_rule = [(0u64, Decimal::ZERO); 6];
     let mut hits = Vec::new();
     let mut findings = Vec::new();
@@ -435,15 +441,15 @@ pub(crate) fn scan(
         if !any || settings.protects(r) {
             continue;
         }
-        let (saving, source) = saving(settings, r, costs);
+        let (saving, source) = saving(settings, r, costs)?;
         let strings = builder.strings.resource(r);
         candidates += 1;
-        total += saving.unwrap_or_default();
+        money::add_to(&mut total, saving.unwrap_or_default())?;
         for (rule, since) in CleanupRule::ALL.into_iter().zip(found) {
             let Some(since) = since else { continue };
             let e = &mut by_rule[rule as usize];
             e.0 += 1;
-            e.1 += saving.unwrap_or_default();
+            money::add_to(&mut e.1, saving.unwrap_or_default())?;
             let hit = Hit { resource: index, rule, since };
             findings.push(builder.finding(settings, r, &strings, &hit, (saving, source), now));
             hits.push(hit);
@@ -457,7 +463,7 @@ pub(crate) fn scan(
             RuleSavings { rule, candidates, monthly_usd }
         })
         .collect();
-    Scan { hits, evaluation: CleanupEvaluation { findings, by_rule, candidates, monthly_usd: total } }
+    Ok(Scan { hits, evaluation: CleanupEvaluation { findings, by_rule, candidates, monthly_usd: total } })
 }
 
 #[cfg(test)]
@@ -471,8 +477,8 @@ mod tests {
     fn check(rules: &str, resources: &[Resource], costs: &[(&str, i64, &str)], want: &[(&str, &str, Option<&str>)]) {
         let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
         let rows = costs_for(100, costs);
-        let index = CostIndex::build(&rows, at(100));
-        let eval = evaluate(&file.cleanup, resources, &index, at(100));
+        let index = CostIndex::build(&rows, at(100)).unwrap();
+        let eval = evaluate(&file.cleanup, resources, &index, at(100)).unwrap();
         let got: Vec<(String, String, Option<Decimal>)> = eval
             .findings
             .iter()
@@ -621,7 +627,7 @@ exempt_arns = ["arn:aws:ec2:*:*:volume/vol-x*"]
         v.tags.clear();
         v.first_seen = at(10);
         let file = parse_rule_file("t.toml", "").unwrap();
-        let e = evaluate(&file.cleanup, &[v], &CostIndex::build(&[], at(100)), at(100));
+        let e = evaluate(&file.cleanup, &[v], &CostIndex::build(&[], at(100)).unwrap(), at(100)).unwrap();
         assert_eq!(e.findings.len(), 2);
         assert_eq!(e.candidates, 1);
         assert_eq!(e.monthly_usd, Decimal::new(8, 0));

@@ -26,6 +26,7 @@ use crate::fast::{FastMap, FastSet};
 use crate::file::{Glob, TagMatch};
 use crate::finding::{Finding, FindingKind, Severity};
 use crate::input::{Resource, TfResource};
+use crate::money::{self, Overflow};
 
 /// Inventory resource types (`service:type`) and the Terraform resource type that creates them.
 pub const MANAGEABLE_TYPES: &[(&str, &str)] = &[
@@ -148,9 +149,9 @@ pub struct DriftEvaluation {
 }
 
 impl DriftEvaluation {
-    /// Total cost of unmanaged resources over the cost window.
-    pub fn unmanaged_monthly_usd(&self) -> Decimal {
-        self.coverage.iter().map(|c| c.unmanaged_monthly_usd).sum()
+    /// Total cost of unmanaged resources over the cost window; fails when it leaves the decimal range.
+    pub fn unmanaged_monthly_usd(&self) -> Result<Decimal, Overflow> {
+        money::sum(self.coverage.iter().map(|c| c.unmanaged_monthly_usd))
     }
 }
 
@@ -195,13 +196,14 @@ fn tag_diff(state: &BTreeMap<String, String>, live: &BTreeMap<String, String>, i
     Some(json!({ "added_in_cloud": added, "removed_in_cloud": removed, "changed": changed }))
 }
 
-/// Compares live resources with the loaded state resources.
+/// Compares live resources with the loaded state resources; fails when a sum of costs leaves the decimal
+/// range.
 pub fn evaluate(
     settings: &DriftSettings,
     resources: &[Resource],
     tf: &[TfResource],
     costs: &CostIndex,
-) -> DriftEvaluation {
+) -> Result<DriftEvaluation, Overflow> {
     let mut to_tf: HashMap<&str, &str> = MANAGEABLE_TYPES.iter().copied().collect();
     for (inv, tft) in &settings.extra_types {
         to_tf.insert(inv, tft);
@@ -329,8 +331,8 @@ pub fn evaluate(
             c.managed += 1;
             continue;
         }
-        let cost = costs.monthly(r);
-        c.unmanaged_monthly_usd += cost.unwrap_or_default();
+        let cost = costs.monthly(r)?;
+        money::add_to(&mut c.unmanaged_monthly_usd, cost.unwrap_or_default())?;
         *counts.entry(DriftKind::Unmanaged).or_default() += 1;
         findings.push(Finding {
             kind: FindingKind::Drift,
@@ -347,7 +349,7 @@ pub fn evaluate(
     }
     let mut coverage: Vec<Coverage> = coverage.into_values().collect();
     coverage.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
-    DriftEvaluation { findings, counts, coverage }
+    Ok(DriftEvaluation { findings, counts, coverage })
 }
 
 #[cfg(test)]
@@ -370,7 +372,7 @@ mod tests {
     /// Evaluates the `[drift]` section `rules` and compares `(rule, subject)` of every finding with `want`.
     fn check(rules: &str, live: &[Resource], state: &[TfResource], want: &[(&str, &str)]) -> DriftEvaluation {
         let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
-        let eval = evaluate(&file.drift, live, state, &CostIndex::build(&[], at(0)));
+        let eval = evaluate(&file.drift, live, state, &CostIndex::build(&[], at(0)).unwrap()).unwrap();
         let got: Vec<(&str, &str)> = eval.findings.iter().map(|f| (&*f.rule, &*f.subject)).collect();
         assert_eq!(got, want.to_vec(), "with\n{rules}");
         eval
@@ -455,10 +457,10 @@ extra_types = { "ec2:transit-gateway" = "aws_ec2_transit_gateway" }
         let tgw = res("ec2:transit-gateway", "tgw-1", &[]);
         let file = parse_rule_file("t.toml", rules).unwrap();
         let costs = costs_for(0, &[("tgw-1", 3, "36.50")]);
-        let e = evaluate(&file.drift, &[tgw], &[], &CostIndex::build(&costs, at(0)));
+        let e = evaluate(&file.drift, &[tgw], &[], &CostIndex::build(&costs, at(0)).unwrap()).unwrap();
         assert_eq!(e.findings.len(), 1);
         assert_eq!(e.findings[0].monthly_usd, Some(Decimal::new(3650, 2)));
-        assert_eq!(e.unmanaged_monthly_usd(), Decimal::new(3650, 2));
+        assert_eq!(e.unmanaged_monthly_usd(), Ok(Decimal::new(3650, 2)));
         assert_eq!(e.coverage[0].ratio(), Some(0.0));
     }
 }

@@ -16,6 +16,7 @@ use crate::drift::{Coverage, DriftKind};
 use crate::file::RuleFile;
 use crate::finding::{Finding, FindingKind};
 use crate::input::{DailyCost, Resource, TfResource};
+use crate::money::Overflow;
 pub use crate::order::sort_findings;
 use crate::order::{arn_ranks, merge_runs, name_ranks, order_pairs, permute_share};
 use crate::tagging::Compliance;
@@ -75,8 +76,9 @@ pub struct Evaluation {
     pub cost_anomaly: Vec<crate::anomaly::cost::SeriesScore>,
 }
 
-/// Evaluates every family of `file` over `inputs`, on the calling thread.
-pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Evaluation {
+/// Evaluates every family of `file` over `inputs`, on the calling thread. Fails only when a sum of costs
+/// leaves the decimal range.
+pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Result<Evaluation, Overflow> {
     evaluate_with_threads(file, inputs, 1)
 }
 
@@ -87,8 +89,8 @@ pub fn evaluate(file: &RuleFile, inputs: &Inputs) -> Evaluation {
 /// The per-resource families record, with each finding, its (resource, rule) pair: the findings are
 /// ordered on compact integer keys built from the pairs (rule names and ARNs ranked once each), never by
 /// comparing the findings themselves, then each is moved once to its place.
-pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -> Evaluation {
-    let costs = CostIndex::build(inputs.costs, inputs.now);
+pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -> Result<Evaluation, Overflow> {
+    let costs = CostIndex::build(inputs.costs, inputs.now)?;
     let resources = inputs.resources;
     let live_volumes = crate::cleanup::live_volumes(&file.cleanup, resources);
     let threads = match threads.clamp(1, 64) {
@@ -97,14 +99,14 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     };
     // Resource and pair indices are `u32`; an inventory beyond that is evaluated in one plain pass.
     if u32::try_from(resources.len()).map_or(true, |n| n == u32::MAX) {
-        let tagging = crate::tagging::evaluate(&file.tagging, resources, &costs);
-        let mut cleanup = crate::cleanup::evaluate_chunk(&file.cleanup, resources, &live_volumes, &costs, inputs.now);
+        let tagging = crate::tagging::evaluate(&file.tagging, resources, &costs)?;
+        let mut cleanup = crate::cleanup::evaluate_chunk(&file.cleanup, resources, &live_volumes, &costs, inputs.now)?;
         let mut findings = tagging.findings;
         findings.append(&mut cleanup.findings);
-        let mut others = other_families(file, inputs, &costs);
+        let mut others = other_families(file, inputs, &costs)?;
         findings.append(&mut others.findings);
         sort_findings(&mut findings);
-        return others.into_evaluation(findings, tagging.compliance, cleanup);
+        return Ok(others.into_evaluation(findings, tagging.compliance, cleanup));
     }
 
     // One pass per contiguous share of the resources: the findings in resource order, each with its pair.
@@ -120,23 +122,26 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let mut compliance = crate::tagging::TaggingEvaluation::default();
     let mut cleanup: Option<crate::cleanup::CleanupEvaluation> = None;
     let mut shares = Vec::with_capacity(scans.len());
-    for (t, mut c) in scans {
+    for (t, c) in scans {
+        let (t, mut c) = (t?, c?);
         compliance =
-            compliance.merge(crate::tagging::TaggingEvaluation { findings: Vec::new(), compliance: t.compliance });
+            compliance.merge(crate::tagging::TaggingEvaluation { findings: Vec::new(), compliance: t.compliance })?;
         let clean_findings = std::mem::take(&mut c.evaluation.findings);
         cleanup = Some(match cleanup {
-            Some(all) => all.merge(c.evaluation),
+            Some(all) => all.merge(c.evaluation)?,
             None => c.evaluation,
         });
         shares.push(((t.hits, t.findings), (c.hits, clean_findings)));
     }
-    let cleanup = cleanup
-        .unwrap_or_else(|| crate::cleanup::scan(&file.cleanup, &[], 0, &live_volumes, &costs, inputs.now).evaluation);
+    let cleanup = match cleanup {
+        Some(c) => c,
+        None => crate::cleanup::scan(&file.cleanup, &[], 0, &live_volumes, &costs, inputs.now)?.evaluation,
+    };
 
     // Pairs are numbered in `u32`: beyond that (billions of findings), one plain sort of everything.
     let pairs: usize = shares.iter().map(|((t, _), (c, _))| t.len() + c.len()).sum();
     if u32::try_from(pairs).map_or(true, |n| n == u32::MAX) {
-        let mut others = other_families(file, inputs, &costs);
+        let mut others = other_families(file, inputs, &costs)?;
         let mut findings = Vec::with_capacity(pairs + others.findings.len());
         for ((_, mut t), (_, mut c)) in shares {
             findings.append(&mut t);
@@ -144,7 +149,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
         }
         findings.append(&mut others.findings);
         sort_findings(&mut findings);
-        return others.into_evaluation(findings, compliance.compliance, cleanup);
+        return Ok(others.into_evaluation(findings, compliance.compliance, cleanup));
     }
 
     // The order, (rule name, subject), from the pairs alone: subjects are ranked once per resource with a
@@ -185,7 +190,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     let (tag_runs, clean_runs): (Vec<_>, Vec<_>) = sorted.into_iter().unzip();
 
     // Drift, budgets and anomalies: their kinds sort between tagging and cleanup.
-    let mut others = other_families(file, inputs, &costs);
+    let mut others = other_families(file, inputs, &costs)?;
     let mut middle = std::mem::take(&mut others.findings);
     sort_findings(&mut middle);
     let between = middle.iter().all(|f| f.kind > FindingKind::Tagging && f.kind < FindingKind::Cleanup);
@@ -200,7 +205,7 @@ pub fn evaluate_with_threads(file: &RuleFile, inputs: &Inputs, threads: usize) -
     if !between {
         sort_findings(&mut findings);
     }
-    others.into_evaluation(findings, compliance.compliance, cleanup)
+    Ok(others.into_evaluation(findings, compliance.compliance, cleanup))
 }
 
 /// The families evaluated over the whole inputs at once (drift, budgets, cost anomalies), with their
@@ -235,25 +240,27 @@ impl Others {
 }
 
 /// Evaluates drift (when enabled and a state is loaded), budgets and cost anomalies.
-fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Others {
+fn other_families(file: &RuleFile, inputs: &Inputs, costs: &CostIndex) -> Result<Others, Overflow> {
     let mut findings = Vec::new();
-    let drift = (file.drift.enabled && inputs.tf_loaded).then(|| {
-        let d = crate::drift::evaluate(&file.drift, inputs.resources, inputs.tf_resources, costs);
-        let unmanaged_monthly_usd = d.unmanaged_monthly_usd();
+    let drift = if file.drift.enabled && inputs.tf_loaded {
+        let d = crate::drift::evaluate(&file.drift, inputs.resources, inputs.tf_resources, costs)?;
+        let unmanaged_monthly_usd = d.unmanaged_monthly_usd()?;
         findings.extend(d.findings);
-        DriftSummary { counts: d.counts, coverage: d.coverage, unmanaged_monthly_usd }
-    });
-    let budgets = crate::budget::evaluate(&file.budgets, inputs.costs, inputs.now);
+        Some(DriftSummary { counts: d.counts, coverage: d.coverage, unmanaged_monthly_usd })
+    } else {
+        None
+    };
+    let budgets = crate::budget::evaluate(&file.budgets, inputs.costs, inputs.now)?;
     findings.extend(budgets.findings);
     let cost_anomaly = match &file.cost_anomaly {
         Some(settings) => {
-            let a = crate::anomaly::cost::evaluate(settings, inputs.costs, inputs.now);
+            let a = crate::anomaly::cost::evaluate(settings, inputs.costs, inputs.now)?;
             findings.extend(a.findings);
             a.series
         }
         None => Vec::new(),
     };
-    Others { findings, drift, budgets: budgets.budgets, cost_anomaly }
+    Ok(Others { findings, drift, budgets: budgets.budgets, cost_anomaly })
 }
 
 /// Runs `f` on every task, each on its own scoped thread (the first on the calling thread), and returns
@@ -385,7 +392,7 @@ min_days = 2
     }
 
     fn run(file: &RuleFile, resources: &[Resource], tf: &[TfResource], costs: &[DailyCost]) -> Evaluation {
-        evaluate(file, &Inputs { now: at(20), resources, costs, tf_resources: tf, tf_loaded: true })
+        evaluate(file, &Inputs { now: at(20), resources, costs, tf_resources: tf, tf_loaded: true }).unwrap()
     }
 
     proptest! {
@@ -422,7 +429,8 @@ min_days = 2
                 &file,
                 &Inputs { now: at(20), resources: &resources, costs: &costs, tf_resources: &tf, tf_loaded: true },
                 3,
-            );
+            )
+            .unwrap();
             prop_assert_eq!(&first, &threaded);
 
             // The findings are in the documented order: identity, then content.
@@ -486,8 +494,34 @@ min_days = 2
         let without_state = evaluate(
             &file,
             &Inputs { now: at(20), resources: &resources, costs: &[], tf_resources: &[], tf_loaded: false },
-        );
+        )
+        .unwrap();
         assert!(without_state.drift.is_none());
         assert_eq!(without_state.findings.len(), 3);
+    }
+
+    #[test]
+    fn cost_sums_beyond_the_decimal_range_are_errors() {
+        let file = parse_rule_file("rules.toml", RULES).unwrap();
+        let near_max = (Decimal::MAX - Decimal::ONE).to_string();
+        let r = res("ec2:volume", "vol-1", &[]);
+        let check = |rows: &[(&str, i64, &str)], overflows: bool| {
+            let costs = costs_for(20, rows);
+            let resources = std::slice::from_ref(&r);
+            let inputs = Inputs { now: at(20), resources, costs: &costs, tf_resources: &[], tf_loaded: true };
+            for threads in [1, 3] {
+                let result = evaluate_with_threads(&file, &inputs, threads);
+                assert_eq!(result.is_err(), overflows, "{rows:?} on {threads} threads: {result:?}");
+            }
+        };
+        // Near the maximum: summed exactly, without panic.
+        check(&[("vol-1", 1, &near_max), ("vol-1", 2, "1")], false);
+        // Beyond it, by resource id, by id and ARN together, or over two days of one budget-less resource.
+        check(&[("vol-1", 1, &near_max), ("vol-1", 2, "2")], true);
+        check(&[("vol-1", 1, &near_max), (&r.arn, 2, "2")], true);
+        check(&[("vol-1", 1, "5e28"), ("vol-1", 2, "5e28")], true);
+        let costs = costs_for(20, &[("vol-1", 1, &near_max), (&r.arn, 2, "2")]);
+        let index = CostIndex::build(&costs, at(20)).unwrap();
+        assert!(index.monthly(&r).is_err());
     }
 }

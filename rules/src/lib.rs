@@ -19,6 +19,7 @@ pub mod finding;
 pub mod input;
 mod intern;
 pub mod located;
+pub mod money;
 pub mod order;
 pub mod tagging;
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::file::{Exemptions, Glob};
 use crate::finding::{Details, Expected, Finding, FindingKind, InvalidValue, Severity, TaggingDetails};
 use crate::input::Resource;
 use crate::intern::{Interner, ResourceStrings};
+use crate::money::{self, Overflow};
 
 /// One tagging rule, compiled from a `[[tagging]]` entry.
 #[derive(Debug, Clone)]
@@ -253,8 +254,9 @@ pub struct TaggingEvaluation {
 }
 
 impl TaggingEvaluation {
-    /// Joins the evaluations of two disjoint sets of resources.
-    pub fn merge(mut self, other: TaggingEvaluation) -> TaggingEvaluation {
+    /// Joins the evaluations of two disjoint sets of resources; fails when a sum of costs leaves the decimal
+    /// range.
+    pub fn merge(mut self, other: TaggingEvaluation) -> Result<TaggingEvaluation, Overflow> {
         self.findings.extend(other.findings);
         let mut groups: BTreeMap<(String, String), Compliance> = BTreeMap::new();
         for c in self.compliance.into_iter().chain(other.compliance) {
@@ -264,7 +266,7 @@ impl TaggingEvaluation {
                     g.untagged += c.untagged;
                     g.in_scope += c.in_scope;
                     g.compliant += c.compliant;
-                    g.non_compliant_monthly_usd += c.non_compliant_monthly_usd;
+                    money::add_to(&mut g.non_compliant_monthly_usd, c.non_compliant_monthly_usd)?;
                 }
                 None => {
                     groups.insert((c.account_id.clone(), c.resource_type.clone()), c);
@@ -272,7 +274,7 @@ impl TaggingEvaluation {
             }
         }
         self.compliance = groups.into_values().collect();
-        self
+        Ok(self)
     }
 }
 
@@ -471,10 +473,14 @@ impl<'a> Memo<'a> {
     }
 }
 
-/// Evaluates every rule against every resource.
-pub fn evaluate(rules: &[TaggingRule], resources: &[Resource], costs: &CostIndex) -> TaggingEvaluation {
-    let scan = scan(rules, resources, 0, costs);
-    TaggingEvaluation { findings: scan.findings, compliance: scan.compliance }
+/// Evaluates every rule against every resource; fails when a sum of costs leaves the decimal range.
+pub fn evaluate(
+    rules: &[TaggingRule],
+    resources: &[Resource],
+    costs: &CostIndex,
+) -> Result<TaggingEvaluation, Overflow> {
+    let scan = scan(rules, resources, 0, costs)?;
+    Ok(TaggingEvaluation { findings: scan.findings, compliance: scan.compliance })
 }
 
 /// What [`scan`] found.
@@ -492,7 +498,12 @@ pub(crate) struct Scan {
 /// Evaluates every rule against `resources`, the share of the inventory starting at index `offset`,
 /// recording each non-compliant pair with its finding (the pairs let the caller order the findings
 /// without reading them).
-pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, costs: &CostIndex) -> Scan {
+pub(crate) fn scan(
+    rules: &[TaggingRule],
+    resources: &[Resource],
+    offset: u32,
+    costs: &CostIndex,
+) -> Result<Scan, Overflow> {
     let plan = Plan::new(rules);
     let mut memo = Memo {
         values: vec![None; plan.keys.len()],
@@ -529,7 +540,10 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
                 continue;
             }
             compliant = false;
-            let monthly = *cost.get_or_insert_with(|| costs.monthly(r));
+            let monthly = match cost {
+                Some(c) => c,
+                None => *cost.insert(costs.monthly(r)?),
+            };
             let strings = strings.get_or_insert_with(|| builder.strings.resource(r));
             hits.push((index, i as u32));
             findings.push(builder.finding(rules, &plan, &mut memo, i, r, *type_id, strings, monthly));
@@ -542,7 +556,7 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
             if compliant {
                 g.compliant += 1;
             } else if let Some(Some(c)) = cost {
-                g.cost += c;
+                money::add_to(&mut g.cost, c)?;
             }
         }
     }
@@ -559,7 +573,7 @@ pub(crate) fn scan(rules: &[TaggingRule], resources: &[Resource], offset: u32, c
         })
         .collect();
     compliance.sort_by(|a, b| (&a.account_id, &a.resource_type).cmp(&(&b.account_id, &b.resource_type)));
-    Scan { hits, findings, compliance }
+    Ok(Scan { hits, findings, compliance })
 }
 
 #[cfg(test)]
@@ -573,8 +587,8 @@ mod tests {
     /// every finding with `want`.
     fn check(rules: &str, resources: &[Resource], want: &[(&str, &str, Value)]) -> TaggingEvaluation {
         let file = parse_rule_file("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
-        let costs = CostIndex::build(&[], at(0));
-        let eval = evaluate(&file.tagging, resources, &costs);
+        let costs = CostIndex::build(&[], at(0)).unwrap();
+        let eval = evaluate(&file.tagging, resources, &costs).unwrap();
         let got: Vec<(&str, &str, Value)> =
             eval.findings.iter().map(|f| (&*f.rule, &*f.subject, f.details.to_json())).collect();
         let want: Vec<(&str, &str, Value)> = want.to_vec();
@@ -699,8 +713,8 @@ exempt_arns = ["arn:aws:ec2:*:222222222222:*"]
         let good = res("ec2:instance", "i-good", &[("team", "a"), ("env", "dev")]);
         let costs =
             costs_for(0, &[(&bad.arn, 1, "2.50"), ("i-bad", 2, "1.25"), (&good.arn, 1, "9"), (&bad.arn, 31, "100")]);
-        let index = CostIndex::build(&costs, at(0));
-        let e = evaluate(&file.tagging, &[bad, good], &index);
+        let index = CostIndex::build(&costs, at(0)).unwrap();
+        let e = evaluate(&file.tagging, &[bad, good], &index).unwrap();
         assert_eq!(e.findings[0].monthly_usd, Some(Decimal::new(375, 2)));
         assert_eq!(e.compliance[0].non_compliant_monthly_usd, Decimal::new(375, 2));
     }

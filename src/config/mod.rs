@@ -81,10 +81,18 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The first run strictly after `t`.
+    /// The first run strictly after `t`; the latest representable time when that is beyond it (an interval
+    /// too long to add never panics).
     pub fn next_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            Schedule::Every(d) => t + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::MAX),
+            Schedule::Every(d) => chrono::Duration::from_std(*d)
+                .ok()
+                .and_then(|d| t.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            // The cron crate starts one second after `t`, unchecked.
+            Schedule::Cron(_) if t.checked_add_signed(chrono::Duration::seconds(1)).is_none() => {
+                DateTime::<Utc>::MAX_UTC
+            }
             Schedule::Cron(c) => c.after(&t).next().unwrap_or(DateTime::<Utc>::MAX_UTC),
         }
     }
@@ -160,4 +168,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// read and validated.
 pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     validate::parse(file, text, env, Path::new(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_after_saturates_instead_of_overflowing() {
+        let now: DateTime<Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
+        let check = |interval: Duration, t: DateTime<Utc>, expected: DateTime<Utc>| {
+            assert_eq!(Schedule::Every(interval).next_after(t), expected, "{interval:?} after {t}");
+        };
+        check(Duration::from_secs(300), now, "2026-03-10T12:05:00Z".parse().unwrap());
+        check(Duration::MAX, now, DateTime::<Utc>::MAX_UTC);
+        check(Duration::from_secs(u64::MAX), now, DateTime::<Utc>::MAX_UTC);
+        check(Duration::from_secs(i64::MAX as u64 / 1000), now, DateTime::<Utc>::MAX_UTC);
+        check(Duration::from_secs(300), DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC);
+        // Cron at the end of time, or never firing again.
+        let cron = |expr: &str| Schedule::Cron(Box::new(expr.parse().unwrap()));
+        assert_eq!(cron("0 0 0 1 1 * *").next_after(DateTime::<Utc>::MAX_UTC), DateTime::<Utc>::MAX_UTC);
+        let near_end = DateTime::<Utc>::MAX_UTC - chrono::Duration::days(1);
+        assert_eq!(cron("0 0 0 1 1 * *").next_after(near_end), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(cron("0 0 0 1 1 * 2020").next_after(now), DateTime::<Utc>::MAX_UTC);
+    }
 }

@@ -1,12 +1,13 @@
 //! From the file's sections to [`Config`], collecting every error with its line and field path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use collector::aws::cloudwatch::label_name;
 use collector::aws::inventory::InventorySettings;
 use collector::{AccountSpec, AwsSettings};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
@@ -235,12 +236,27 @@ pub fn parse(
     if aws.call_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("call_timeout_secs")], "must be at least 1");
     }
+    at_most(
+        &mut cx,
+        &[Seg::Key("aws"), Seg::Key("call_timeout_secs")],
+        aws.call_timeout_secs.into(),
+        MAX_CALL_TIMEOUT_SECS,
+        false,
+    );
     if aws.initial_backoff_ms == 0 || aws.initial_backoff_ms > aws.max_backoff_ms {
         cx.error(&[Seg::Key("aws"), Seg::Key("initial_backoff_ms")], "must be at least 1 and at most max_backoff_ms");
     }
+    at_most(&mut cx, &[Seg::Key("aws"), Seg::Key("max_backoff_ms")], aws.max_backoff_ms.into(), MAX_BACKOFF_SECS, true);
     if aws.connect_timeout_secs == 0 {
         cx.error(&[Seg::Key("aws"), Seg::Key("connect_timeout_secs")], "must be at least 1");
     }
+    at_most(
+        &mut cx,
+        &[Seg::Key("aws"), Seg::Key("connect_timeout_secs")],
+        aws.connect_timeout_secs.into(),
+        MAX_CONNECT_TIMEOUT_SECS,
+        false,
+    );
 
     let mut specs = Vec::new();
     let mut names = BTreeSet::new();
@@ -324,6 +340,9 @@ pub fn parse(
                 );
             }
         }
+        if let Some(m) = ce.min_interval_secs {
+            at_most(&mut cx, &at("min_interval_secs"), m.into(), MAX_INTERVAL_SECS, false);
+        }
         let interval = ce.interval_secs.or(if ce.cron.is_none() { Some(21600) } else { None });
         let schedule = schedule(&mut cx, "cost_explorer", interval, ce.cron.as_deref());
         let min_interval = Duration::from_secs(ce.min_interval_secs.or(ce.interval_secs).unwrap_or(21600));
@@ -385,6 +404,29 @@ pub fn parse(
             if j.dimension.trim().is_empty() {
                 cx.error(&at("dimension"), "must name the dimension that carries the resource id");
             }
+            // Each exported tag is a `tag_<key>` label: two keys must not become one label.
+            let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+            for (k, key) in j.export_tags.iter().enumerate() {
+                let path = [
+                    Seg::Key("collectors"),
+                    Seg::Key("cloudwatch"),
+                    Seg::Key("discovery"),
+                    Seg::Index(i),
+                    Seg::Key("export_tags"),
+                    Seg::Index(k),
+                ];
+                let label = label_name("tag_", key);
+                match labels.get(&label) {
+                    Some(first) if first == key => cx.error(&path, format!("tag key {key:?} is listed twice")),
+                    Some(first) => cx.error(
+                        &path,
+                        format!("tag keys {first:?} and {key:?} both become the label {label}: export one of them"),
+                    ),
+                    None => {
+                        labels.insert(label, key);
+                    }
+                }
+            }
             let anomaly =
                 j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "discovery", i, a, &j.metrics, &j.statistics));
             discovery.push(Discovery {
@@ -415,6 +457,20 @@ pub fn parse(
                 j.length_secs,
                 j.delay_secs,
             );
+            // Each dimension is a `dimension_<name>` label: two names must not become one label.
+            let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+            for name in j.dimensions.keys() {
+                let label = label_name("dimension_", name);
+                match labels.get(&label) {
+                    Some(first) => cx.error(
+                        &at("dimensions"),
+                        format!("dimensions {first:?} and {name:?} both become the label {label}"),
+                    ),
+                    None => {
+                        labels.insert(label, name);
+                    }
+                }
+            }
             let anomaly = j.anomaly.as_ref().map(|a| anomaly_entry(&mut cx, "static", i, a, &j.metrics, &j.statistics));
             statics.push(Static {
                 namespace: j.namespace.clone(),
@@ -468,6 +524,9 @@ pub fn parse(
             }
             patterns.push(Pattern { log_group: p.log_group.clone(), name: p.name.clone(), filter: p.pattern.clone() });
         }
+        let at = |k| [Seg::Key("collectors"), Seg::Key("logs"), Seg::Key(k)];
+        at_most(&mut cx, &at("delay_secs"), l.delay_secs.into(), MAX_DELAY_SECS, false);
+        at_most(&mut cx, &at("initial_lookback_secs"), l.initial_lookback_secs.into(), MAX_LOOKBACK_SECS, false);
         let interval = l.interval_secs.or(if l.cron.is_none() { Some(300) } else { None });
         let schedule = schedule(&mut cx, "logs", interval, l.cron.as_deref());
         match (l.enabled, schedule) {
@@ -686,6 +745,48 @@ pub fn parse(
 /// Shortest accepted API token.
 const MIN_TOKEN_CHARS: usize = 16;
 
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+// Upper bounds of the durations a configuration sets, in seconds: far beyond any sensible value, and small
+// enough that no time computed from them can overflow.
+/// `interval_secs` of every schedule, and Cost Explorer's `min_interval_secs`.
+const MAX_INTERVAL_SECS: u64 = 31 * DAY;
+/// How much of the newest data a collector leaves for later (`delay_secs`).
+const MAX_DELAY_SECS: u64 = DAY;
+/// How far back a new log pattern counter starts (`initial_lookback_secs`).
+const MAX_LOOKBACK_SECS: u64 = 3 * 365 * DAY;
+/// A CloudWatch datapoint period.
+const MAX_PERIOD_SECS: u64 = DAY;
+/// A CloudWatch window: CloudWatch keeps datapoints for 15 months.
+const MAX_WINDOW_SECS: u64 = 455 * DAY;
+/// One AWS call attempt, and opening a connection.
+const MAX_CALL_TIMEOUT_SECS: u64 = HOUR;
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 5 * MINUTE;
+/// The longest retry delay (`max_backoff_ms`).
+const MAX_BACKOFF_SECS: u64 = 5 * MINUTE;
+
+/// `secs` as the largest whole unit that divides it: `31 days`, `1 hour`, `90 seconds`.
+fn human(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s > 0 && s % DAY == 0 => (s / DAY, "day"),
+        s if s > 0 && s % HOUR == 0 => (s / HOUR, "hour"),
+        s if s > 0 && s % MINUTE == 0 => (s / MINUTE, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Records an error at `path` when the duration `value` (in seconds, or milliseconds when `millis`) is
+/// longer than `max_secs`.
+fn at_most(cx: &mut Ctx<'_>, path: &[Seg], value: i128, max_secs: u64, millis: bool) {
+    let max = if millis { i128::from(max_secs) * 1000 } else { i128::from(max_secs) };
+    if value > max {
+        cx.error(path, format!("must be at most {max} ({})", human(max_secs)));
+    }
+}
+
 /// The statistics GetMetricData accepts that we export: the five basic ones and percentiles.
 fn valid_statistic(s: &str) -> bool {
     matches!(s, "Average" | "Sum" | "Minimum" | "Maximum" | "SampleCount")
@@ -723,12 +824,17 @@ fn metric_job(
     if !(matches!(period_secs, 1 | 5 | 10 | 30) || (period_secs >= 60 && period_secs % 60 == 0)) {
         cx.error(&at("period_secs"), "must be 1, 5, 10, 30 or a multiple of 60");
     }
-    if length_secs.is_some_and(|l| l < period_secs as i64) {
-        cx.error(&at("length_secs"), "must be at least the period");
+    at_most(cx, &at("period_secs"), period_secs.into(), MAX_PERIOD_SECS, false);
+    if let Some(l) = length_secs {
+        if l < period_secs as i64 {
+            cx.error(&at("length_secs"), "must be at least the period");
+        }
+        at_most(cx, &at("length_secs"), l.into(), MAX_WINDOW_SECS, false);
     }
     if delay_secs < 0 {
         cx.error(&at("delay_secs"), "must not be negative");
     }
+    at_most(cx, &at("delay_secs"), delay_secs.into(), MAX_DELAY_SECS, false);
 }
 
 /// The `anomaly` entry of the CloudWatch job `kind[index]` (`discovery` or `static`): its series resolved to
@@ -824,6 +930,10 @@ fn schedule_at(cx: &mut Ctx<'_>, section: &[Seg], interval: Option<u64>, cron: O
         }
         (Some(0), None) => {
             cx.error(&at("interval_secs"), "must be at least 1");
+            None
+        }
+        (Some(s), None) if s > MAX_INTERVAL_SECS => {
+            at_most(cx, &at("interval_secs"), s.into(), MAX_INTERVAL_SECS, false);
             None
         }
         (Some(s), None) => Some(Schedule::Every(Duration::from_secs(s))),

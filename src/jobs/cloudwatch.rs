@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use collector::aws::account_id;
-use collector::aws::cloudwatch::{self, exposition_name, label_name, MetricQuery};
+use collector::aws::cloudwatch::{self, dedup_labels, exposition_name, label_name, MetricQuery};
 use collector::ScopeFailure;
 use futures::stream::{self, StreamExt};
 use rules::finding::FindingKind;
@@ -253,10 +253,14 @@ fn anomaly_spec(
     })
 }
 
+/// A query's series labels: account, region, its dimensions, and its extra labels (selected tags). Names
+/// that collide once snake-cased keep their first label (the configuration rejects the collisions it can
+/// see; dimensions are in the order of their names).
 fn base_labels(account_id: &str, region: &str, q: &MetricQuery) -> Vec<(String, String)> {
     let mut labels = vec![("account".to_string(), account_id.to_string()), ("region".to_string(), region.to_string())];
     labels.extend(q.dimensions.iter().map(|(k, v)| (label_name("dimension_", k), v.clone())));
     labels.extend(q.extra_labels.iter().cloned());
+    dedup_labels(&mut labels);
     labels
 }
 
@@ -299,11 +303,12 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                     Err(e) => return JobOutput::failed(e.to_string()),
                 };
                 for r in resources.iter().filter(|r| selected(&r.tags, &job.tag_selectors)) {
-                    let tags: Vec<(String, String)> = job
+                    let mut tags: Vec<(String, String)> = job
                         .export_tags
                         .iter()
                         .map(|k| (label_name("tag_", k), r.tags.get(k).cloned().unwrap_or_default()))
                         .collect();
+                    dedup_labels(&mut tags);
                     let mut labels = vec![
                         ("arn".to_string(), r.arn.clone()),
                         ("account".to_string(), id.clone()),
@@ -396,6 +401,16 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                 ok += 1;
                 detail.calls += f.calls;
                 detail.metrics_requested += f.metrics_requested;
+                // A batch whose answer does not fit it: its series are missing, the scope is partial.
+                for error in f.failed_batches {
+                    failures.push(ScopeFailure {
+                        account: ctx.aws.accounts[t.account].spec.name.clone(),
+                        account_id: Some(t.account_id.clone()),
+                        region: Some(t.region.clone()),
+                        source: "cloudwatch:GetMetricData".into(),
+                        error,
+                    });
+                }
                 let mut points: BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> =
                     f.points.into_iter().map(|p| (p.query, p.points)).collect();
                 for (q, spec) in &t.anomaly {
@@ -524,5 +539,31 @@ mod tests {
         assert!(selected(&tags, &sel(&[("team", "*")])));
         assert!(!selected(&tags, &sel(&[("team", "data")])));
         assert!(!selected(&tags, &sel(&[("env", "*")])));
+    }
+
+    #[test]
+    fn series_never_carry_a_label_twice() {
+        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let q = MetricQuery {
+            namespace: "AWS/EC2".into(),
+            metric_name: "CPUUtilization".into(),
+            // As a static job's dimensions come: sorted by name.
+            dimensions: pairs(&[("InstanceId", "i-1"), ("instance-id", "i-2"), ("instance_id", "i-3")]),
+            statistic: "Average".into(),
+            period_secs: 300,
+            length_secs: 300,
+            delay_secs: 0,
+            extra_labels: pairs(&[("tag_team_name", "a"), ("tag_team_name", "b")]),
+            all_points: false,
+        };
+        assert_eq!(
+            base_labels("111111111111", "eu-west-1", &q),
+            pairs(&[
+                ("account", "111111111111"),
+                ("region", "eu-west-1"),
+                ("dimension_instance_id", "i-1"),
+                ("tag_team_name", "a"),
+            ])
+        );
     }
 }

@@ -95,9 +95,9 @@ pub async fn cost_windows(store: &Store, now: DateTime<Utc>) -> Result<Vec<CostG
         let mut sums: BTreeMap<(&'static str, String, String), Decimal> = BTreeMap::new();
         for d in &days {
             for w in windows_of(d.day, today) {
-                *sums.entry((w, d.dimension.clone(), d.key.clone())).or_default() += d.amount;
+                collector::money::add_to(sums.entry((w, d.dimension.clone(), d.key.clone())).or_default(), d.amount)?;
                 if d.dimension == "service" {
-                    *sums.entry((w, "total".into(), String::new())).or_default() += d.amount;
+                    collector::money::add_to(sums.entry((w, "total".into(), String::new())).or_default(), d.amount)?;
                 }
             }
         }

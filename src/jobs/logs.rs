@@ -150,14 +150,16 @@ async fn run(ctx: &JobContext, s: &LogsSettings, last_events: &mut BTreeMap<Grou
         Err(e) => return JobOutput::failed(e.to_string()),
     };
     let account_of = |id: &str| ids.get(id).and_then(|name| ctx.aws.accounts.iter().find(|a| &a.spec.name == name));
-    let end_ms = (now - chrono::Duration::from_std(s.delay).unwrap_or_default()).timestamp_millis();
+    // Saturating: the configuration bounds both durations, and nothing here may panic on them.
+    let end_ms = now.timestamp_millis().saturating_sub(i64::try_from(s.delay.as_millis()).unwrap_or(i64::MAX));
+    let lookback_ms = i64::try_from(s.initial_lookback.as_millis()).unwrap_or(i64::MAX);
     let work = async {
         for (account_id, region, group, _, _) in &groups {
             let Some(account) = account_of(account_id) else { continue };
             for p in s.patterns.iter().filter(|p| &p.log_group == group) {
                 let key = (account_id.clone(), region.clone(), group.clone(), p.name.clone());
                 let existing = counts.get(&key).filter(|c| c.filter_pattern == p.filter);
-                let start_ms = existing.map_or(end_ms - s.initial_lookback.as_millis() as i64, |c| c.counted_until_ms);
+                let start_ms = existing.map_or(end_ms.saturating_sub(lookback_ms), |c| c.counted_until_ms);
                 detail.counters += 1;
                 if end_ms <= start_ms {
                     continue;

@@ -20,6 +20,7 @@ use ::rules::finding::FindingKind;
 use ::rules::input::{DailyCost, Details, Resource};
 use chrono::{Days, NaiveDate};
 use collector::aws::costexplorer::CostMetric;
+use collector::money;
 use futures::future::BoxFuture;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -409,6 +410,7 @@ pub async fn daily_costs(
     type Key = (NaiveDate, String, String, BTreeMap<String, String>);
     let mut older: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
     let mut billing_days = BTreeSet::new();
+    let mut overflow = None;
     store
         .for_each_billing_cost(from, today, |c| {
             billing_days.insert(c.day);
@@ -424,11 +426,17 @@ pub async fn daily_costs(
                     tags: c.tags,
                     amount: c.effective_cost,
                 });
-            } else {
-                *older.entry((c.day, c.sub_account_id, c.service_name, c.tags)).or_default() += c.effective_cost;
+            } else if let Err(e) = money::add_to(
+                older.entry((c.day, c.sub_account_id, c.service_name, c.tags)).or_default(),
+                c.effective_cost,
+            ) {
+                overflow.get_or_insert(e);
             }
         })
         .await?;
+    if let Some(e) = overflow {
+        return Err(e.into());
+    }
     let mut out: Vec<DailyCost> = older
         .into_iter()
         .map(|((day, account_id, service, tags), amount)| DailyCost {
@@ -540,7 +548,10 @@ async fn evaluate(ctx: &JobContext, s: &RulesSettings) -> Result<(JobOutput, Rul
         evaluate_with_threads(&loaded.rules, &inputs, threads)
     })
     .await;
-    let evaluation = join(evaluation, "the rules evaluation")?;
+    let evaluation = match join(evaluation, "the rules evaluation")? {
+        Ok(e) => e,
+        Err(e) => return Err(JobOutput::failed(format!("the rules evaluation failed, previous findings kept: {e}"))),
+    };
     detail.findings = evaluation.findings.len() as u64;
     // Not cancellable: a shutdown waits for this write.
     match ctx.store.record_findings(&kinds, &evaluation.findings, now).await {

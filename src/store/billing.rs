@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use collector::billing::{DailyCost, Decimal, FileCosts, FileRef};
+use collector::money;
 use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
@@ -140,7 +141,7 @@ impl Store {
         read: &FileCosts,
         loaded_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(q("begin billing file write"))?;
+        let mut tx = self.begin_write("begin billing file write").await?;
         let row = sqlx::query(
             "INSERT INTO billing_files (uri, fingerprint, format, schema, rows_read, rows_skipped, cost_rows, \
              loaded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -225,7 +226,7 @@ impl Store {
             ];
             let sum = sums.entry((group.unwrap_or_default(), currency)).or_insert([Decimal::ZERO; 3]);
             for (s, a) in sum.iter_mut().zip(amounts) {
-                *s = s.checked_add(a).ok_or(StoreError::Corrupt { what: WHAT, detail: "sum overflows".into() })?;
+                money::add_to(s, a)?;
             }
         }
         Ok(sums

@@ -52,7 +52,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let (s, e) = (start.format("%Y-%m-%d").to_string(), end.format("%Y-%m-%d").to_string());
-        let mut tx = self.pool().begin().await.map_err(q("begin cost write"))?;
+        let mut tx = self.begin_write("begin cost write").await?;
         for d in dimensions {
             sqlx::query("DELETE FROM ce_costs WHERE dimension = $1 AND day >= $2 AND day < $3")
                 .bind(d)

@@ -135,7 +135,7 @@ impl Store {
     ) -> Result<FindingsWrite, StoreError> {
         let backend = self.backend();
         let at = ms(now);
-        let mut tx = self.pool().begin().await.map_err(q("begin findings write"))?;
+        let mut tx = self.begin_write("begin findings write").await?;
 
         // The open rows of the evaluated kinds, by identity: their id, and whether they are left alone.
         let mut open: HashMap<(String, String, String), (i64, bool)> = HashMap::new();

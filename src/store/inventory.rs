@@ -85,7 +85,7 @@ impl Store {
         observed_at: DateTime<Utc>,
     ) -> Result<InventoryWrite, StoreError> {
         let now = ms(observed_at);
-        let mut tx = self.pool().begin().await.map_err(q("begin inventory write"))?;
+        let mut tx = self.begin_write("begin inventory write").await?;
         for (name, id) in &report.accounts {
             sqlx::query(
                 "INSERT INTO accounts (name, account_id, role_arn, first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4) \

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use costs::{CostDay, CostFetchRow};
@@ -85,6 +85,14 @@ pub enum StoreError {
     Query { what: &'static str, source: sqlx::Error },
     #[error("stored value is invalid ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
+}
+
+/// Stored amounts whose sum leaves the decimal range: amounts that large are rejected when read, so they
+/// can only be rows stored before that check.
+impl From<collector::money::Overflow> for StoreError {
+    fn from(e: collector::money::Overflow) -> StoreError {
+        StoreError::Corrupt { what: "cost sum", detail: e.to_string() }
+    }
 }
 
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -172,6 +180,20 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a transaction that writes; `what` names it in errors. Every writer transaction starts here.
+    ///
+    /// SQLite: `BEGIN IMMEDIATE`, which takes the write lock at once, waiting for it up to the busy timeout.
+    /// A plain (deferred) transaction that reads before it writes cannot take the write lock while another
+    /// connection holds it: in WAL mode its upgrade fails at once with "database is locked", whatever the
+    /// busy timeout. PostgreSQL: a plain `BEGIN`.
+    pub(crate) async fn begin_write(&self, what: &'static str) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(q(what))
     }
 
     /// Closes every connection, waiting for the ones in use to be returned.

@@ -28,7 +28,7 @@ impl Store {
         arn_of: &(dyn Fn(&collector::terraform::TfResource) -> Option<String> + Sync),
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(q("begin terraform write"))?;
+        let mut tx = self.begin_write("begin terraform write").await?;
         let mut written = 0;
         for state in states {
             sqlx::query("DELETE FROM tf_resources WHERE origin = $1")

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageOutput;
 use aws_sdk_costexplorer::types::{DateInterval, Granularity, GroupDefinition, GroupDefinitionType};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{client, error_chain, AccountConfig, AwsContext};
+use crate::money;
 
 /// Cost Explorer's only endpoint region.
 pub const REGION: &str = "us-east-1";
@@ -105,6 +107,49 @@ pub fn parse_amount(s: &str) -> Option<Decimal> {
     Decimal::from_str(s).ok().or_else(|| Decimal::from_scientific(s).ok())
 }
 
+/// Adds one GetCostAndUsage page grouped by `group` to `out`: its account names and its rows. An amount
+/// that is not a number, or whose magnitude exceeds [`MAX_AMOUNT`](crate::money::MAX_AMOUNT), fails the page
+/// with the group and day it belongs to.
+fn read_page(page: &GetCostAndUsageOutput, group: &GroupKey, out: &mut CostFetch) -> Result<(), String> {
+    let dimension = group.dimension();
+    for attr in page.dimension_value_attributes() {
+        if let (Some(v), Some(name)) = (attr.value(), attr.attributes().and_then(|a| a.get("description"))) {
+            out.account_names.insert(v.to_string(), name.clone());
+        }
+    }
+    for result in page.results_by_time() {
+        let Some(day) = result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok()) else {
+            return Err(format!("GetCostAndUsage by {dimension}: a result has no valid time period"));
+        };
+        for g in result.groups() {
+            let raw = g.keys().first().map(String::as_str).unwrap_or_default();
+            // Tag groups come back as `key$value`.
+            let key = match group {
+                GroupKey::Tag(_) => raw.split_once('$').map_or(raw, |(_, v)| v),
+                _ => raw,
+            };
+            for metric in CostMetric::ALL {
+                let Some(value) = g.metrics().and_then(|m| m.get(metric.api_name())) else { continue };
+                let text = value.amount().unwrap_or("0");
+                let amount = parse_amount(text)
+                    .ok_or_else(|| format!("not an amount: {text:?}"))
+                    .and_then(money::bounded)
+                    .map_err(|e| format!("GetCostAndUsage by {dimension}: {day} {key:?} {}: {e}", metric.api_name()))?;
+                out.rows.push(CostRow {
+                    day,
+                    dimension: dimension.clone(),
+                    key: key.to_string(),
+                    metric,
+                    amount,
+                    unit: value.unit().unwrap_or("USD").to_string(),
+                    estimated: result.estimated(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Asks for `[start, end)` by day, one grouping after another in the order given, every page of each.
 pub async fn fetch(
     ctx: &AwsContext,
@@ -136,45 +181,7 @@ pub async fn fetch(
                 .await;
             out.requests += 1;
             let page = page.map_err(|e| format!("GetCostAndUsage by {dimension}: {}", error_chain(&e)))?;
-            for attr in page.dimension_value_attributes() {
-                if let (Some(v), Some(name)) = (attr.value(), attr.attributes().and_then(|a| a.get("description"))) {
-                    out.account_names.insert(v.to_string(), name.clone());
-                }
-            }
-            for result in page.results_by_time() {
-                let Some(day) =
-                    result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok())
-                else {
-                    return Err(format!("GetCostAndUsage by {dimension}: a result has no valid time period"));
-                };
-                for g in result.groups() {
-                    let raw = g.keys().first().map(String::as_str).unwrap_or_default();
-                    // Tag groups come back as `key$value`.
-                    let key = match group {
-                        GroupKey::Tag(_) => raw.split_once('$').map_or(raw, |(_, v)| v),
-                        _ => raw,
-                    };
-                    for metric in CostMetric::ALL {
-                        let Some(value) = g.metrics().and_then(|m| m.get(metric.api_name())) else { continue };
-                        let text = value.amount().unwrap_or("0");
-                        let amount = parse_amount(text).ok_or_else(|| {
-                            format!(
-                                "GetCostAndUsage by {dimension}: {day} {key:?} {}: not an amount: {text:?}",
-                                metric.api_name()
-                            )
-                        })?;
-                        out.rows.push(CostRow {
-                            day,
-                            dimension: dimension.clone(),
-                            key: key.to_string(),
-                            metric,
-                            amount,
-                            unit: value.unit().unwrap_or("USD").to_string(),
-                            estimated: result.estimated(),
-                        });
-                    }
-                }
-            }
+            read_page(&page, group, &mut out)?;
             match page.next_page_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
@@ -195,6 +202,71 @@ mod tests {
         assert_eq!(parse_amount("1.5E-7").unwrap().to_string(), "0.00000015");
         assert_eq!(parse_amount("-3").unwrap().to_string(), "-3");
         assert!(parse_amount("abc").is_none());
+    }
+
+    fn page(day: &str, groups: &[(&str, &str)]) -> GetCostAndUsageOutput {
+        use aws_sdk_costexplorer::types::{Group, MetricValue, ResultByTime};
+        let end = (NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + chrono::Days::new(1)).to_string();
+        let mut result = ResultByTime::builder()
+            .time_period(DateInterval::builder().start(day).end(end).build().unwrap())
+            .estimated(false);
+        for (key, amount) in groups {
+            let value = MetricValue::builder().amount(*amount).unit("USD").build();
+            result = result.groups(
+                Group::builder()
+                    .keys(*key)
+                    .metrics("UnblendedCost", value.clone())
+                    .metrics("AmortizedCost", value)
+                    .build(),
+            );
+        }
+        GetCostAndUsageOutput::builder().results_by_time(result.build()).build()
+    }
+
+    #[test]
+    fn pages_become_rows() {
+        let mut out = CostFetch::default();
+        read_page(&page("2026-03-01", &[("Amazon EC2", "12.5"), ("Amazon S3", "1E-2")]), &GroupKey::Service, &mut out)
+            .unwrap();
+        let rows: Vec<_> = out.rows.iter().map(|r| (r.key.as_str(), r.metric, r.amount.to_string())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("Amazon EC2", CostMetric::Unblended, "12.5".to_string()),
+                ("Amazon EC2", CostMetric::Amortized, "12.5".to_string()),
+                ("Amazon S3", CostMetric::Unblended, "0.01".to_string()),
+                ("Amazon S3", CostMetric::Amortized, "0.01".to_string()),
+            ]
+        );
+        let mut out = CostFetch::default();
+        read_page(&page("2026-03-01", &[("team$web", "1")]), &GroupKey::Tag("team".into()), &mut out).unwrap();
+        assert_eq!((out.rows[0].dimension.as_str(), out.rows[0].key.as_str()), ("tag:team", "web"));
+    }
+
+    #[test]
+    fn amounts_beyond_one_quadrillion_fail_with_group_and_day() {
+        // Two groups of 5e28: each alone fits a decimal, their sum in any window does not.
+        let huge = page("2026-03-01", &[("Amazon EC2", "5e28"), ("Amazon S3", "5E+28")]);
+        let err = read_page(&huge, &GroupKey::Service, &mut CostFetch::default()).unwrap_err();
+        assert_eq!(
+            err,
+            "GetCostAndUsage by service: 2026-03-01 \"Amazon EC2\" UnblendedCost: amount \
+             50000000000000000000000000000 is outside the accepted range of ±1000000000000000"
+        );
+        let check = |amount: &str, ok: bool| {
+            let result =
+                read_page(&page("2026-03-02", &[("Tax", amount)]), &GroupKey::Service, &mut CostFetch::default());
+            assert_eq!(result.is_ok(), ok, "{amount}: {result:?}");
+        };
+        check("1000000000000000", true);
+        check("-1000000000000000", true);
+        check("1000000000000000.01", false);
+        check("-2e15", false);
+        let err = read_page(&page("2026-03-02", &[("Tax", "n/a")]), &GroupKey::Service, &mut CostFetch::default());
+        assert_eq!(
+            err.unwrap_err(),
+            "GetCostAndUsage by service: 2026-03-02 \"Tax\" UnblendedCost: not an amount: \"n/a\""
+        );
     }
 
     #[test]

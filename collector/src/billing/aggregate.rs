@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 
 use super::schema::{DayCache, RowValues, TagSets};
 use super::DailyCostRef;
+use crate::money;
 
 /// Id of an absent optional text.
 const NONE: u32 = u32::MAX;
@@ -87,7 +88,8 @@ impl Default for Aggregator {
 }
 
 impl Aggregator {
-    /// Adds one row. Fails only if a sum overflows the decimal range (about 7.9e28), naming the amount.
+    /// Adds one row. Fails only if a sum would leave the decimal range (about 7.9e28), leaving the sums as they
+    /// were.
     pub fn add(&mut self, v: RowValues<'_>) -> Result<(), &'static str> {
         let t = &mut self.texts;
         let key = Key {
@@ -105,10 +107,12 @@ impl Aggregator {
             ],
         };
         let sums = self.sums.entry(key).or_insert([Decimal::ZERO; 3]);
-        let billed = sums[0].checked_add(v.billed_cost).ok_or("billed cost sum overflows")?;
-        let effective = sums[1].checked_add(v.effective_cost).ok_or("effective cost sum overflows")?;
-        let list = sums[2].checked_add(v.list_cost).ok_or("list cost sum overflows")?;
-        *sums = [billed, effective, list];
+        // All three or none: a row that overflows leaves the sums as they were.
+        let mut next = *sums;
+        money::add_to(&mut next[0], v.billed_cost).map_err(|_| "billed cost sum overflows")?;
+        money::add_to(&mut next[1], v.effective_cost).map_err(|_| "effective cost sum overflows")?;
+        money::add_to(&mut next[2], v.list_cost).map_err(|_| "list cost sum overflows")?;
+        *sums = next;
         Ok(())
     }
 

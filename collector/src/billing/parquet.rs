@@ -35,6 +35,13 @@ fn day_from_millis(ms: i64) -> Result<NaiveDate, String> {
     DateTime::from_timestamp_millis(ms).map(|t| t.date_naive()).ok_or_else(|| format!("timestamp {ms} ms out of range"))
 }
 
+/// A Parquet DATE: days since 1970-01-01 (day 719,163 of the common era, as chrono counts).
+fn day_from_epoch_days(d: i32) -> Result<NaiveDate, String> {
+    d.checked_add(719_163)
+        .and_then(NaiveDate::from_num_days_from_ce_opt)
+        .ok_or_else(|| format!("date {d} (days since 1970-01-01) out of range"))
+}
+
 fn parquet_decimal(d: &::parquet::data_type::Decimal) -> Result<Decimal, String> {
     let bytes = d.data();
     if bytes.is_empty() || bytes.len() > 16 {
@@ -85,9 +92,7 @@ impl RowSource for ParquetRow<'_> {
             },
             Field::TimestampMillis(v) => Cell::Day(day_from_millis(*v)?),
             Field::TimestampMicros(v) => Cell::Day(day_from_millis(v.div_euclid(1_000))?),
-            Field::Date(d) => Cell::Day(
-                NaiveDate::from_num_days_from_ce_opt(719_163 + *d).ok_or_else(|| format!("date {d} out of range"))?,
-            ),
+            Field::Date(d) => Cell::Day(day_from_epoch_days(*d)?),
             Field::MapInternal(map) => {
                 let mut tags = BTreeMap::new();
                 for (k, v) in map.entries() {
@@ -182,4 +187,29 @@ pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<
         }
     }
     Ok(FileCosts { schema: mapping.schema, rows_read, rows_skipped, skipped_examples, rolled_up: agg.finish() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_out_of_range_are_errors() {
+        let check = |days: i32, expected: Result<&str, String>| {
+            let got = day_from_epoch_days(days).map(|d| d.to_string());
+            assert_eq!(got, expected.map(str::to_string), "{days}");
+        };
+        check(0, Ok("1970-01-01"));
+        check(20_000, Ok("2024-10-04"));
+        check(-719_162, Ok("0001-01-01"));
+        check(i32::MAX, Err("date 2147483647 (days since 1970-01-01) out of range".into()));
+        check(i32::MAX - 719_163, Err("date 2146764484 (days since 1970-01-01) out of range".into()));
+        check(i32::MIN, Err("date -2147483648 (days since 1970-01-01) out of range".into()));
+
+        // Through a row: the cell is malformed, not a panic.
+        let fields = [("ChargePeriodStart".to_string(), Field::Date(i32::MAX))];
+        let row = ParquetRow { fields: &fields, int64_time: &[Int64Time::None] };
+        let err = row.cell(0).unwrap_err();
+        assert_eq!(err, "date 2147483647 (days since 1970-01-01) out of range");
+    }
 }

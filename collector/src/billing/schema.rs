@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 
 use super::Schema;
+use crate::money;
 
 /// One value of a row, as a reader found it.
 #[derive(Debug)]
@@ -316,13 +317,16 @@ fn text<R: RowSource>(row: &R, col: usize) -> Result<Option<&str>, CellError> {
     }
 }
 
+/// An amount, at most [`MAX_AMOUNT`](crate::money::MAX_AMOUNT) in magnitude: a larger one is malformed, so
+/// that no sum of a file's amounts can leave the decimal range.
 fn optional_decimal<R: RowSource>(row: &R, col: usize) -> Result<Option<Decimal>, CellError> {
-    match row.cell(col).map_err(|e| (col, e))? {
-        Cell::Null => Ok(None),
-        Cell::Decimal(d) => Ok(Some(d)),
-        Cell::Text(t) => parse_decimal(t).map(Some).map_err(|e| (col, e)),
-        other => Err((col, format!("expected a number, found {}", kind(&other)))),
-    }
+    let amount = match row.cell(col).map_err(|e| (col, e))? {
+        Cell::Null => return Ok(None),
+        Cell::Decimal(d) => d,
+        Cell::Text(t) => parse_decimal(t).map_err(|e| (col, e))?,
+        other => return Err((col, format!("expected a number, found {}", kind(&other)))),
+    };
+    money::bounded(amount).map(Some).map_err(|e| (col, e))
 }
 
 fn required_decimal<R: RowSource>(row: &R, col: usize) -> Result<Decimal, CellError> {
@@ -367,14 +371,21 @@ fn cur_amortized<R: RowSource>(
     let amortized = match line_item_type.unwrap_or("") {
         "SavingsPlanCoveredUsage" => col(a.sp_effective_cost)?,
         "SavingsPlanRecurringFee" => match (col(a.sp_total_commitment)?, col(a.sp_used_commitment)?) {
-            (Some(total), Some(used)) => Some(total - used),
+            (Some(total), Some(used)) => Some(total.checked_sub(used).ok_or_else(|| {
+                (a.sp_used_commitment.unwrap_or_default(), "unused commitment overflows".to_string())
+            })?),
             _ => None,
         },
         // Replaced by the covered usage's effective cost.
         "SavingsPlanNegation" | "SavingsPlanUpfrontFee" => Some(Decimal::ZERO),
         "DiscountedUsage" => col(a.ri_effective_cost)?,
         "RIFee" => match (col(a.ri_unused_upfront)?, col(a.ri_unused_recurring)?) {
-            (Some(upfront), Some(recurring)) => Some(upfront + recurring),
+            (Some(upfront), Some(recurring)) => {
+                let mut fee = upfront;
+                money::add_to(&mut fee, recurring)
+                    .map_err(|e| (a.ri_unused_recurring.unwrap_or_default(), e.to_string()))?;
+                Some(fee)
+            }
             _ => None,
         },
         // An upfront reservation fee is spread over the reservation's usage.

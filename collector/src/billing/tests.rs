@@ -260,6 +260,49 @@ fn malformed_rows_can_be_skipped_and_counted() {
 }
 
 #[test]
+fn amounts_beyond_one_quadrillion_are_malformed() {
+    // Two rows of 5e28 for different services: each alone fits a decimal, their sum in any window does not.
+    let huge = [
+        "5e28,5e28,5e28,2024-09-01 00:00:00,AWS,B1,A1,Amazon EC2,i-1,us-east-1,Usage,USD,NULL",
+        "5e28,5e28,5e28,2024-09-01 00:00:00,AWS,B1,A1,Amazon S3,b-1,us-east-1,Usage,USD,NULL",
+    ];
+    let good = "2,2,2,2024-09-01 00:00:00,AWS,B1,A1,Amazon EC2,i-1,us-east-1,Usage,USD,NULL";
+    let mut rows = huge.to_vec();
+    rows.push(good);
+    let text = focus(&rows);
+
+    let err = read(&text, false).unwrap_err();
+    assert_eq!(err.kind(), "malformed_row");
+    assert_eq!(
+        err.to_string(),
+        "mem.csv: line 2, column BilledCost: amount 50000000000000000000000000000 is outside the accepted range \
+         of ±1000000000000000"
+    );
+
+    let out = read(&text, true).unwrap();
+    assert_eq!((out.rows_read, out.rows_skipped, out.cost_rows()), (3, 2, 1));
+    assert_eq!(out.costs().next().unwrap().billed_cost, d("2"));
+    let skipped: Vec<_> = out.skipped_examples.iter().map(|e| (e.location.clone(), e.column.as_deref())).collect();
+    assert_eq!(skipped, [(Location::Line(2), Some("BilledCost")), (Location::Line(3), Some("BilledCost"))]);
+
+    // The bound is inclusive, for every amount column and for negative amounts too.
+    let check = |row: &str, column: Option<&str>| {
+        let result = read(&focus(&[row]), false);
+        match column {
+            None => assert!(result.is_ok(), "{row}: {:?}", result.err()),
+            Some(c) => {
+                let err = result.unwrap_err();
+                let BillingError::Row(e) = &err else { panic!("{err}") };
+                assert_eq!(e.column.as_deref(), Some(c), "{row}");
+            }
+        }
+    };
+    check("1e15,-1e15,1e15,2024-09-01 00:00:00,AWS,B1,A1,S,r,us-east-1,Usage,USD,NULL", None);
+    check("1,-1000000000000000.5,1,2024-09-01 00:00:00,AWS,B1,A1,S,r,us-east-1,Usage,USD,NULL", Some("EffectiveCost"));
+    check("1,1,2e15,2024-09-01 00:00:00,AWS,B1,A1,S,r,us-east-1,Usage,USD,NULL", Some("ListCost"));
+}
+
+#[test]
 fn gzip_reads_like_plain() {
     let text = focus(&[
         r#"1.10,1.00,1.20,2024-09-01 00:00:00,AWS,B1,A1,Amazon EC2,i-1,us-east-1,Usage,USD,NULL"#,

@@ -11,7 +11,7 @@ mod client;
 mod plan;
 
 pub use client::{fetch, CloudWatchFetch, Points, Sample};
-pub use plan::{exposition_name, label_name, plan, window, Batch, MAX_QUERIES_PER_CALL};
+pub use plan::{dedup_labels, exposition_name, label_name, plan, window, Batch, MAX_QUERIES_PER_CALL};
 
 use serde::Serialize;
 

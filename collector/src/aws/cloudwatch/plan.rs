@@ -27,10 +27,13 @@ pub fn window(
     delay_secs: i64,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
     let period = period_secs.max(1) as i64;
-    let end_ts = (now.timestamp() - delay_secs.max(0)).div_euclid(period) * period;
+    let end_ts = now.timestamp().saturating_sub(delay_secs.max(0)).div_euclid(period).saturating_mul(period);
     let end = Utc.timestamp_opt(end_ts, 0).single().unwrap_or(now);
     let length = length_secs.max(period);
-    (end - Duration::seconds(length), end)
+    // Saturating: the configuration bounds the durations, and nothing here may panic on them.
+    let start =
+        Duration::try_seconds(length).and_then(|l| end.checked_sub_signed(l)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    (start, end)
 }
 
 /// Groups queries by (period, window) and cuts each group into calls of at most 500, in a stable order.
@@ -86,6 +89,17 @@ pub fn label_name(prefix: &str, key: &str) -> String {
     s
 }
 
+/// `labels` without a repeated name: the first label of each name is kept, in order, and the later ones are
+/// dropped (two labels of one name make an invalid series). Keys that differ only in case or punctuation
+/// collide once snake-cased (`team-name` and `TeamName` both give `tag_team_name`). Returns how many were
+/// dropped.
+pub fn dedup_labels(labels: &mut Vec<(String, String)>) -> usize {
+    let before = labels.len();
+    let mut seen = std::collections::HashSet::with_capacity(before);
+    labels.retain(|(name, _)| seen.insert(name.clone()));
+    before - labels.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +147,9 @@ mod tests {
             (s.to_rfc3339(), e.to_rfc3339()),
             ("2026-11-25T10:06:00+00:00".into(), "2026-11-25T10:07:00+00:00".into())
         );
+        // Durations beyond any date saturate instead of panicking.
+        assert_eq!(window(now, 60, i64::MAX, 0).0, DateTime::<Utc>::MIN_UTC);
+        assert_eq!(window(now, i32::MAX, 60, i64::MAX).1, now);
     }
 
     #[test]
@@ -149,5 +166,28 @@ mod tests {
         assert_eq!(label_name("dimension_", "AutoScalingGroupName"), "dimension_auto_scaling_group_name");
         assert_eq!(label_name("tag_", "Name"), "tag_name");
         assert_eq!(label_name("tag_", "team"), "tag_team");
+        assert_eq!(label_name("tag_", "team-name"), label_name("tag_", "TeamName"));
+    }
+
+    #[test]
+    fn repeated_label_names_keep_the_first() {
+        let check = |labels: &[(&str, &str)], kept: &[(&str, &str)]| {
+            let mut v: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let dropped = dedup_labels(&mut v);
+            let got: Vec<(&str, &str)> = v.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            assert_eq!((got.as_slice(), dropped), (kept, labels.len() - kept.len()), "{labels:?}");
+        };
+        check(&[], &[]);
+        check(&[("account", "1"), ("region", "r")], &[("account", "1"), ("region", "r")]);
+        check(
+            &[
+                ("account", "1"),
+                ("tag_team_name", "a"),
+                ("region", "r"),
+                ("tag_team_name", "b"),
+                ("tag_team_name", "c"),
+            ],
+            &[("account", "1"), ("tag_team_name", "a"), ("region", "r")],
+        );
     }
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::check::{Check, Problem};
 use crate::finding::{Finding, FindingKind, Severity};
 use crate::input::DailyCost;
+use crate::money::{self, Overflow};
 use daily::{cents, days_before, days_between, Baseline, Daily};
 
 /// The `[cost_anomaly]` section of a rule file. Every field has a default.
@@ -247,21 +248,25 @@ struct SeriesData {
     values: BTreeMap<NaiveDate, Decimal>,
 }
 
-fn add(map: &mut BTreeMap<NaiveDate, Decimal>, day: NaiveDate, amount: Decimal) {
-    let slot = map.entry(day).or_insert(Decimal::ZERO);
-    *slot = slot.saturating_add(amount);
+fn add(map: &mut BTreeMap<NaiveDate, Decimal>, day: NaiveDate, amount: Decimal) -> Result<(), Overflow> {
+    money::add_to(map.entry(day).or_insert(Decimal::ZERO), amount)
 }
 
 /// Evaluates cost anomalies over `costs` at `now`: the complete days ending yesterday (see
 /// [`CostAnomalySettings::lookback_days`]), each against a baseline fitted on the days before it only.
 ///
 /// Rows of today (partial) and later are ignored. A series exists from its first row on; a day without a row
-/// after that cost nothing. The result does not depend on the order of `costs`.
-pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTime<Utc>) -> CostAnomalyEvaluation {
+/// after that cost nothing. The result does not depend on the order of `costs`. Fails only when a day's sum
+/// of costs in a series leaves the decimal range.
+pub fn evaluate(
+    settings: &CostAnomalySettings,
+    costs: &[DailyCost],
+    now: DateTime<Utc>,
+) -> Result<CostAnomalyEvaluation, Overflow> {
     let mut evaluation = CostAnomalyEvaluation::default();
     let today = now.date_naive();
     let (true, Some(last)) = (settings.enabled, today.pred_opt()) else {
-        return evaluation;
+        return Ok(evaluation);
     };
     let lookback = settings.lookback_days.max(1);
     let weeks = settings.baseline_weeks.max(1);
@@ -269,7 +274,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
     let window_from = days_before(first_eval, u64::from(weeks) * 7);
     let rows: Vec<&DailyCost> = costs.iter().filter(|c| c.day <= last).collect();
     if rows.is_empty() {
-        return evaluation;
+        return Ok(evaluation);
     }
 
     let mut series: BTreeMap<Member, SeriesData> = BTreeMap::new();
@@ -278,7 +283,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
             let data = series.entry(member).or_default();
             data.first = Some(data.first.map_or(row.day, |f| f.min(row.day)));
             if row.day >= window_from {
-                add(&mut data.values, row.day, row.amount);
+                add(&mut data.values, row.day, row.amount)?;
             }
         }
     }
@@ -300,7 +305,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
             };
             let point = Point::new(settings, &baseline, daily.get(day).unwrap_or(Decimal::ZERO), day);
             if point.severity.is_some() {
-                let causes = root_cause(settings, member, &window_rows, first, day, point.impact, weeks);
+                let causes = root_cause(settings, member, &window_rows, first, day, point.impact, weeks)?;
                 evaluation.findings.push(anomaly_finding(settings, member, &point, &baseline, causes));
             }
             // The metric shows the highest score of the days evaluated (the latest on ties): an anomaly
@@ -322,7 +327,7 @@ pub fn evaluate(settings: &CostAnomalySettings, costs: &[DailyCost], now: DateTi
         }
         evaluation.series.extend(shown);
     }
-    evaluation
+    Ok(evaluation)
 }
 
 /// The series a row belongs to under `settings`.
@@ -430,10 +435,10 @@ fn root_cause(
     day: NaiveDate,
     impact: Decimal,
     weeks: u32,
-) -> Vec<Contributor> {
+) -> Result<Vec<Contributor>, Overflow> {
     let top = usize::try_from(settings.root_cause_top).unwrap_or(usize::MAX);
     if top == 0 || impact.is_zero() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let from = days_before(day, u64::from(weeks) * 7);
     let mut out = Vec::new();
@@ -441,7 +446,7 @@ fn root_cause(
         let mut subs: BTreeMap<&str, BTreeMap<NaiveDate, Decimal>> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.day >= from && r.day <= day && member.contains(r)) {
             if let Some(key) = dimension.key_of(row) {
-                add(subs.entry(key).or_default(), row.day, row.amount);
+                add(subs.entry(key).or_default(), row.day, row.amount)?;
             }
         }
         let mut contributors: Vec<Contributor> = subs
@@ -466,7 +471,7 @@ fn root_cause(
         contributors.truncate(top);
         out.extend(contributors);
     }
-    out
+    Ok(out)
 }
 
 fn anomaly_finding(

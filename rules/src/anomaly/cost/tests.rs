@@ -100,7 +100,7 @@ fn render(evaluation: &CostAnomalyEvaluation) -> Vec<String> {
 fn check(settings_toml: &str, rows: &[DailyCost], now: &str, expected: &[&str]) {
     let settings = settings(settings_toml);
     assert_eq!(settings.check(), vec![], "settings are valid");
-    let evaluation = evaluate(&settings, rows, noon(now));
+    let evaluation = evaluate(&settings, rows, noon(now)).unwrap();
     assert_eq!(render(&evaluation), expected);
     for s in &evaluation.series {
         assert!((0.0..=1.0).contains(&s.score), "{s:?}");
@@ -135,7 +135,7 @@ fn root_cause_names_the_main_movers() {
     rows.push(line(B, "AmazonRDS", Some("db-b1")).on(day("2026-03-14"), usd("300")));
     rows.push(line(A, "AmazonS3", Some("bucket-a")).on(day("2026-03-14"), usd("100")));
     let settings = CostAnomalySettings { series: vec![SeriesKind::Total], ..CostAnomalySettings::default() };
-    let evaluation = evaluate(&settings, &rows, noon("2026-03-15"));
+    let evaluation = evaluate(&settings, &rows, noon("2026-03-15")).unwrap();
     assert_eq!(evaluation.findings.len(), 1);
     let causes: Vec<(String, String)> = evaluation.findings[0].details.to_json()["root_cause"]
         .as_array()
@@ -178,7 +178,7 @@ fn a_weekly_pattern_is_not_an_anomaly() {
     check("lookback_days = 60", &rows, "2026-04-01", &[]);
     // the same data with the weekday profile gone: weekdays look like spikes against a flat level.
     let flat = "baseline_weeks = 1\nlookback_days = 7";
-    let evaluation = evaluate(&settings(flat), &rows, noon("2026-04-01"));
+    let evaluation = evaluate(&settings(flat), &rows, noon("2026-04-01")).unwrap();
     assert!(!evaluation.findings.is_empty());
 }
 
@@ -206,9 +206,9 @@ fn minimum_history() {
     );
     // too little history for anything: no finding, no score.
     let young = line(A, "AmazonEC2", None).daily("2026-03-01", "2026-03-14", |_| 10, 1);
-    let evaluation = evaluate(&CostAnomalySettings::default(), &young, noon("2026-03-15"));
+    let evaluation = evaluate(&CostAnomalySettings::default(), &young, noon("2026-03-15")).unwrap();
     assert_eq!(evaluation.series.len(), 0);
-    let evaluation = evaluate(&CostAnomalySettings::default(), &young, noon("2026-03-16"));
+    let evaluation = evaluate(&CostAnomalySettings::default(), &young, noon("2026-03-16")).unwrap();
     assert_eq!(evaluation.series.len(), 3);
 }
 
@@ -249,7 +249,7 @@ fn detection_and_alert_thresholds() {
     for (extra_settings, extra, base, expected) in cases {
         check(&format!("{total}\n{extra_settings}"), &steady(extra, base), "2026-03-15", expected);
     }
-    let evaluation = evaluate(&settings(total), &steady("60", 100), noon("2026-03-15"));
+    let evaluation = evaluate(&settings(total), &steady("60", 100), noon("2026-03-15")).unwrap();
     let f = &evaluation.findings[0];
     assert_eq!(
         &*f.message,
@@ -299,7 +299,7 @@ fn lookback_days() {
     // it agrees with the finding; with a lookback of one day, yesterday's.
     let shown = |lookback: u32| {
         let evaluation =
-            evaluate(&settings(&format!("{services}\nlookback_days = {lookback}")), &rows, noon("2026-03-15"));
+            evaluate(&settings(&format!("{services}\nlookback_days = {lookback}")), &rows, noon("2026-03-15")).unwrap();
         let ec2 = evaluation.series.iter().find(|s| s.key == "AmazonEC2").unwrap().clone();
         (ec2.day.to_string(), ec2.score > 0.9, ec2.severity)
     };
@@ -323,16 +323,33 @@ fn tag_series() {
         "2026-03-15",
         &["tag:team=@2026-03-14 Critical account:111111111111~1.0 service:AWSLambda~1.0 resource:fn-x~1.0"],
     );
-    let evaluation = evaluate(&settings("series = []\ntag_keys = [\"team\", \"env\"]"), &rows, noon("2026-03-15"));
+    let evaluation =
+        evaluate(&settings("series = []\ntag_keys = [\"team\", \"env\"]"), &rows, noon("2026-03-15")).unwrap();
     let keys: Vec<&str> = evaluation.series.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["env=", "env=prod", "team=", "team=data", "team=web"]);
 }
 
 #[test]
+fn cost_sums_beyond_the_decimal_range_are_errors() {
+    let mut rows = fleet("2026-03-14");
+    rows.push(line(A, "AmazonEC2", Some("i-a1")).on(day("2026-03-14"), Decimal::MAX));
+    assert!(evaluate(&CostAnomalySettings::default(), &rows, noon("2026-03-15")).is_err());
+    // Near the maximum, the day is summed exactly and scored.
+    let mut rows = fleet("2026-03-14");
+    rows.push(line(A, "AmazonEC2", Some("i-a1")).on(day("2026-03-14"), Decimal::MAX - usd("1000")));
+    let evaluation = evaluate(&CostAnomalySettings::default(), &rows, noon("2026-03-15")).unwrap();
+    let total = evaluation.series.iter().find(|s| s.key == "total").unwrap();
+    assert!(total.actual_usd > Decimal::MAX - usd("1000") && total.score > 0.9, "{total:?}");
+}
+
+#[test]
 fn disabled_and_empty() {
     let rows = fleet("2026-03-14");
-    assert_eq!(evaluate(&settings("enabled = false"), &rows, noon("2026-03-15")), CostAnomalyEvaluation::default());
-    assert_eq!(evaluate(&CostAnomalySettings::default(), &[], noon("2026-03-15")), CostAnomalyEvaluation::default());
+    assert_eq!(evaluate(&settings("enabled = false"), &rows, noon("2026-03-15")), Ok(CostAnomalyEvaluation::default()));
+    assert_eq!(
+        evaluate(&CostAnomalySettings::default(), &[], noon("2026-03-15")),
+        Ok(CostAnomalyEvaluation::default())
+    );
     // today's partial rows and later ones are ignored.
     let mut later = rows.clone();
     later.push(line(A, "AmazonEC2", None).on(day("2026-03-15"), usd("9999")));
@@ -431,7 +448,7 @@ proptest! {
     #[test]
     fn scores_stay_in_unit_interval(rows in arbitrary_rows(), strict in any::<bool>()) {
         let settings = if strict { CostAnomalySettings::default() } else { lenient() };
-        let evaluation = evaluate(&settings, &rows, noon("2026-03-12"));
+        let evaluation = evaluate(&settings, &rows, noon("2026-03-12")).unwrap();
         for s in &evaluation.series {
             prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score), "{:?}", s);
         }
