@@ -259,8 +259,8 @@ async fn restarts_with_terraform_and_rules_never_fail_a_run() {
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let root = common::repo_root();
     let text = format!(
-        "{}\n[collectors.terraform]\nsources = [\"{}\"]\ninterval_secs = 3600\n\n[rules]\nfiles = [\"{}\", \"{}\"]\ninterval_secs = 3600\n",
-        truth.config(&moto.endpoint(), &db, "interval_secs = 3600"),
+        "{}\n[collectors.terraform]\nsources = [\"{}\"]\ninterval_secs = 1\n\n[rules]\nfiles = [\"{}\", \"{}\"]\ninterval_secs = 1\n",
+        truth.config(&moto.endpoint(), &db, "interval_secs = 1"),
         root.join("tests/fixtures/tfstate/*/app.tfstate").display(),
         root.join("examples/rules/tagging.toml").display(),
         root.join("examples/rules/drift.toml").display(),
@@ -278,7 +278,9 @@ async fn restarts_with_terraform_and_rules_never_fail_a_run() {
         Some(ids)
     };
     let mut before: Vec<i64> = vec![0; JOBS.len()];
-    // The first start fills the database; every later one is a restart.
+    // The first start fills the database; every later one is a restart. Every job runs each second, so each
+    // restart finds all of them due at once (the runtime runs a job due while the daemon was down at start),
+    // and their writes meet.
     for start in 0..=RESTARTS {
         let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();
         let shutdown = CancellationToken::new();
@@ -294,7 +296,9 @@ async fn restarts_with_terraform_and_rules_never_fail_a_run() {
     for job in JOBS {
         let runs = store.runs(job, 1000).await.unwrap();
         assert!(runs.len() > RESTARTS, "{job}: {runs:#?}");
-        let failed: Vec<_> = runs.iter().filter(|r| r.outcome != RunOutcome::Success).collect();
+        // A run under way at a shutdown ends cancelled; none may fail.
+        let failed: Vec<_> =
+            runs.iter().filter(|r| matches!(r.outcome, RunOutcome::Failed | RunOutcome::Partial)).collect();
         assert!(failed.is_empty(), "{job}: {failed:#?}");
     }
 }

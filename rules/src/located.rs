@@ -1,13 +1,63 @@
 //! Where a value sits in TOML text, for validators that report `file:line: field.path: message`: the
 //! line of an offset, the span of the value at a field path (or of its nearest parent present in the
 //! text), and the deserialization of one top-level section with the path and span of its first error.
-//! Shared by the rule file validator and the daemon's configuration validator.
+//! Shared by the rule file validator and the daemon's configuration validator, which report with the one
+//! [`Diagnostic`] type.
 
+use std::fmt;
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+/// One problem in a file, shown as `file:line: field.path: message`: a rule file's or a configuration
+/// file's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Diagnostic {
+    /// The file's name as the caller gave it.
+    pub file: String,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// Field path, e.g. `collectors.inventory.regions[1]`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(file: &str, line: Option<usize>, path: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: file.to_string(), line, path: path.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
 
 /// One step of a field path, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

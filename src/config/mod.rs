@@ -4,6 +4,7 @@
 //! daemon's own types. Every problem is collected, not just the first, and each names the file, the line and
 //! the field path: `cloudwarden.toml:12: collectors.inventory.regions[1]: unknown region "us-est-1"`.
 
+pub(crate) mod check;
 pub mod schema;
 mod validate;
 
@@ -107,45 +108,9 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// Field path, e.g. `collectors.inventory.regions[1]`; empty for the file as a whole.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+/// One problem in a configuration file, and every problem found in it and the rule files it names: the
+/// same diagnostics the rule files report with.
+pub use rules::located::{Diagnostic as ConfigError, Diagnostics as ConfigErrors};
 
 /// Reads and validates a configuration file, taking `${VAR}` values from the process environment. Relative
 /// rule file paths are taken from the file's directory; the rule files are read and validated too.

@@ -18,7 +18,9 @@ use tracing::{error, warn};
 
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
 use crate::billing::{load_billing_until, BillingView, FileStatus, LoadReport};
-use crate::config::Config;
+use crate::config::check::{collector, item, key, Checker, Shared};
+use crate::config::schema::BillingFilesSection;
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{cost_labels, Exposition, FloatGauge};
 use crate::store::RunOutcome;
 
@@ -295,4 +297,40 @@ fn render_billing_counters(reg: &mut Registry, c: &BillingCounters) {
             by_status,
         );
     }
+}
+
+/// Checks `[collectors.billing_files]`: its settings when it is enabled and valid.
+pub(crate) fn check(
+    cx: &mut Checker<'_>,
+    s: &BillingFilesSection,
+    shared: &Shared<'_>,
+) -> Option<Scheduled<BillingFilesSettings>> {
+    let base = collector(NAME);
+    let empty = "must name at least one file, directory, glob or s3:// location";
+    let sources = cx.sources(&base, "sources", &s.sources, empty, BillingSource::parse);
+    let account = cx.account(&base, s.account.as_ref(), shared);
+    if let Some(r) = &s.region {
+        cx.region(&key(&base, "region"), r);
+    }
+    for (i, k) in s.tag_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            cx.error(&item(&base, "tag_keys", i), "must not be empty");
+        } else if s.tag_keys[..i].contains(k) {
+            cx.error(&item(&base, "tag_keys", i), format!("tag key {k:?} is listed twice"));
+        }
+    }
+    if s.resource_costs && s.max_resource_series == 0 {
+        cx.error(&key(&base, "max_resource_series"), "must be at least 1 when resource_costs is on");
+    }
+    let region = s.region.clone().unwrap_or_else(|| shared.home_region.to_string());
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 3600)?;
+    let settings = BillingFilesSettings {
+        sources,
+        account: account?,
+        region,
+        skip_malformed: s.skip_malformed,
+        tag_keys: s.tag_keys.clone(),
+        resource_costs: s.resource_costs.then_some(s.max_resource_series),
+    };
+    s.enabled.then_some(Scheduled { schedule, settings })
 }

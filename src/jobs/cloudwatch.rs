@@ -21,9 +21,14 @@ use tracing::warn;
 
 use super::metric_anomaly::{AnomalyView, Fed, MetricAnomalies, SeriesSpec};
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
-use crate::config::Config;
+use crate::config::check::{
+    collector, item, key, Checker, Seg, Shared, MAX_DELAY_SECS, MAX_PERIOD_SECS, MAX_WINDOW_SECS,
+};
+use crate::config::schema::{AnomalyEntry, CloudWatchSection};
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{render_findings, Exposition, FloatGauge, Labels};
 use crate::store::{FindingCount, RunOutcome, StoreError};
+use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 
 pub const NAME: &str = "cloudwatch";
 
@@ -524,6 +529,212 @@ async fn score_anomalies(
     detail.findings_opened = w.opened;
     detail.findings_resolved = w.resolved;
     Ok(Some(view))
+}
+
+/// Checks `[collectors.cloudwatch]`: its settings when it is enabled and valid.
+pub(crate) fn check(
+    cx: &mut Checker<'_>,
+    s: &CloudWatchSection,
+    shared: &Shared<'_>,
+) -> Option<Scheduled<CloudWatchSettings>> {
+    let base = collector(NAME);
+    let regions = if s.regions.is_empty() { shared.inventory_regions.to_vec() } else { s.regions.clone() };
+    if regions.is_empty() {
+        cx.error(&key(&base, "regions"), "name at least one region (or configure the inventory's)");
+    }
+    cx.regions(&base, "regions", &s.regions);
+    let mut discovery = Vec::new();
+    for (i, j) in s.discovery.iter().enumerate() {
+        let job = item(&base, "discovery", i);
+        check_metric_job(cx, &job, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+        if !j.resource_type.contains(':') {
+            cx.error(
+                &key(&job, "resource_type"),
+                format!("expected service:type, e.g. ec2:instance, got {:?}", j.resource_type),
+            );
+        }
+        if j.dimension.trim().is_empty() {
+            cx.error(&key(&job, "dimension"), "must name the dimension that carries the resource id");
+        }
+        // Each exported tag is a `tag_<key>` label: two keys must not become one label.
+        let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+        for (k, tag) in j.export_tags.iter().enumerate() {
+            let path = item(&job, "export_tags", k);
+            let label = label_name("tag_", tag);
+            match labels.get(&label) {
+                Some(first) if first == tag => cx.error(&path, format!("tag key {tag:?} is listed twice")),
+                Some(first) => cx.error(
+                    &path,
+                    format!("tag keys {first:?} and {tag:?} both become the label {label}: export one of them"),
+                ),
+                None => {
+                    labels.insert(label, tag);
+                }
+            }
+        }
+        let anomaly = j.anomaly.as_ref().map(|a| check_anomaly(cx, &job, a, &j.metrics, &j.statistics));
+        discovery.push(Discovery {
+            namespace: j.namespace.clone(),
+            resource_type: j.resource_type.clone(),
+            dimension: j.dimension.clone(),
+            metrics: j.metrics.clone(),
+            statistics: j.statistics.clone(),
+            period_secs: j.period_secs,
+            length_secs: j.length_secs.unwrap_or(j.period_secs as i64),
+            delay_secs: j.delay_secs,
+            tag_selectors: j.tag_selectors.clone(),
+            export_tags: j.export_tags.clone(),
+            anomaly,
+        });
+    }
+    let mut statics = Vec::new();
+    for (i, j) in s.static_jobs.iter().enumerate() {
+        let job = item(&base, "static", i);
+        check_metric_job(cx, &job, &j.namespace, &j.metrics, &j.statistics, j.period_secs, j.length_secs, j.delay_secs);
+        // Each dimension is a `dimension_<name>` label: two names must not become one label.
+        let mut labels: BTreeMap<String, &str> = BTreeMap::new();
+        for name in j.dimensions.keys() {
+            let label = label_name("dimension_", name);
+            match labels.get(&label) {
+                Some(first) => cx.error(
+                    &key(&job, "dimensions"),
+                    format!("dimensions {first:?} and {name:?} both become the label {label}"),
+                ),
+                None => {
+                    labels.insert(label, name);
+                }
+            }
+        }
+        let anomaly = j.anomaly.as_ref().map(|a| check_anomaly(cx, &job, a, &j.metrics, &j.statistics));
+        statics.push(Static {
+            namespace: j.namespace.clone(),
+            dimensions: j.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            metrics: j.metrics.clone(),
+            statistics: j.statistics.clone(),
+            period_secs: j.period_secs,
+            length_secs: j.length_secs.unwrap_or(j.period_secs as i64),
+            delay_secs: j.delay_secs,
+            anomaly,
+        });
+    }
+    if s.max_anomaly_series == 0 {
+        cx.error(&key(&base, "max_anomaly_series"), "must be at least 1");
+    }
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 300)?;
+    let settings = CloudWatchSettings {
+        regions,
+        discovery,
+        statics,
+        max_concurrency: 4,
+        max_anomaly_series: s.max_anomaly_series,
+    };
+    s.enabled.then_some(Scheduled { schedule, settings })
+}
+
+/// The statistics GetMetricData accepts that we export: the five basic ones and percentiles.
+fn valid_statistic(s: &str) -> bool {
+    matches!(s, "Average" | "Sum" | "Minimum" | "Maximum" | "SampleCount")
+        || s.strip_prefix('p').is_some_and(|p| p.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v)))
+}
+
+/// Checks what discovery and static jobs share: namespace, metrics, statistics, period, window and delay.
+#[allow(clippy::too_many_arguments)]
+fn check_metric_job(
+    cx: &mut Checker<'_>,
+    job: &[Seg],
+    namespace: &str,
+    metrics: &[String],
+    statistics: &[String],
+    period_secs: i32,
+    length_secs: Option<i64>,
+    delay_secs: i64,
+) {
+    let at = |k| key(job, k);
+    if namespace.trim().is_empty() {
+        cx.error(&at("namespace"), "must not be empty");
+    }
+    if metrics.is_empty() {
+        cx.error(&at("metrics"), "must name at least one metric");
+    }
+    if statistics.is_empty() {
+        cx.error(&at("statistics"), "must name at least one statistic");
+    }
+    for s in statistics {
+        if !valid_statistic(s) {
+            cx.error(
+                &at("statistics"),
+                format!("unknown statistic {s:?}: use Average, Sum, Minimum, Maximum, SampleCount or pNN"),
+            );
+        }
+    }
+    if !(matches!(period_secs, 1 | 5 | 10 | 30) || (period_secs >= 60 && period_secs % 60 == 0)) {
+        cx.error(&at("period_secs"), "must be 1, 5, 10, 30 or a multiple of 60");
+    }
+    cx.at_most(&at("period_secs"), period_secs.into(), MAX_PERIOD_SECS, false);
+    if let Some(l) = length_secs {
+        if l < period_secs as i64 {
+            cx.error(&at("length_secs"), "must be at least the period");
+        }
+        cx.at_most(&at("length_secs"), l.into(), MAX_WINDOW_SECS, false);
+    }
+    if delay_secs < 0 {
+        cx.error(&at("delay_secs"), "must not be negative");
+    }
+    cx.at_most(&at("delay_secs"), delay_secs.into(), MAX_DELAY_SECS, false);
+}
+
+/// The `anomaly` entry of the job at `job`: its series resolved to (metric, statistic) pairs of the job, and
+/// its threshold.
+fn check_anomaly(
+    cx: &mut Checker<'_>,
+    job: &[Seg],
+    entry: &AnomalyEntry,
+    metrics: &[String],
+    statistics: &[String],
+) -> AnomalySettings {
+    let at = |k| key(&key(job, "anomaly"), k);
+    let mut series = BTreeSet::new();
+    match &entry.series {
+        None => {
+            for m in metrics {
+                for st in statistics {
+                    series.insert((m.clone(), st.clone()));
+                }
+            }
+        }
+        Some(list) => {
+            if list.is_empty() {
+                cx.error(&at("series"), "must name at least one series (leave it out for every series of the job)");
+            }
+            for (i, entry_item) in list.iter().enumerate() {
+                let path = item(&key(job, "anomaly"), "series", i);
+                let (metric, stats): (&str, Vec<&String>) = match entry_item.rsplit_once(':') {
+                    Some((m, st)) => match statistics.iter().find(|s| s.as_str() == st) {
+                        Some(s) => (m, vec![s]),
+                        None => {
+                            cx.error(&path, format!("statistic {st:?} is not one of the job's statistics"));
+                            continue;
+                        }
+                    },
+                    None => (entry_item.as_str(), statistics.iter().collect()),
+                };
+                if !metrics.iter().any(|m| m == metric) {
+                    cx.error(&path, format!("metric {metric:?} is not one of the job's metrics"));
+                    continue;
+                }
+                let before = series.len();
+                series.extend(stats.iter().map(|st| (metric.to_string(), st.to_string())));
+                if series.len() == before {
+                    cx.error(&path, format!("{entry_item:?} is listed twice"));
+                }
+            }
+        }
+    }
+    let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        cx.error(&at("threshold"), "must be greater than 0 and at most 1 (scores are in 0..1)");
+    }
+    AnomalySettings { series, threshold }
 }
 
 #[cfg(test)]

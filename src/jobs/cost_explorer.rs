@@ -15,7 +15,9 @@ use futures::future::BoxFuture;
 use prometheus_client::metrics::family::Family;
 
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
-use crate::config::Config;
+use crate::config::check::{collector, item, key, Checker, Shared, MAX_INTERVAL_SECS};
+use crate::config::schema::CostExplorerSection;
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{cost_labels, windows_of, CostGauge, Exposition, FloatGauge};
 use crate::store::{RunOutcome, Store, StoreError};
 
@@ -206,6 +208,43 @@ async fn run(ctx: &JobContext, s: &CostExplorerSettings) -> JobOutput {
         Err(e) => JobOutput::failed(e.to_string()).with_detail(detail),
     }
 }
+
+/// Checks `[collectors.cost_explorer]`: its settings when it is enabled and valid.
+pub(crate) fn check(
+    cx: &mut Checker<'_>,
+    s: &CostExplorerSection,
+    shared: &Shared<'_>,
+) -> Option<Scheduled<CostExplorerSettings>> {
+    let base = collector(NAME);
+    let account = cx.account(&base, s.account.as_ref(), shared);
+    if !(1..=400).contains(&s.lookback_days) {
+        cx.error(&key(&base, "lookback_days"), "must be between 1 and 400 (Cost Explorer keeps about 13 months)");
+    }
+    if s.open_days > 60 {
+        cx.error(&key(&base, "open_days"), "must be at most 60");
+    }
+    for (i, k) in s.tag_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            cx.error(&item(&base, "tag_keys", i), "must not be empty");
+        }
+    }
+    if let Some(m) = s.min_interval_secs {
+        cx.at_most(&key(&base, "min_interval_secs"), m.into(), MAX_INTERVAL_SECS, false);
+    }
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), DEFAULT_INTERVAL_SECS)?;
+    let min_interval = Duration::from_secs(s.min_interval_secs.or(s.interval_secs).unwrap_or(DEFAULT_INTERVAL_SECS));
+    let settings = CostExplorerSettings {
+        account: account?,
+        lookback_days: s.lookback_days,
+        open_days: s.open_days,
+        tag_keys: s.tag_keys.clone(),
+        min_interval,
+    };
+    s.enabled.then_some(Scheduled { schedule, settings })
+}
+
+/// How often Cost Explorer is asked by default: every 6 hours (each request is billed).
+const DEFAULT_INTERVAL_SECS: u64 = 6 * 3600;
 
 #[cfg(test)]
 mod tests {

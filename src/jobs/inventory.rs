@@ -9,7 +9,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
-use crate::config::Config;
+use crate::config::check::{collector, key, Checker};
+use crate::config::schema::InventorySection;
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{labels, Exposition};
 use crate::store::{InventoryWrite, RunOutcome, ScopeCount, StoreError};
 
@@ -169,4 +171,25 @@ impl Render for InventoryView {
             retention,
         );
     }
+}
+
+/// Checks `[collectors.inventory]`: its settings when it is enabled and valid.
+pub(crate) fn check(cx: &mut Checker<'_>, s: &InventorySection) -> Option<Scheduled<InventorySettings>> {
+    let base = collector(NAME);
+    if s.regions.is_empty() {
+        cx.error(&key(&base, "regions"), "must name at least one region");
+    }
+    cx.regions(&base, "regions", &s.regions);
+    if let Some(p) = s.page_size {
+        if !(1..=1000).contains(&p) {
+            cx.error(&key(&base, "page_size"), "must be between 1 and 1000");
+        }
+    }
+    if !(1..=64).contains(&s.max_concurrency) {
+        cx.error(&key(&base, "max_concurrency"), "must be between 1 and 64");
+    }
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 300)?;
+    let settings =
+        InventorySettings { regions: s.regions.clone(), page_size: s.page_size, max_concurrency: s.max_concurrency };
+    s.enabled.then_some(Scheduled { schedule, settings })
 }

@@ -13,7 +13,9 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
-use crate::config::Config;
+use crate::config::check::{collector, item, key, Checker, MAX_DELAY_SECS, MAX_LOOKBACK_SECS};
+use crate::config::schema::LogsSection;
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{labels, Exposition, FloatGauge};
 use crate::store::{PatternCount, RunOutcome};
 
@@ -227,4 +229,36 @@ async fn run(ctx: &JobContext, s: &LogsSettings, last_events: &mut BTreeMap<Grou
     let mut out = JobOutput::new(outcome, detail.matches_added).with_detail(detail);
     out.failures = failures;
     out
+}
+
+/// Checks `[collectors.logs]`: its settings when it is enabled and valid.
+pub(crate) fn check(cx: &mut Checker<'_>, s: &LogsSection) -> Option<Scheduled<LogsSettings>> {
+    let base = collector(NAME);
+    let mut names = std::collections::BTreeSet::new();
+    let mut patterns = Vec::new();
+    for (i, p) in s.patterns.iter().enumerate() {
+        let at = |k| key(&item(&base, "patterns", i), k);
+        if p.log_group.trim().is_empty() {
+            cx.error(&at("log_group"), "must not be empty");
+        }
+        if p.name.trim().is_empty() {
+            cx.error(&at("name"), "must not be empty");
+        } else if !names.insert((p.log_group.clone(), p.name.clone())) {
+            cx.error(&at("name"), format!("log group {:?} already has a pattern named {:?}", p.log_group, p.name));
+        }
+        if p.pattern.trim().is_empty() {
+            cx.error(&at("pattern"), "must not be empty (an empty pattern matches every event)");
+        }
+        patterns.push(Pattern { log_group: p.log_group.clone(), name: p.name.clone(), filter: p.pattern.clone() });
+    }
+    cx.at_most(&key(&base, "delay_secs"), s.delay_secs.into(), MAX_DELAY_SECS, false);
+    cx.at_most(&key(&base, "initial_lookback_secs"), s.initial_lookback_secs.into(), MAX_LOOKBACK_SECS, false);
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 300)?;
+    let settings = LogsSettings {
+        patterns,
+        delay: Duration::from_secs(s.delay_secs),
+        initial_lookback: Duration::from_secs(s.initial_lookback_secs),
+        last_event_time: s.last_event_time,
+    };
+    s.enabled.then_some(Scheduled { schedule, settings })
 }

@@ -11,7 +11,7 @@
 //! An invalid rule file fails the run: the previous findings and metrics stay as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::rules::engine::{evaluate_with_threads, CostIndex, Inputs};
@@ -28,9 +28,12 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use super::{Job, JobContext, JobOutput, Published, Registration, Render};
-use crate::config::Config;
+use crate::config::check::{item, key, Checker, Seg, Shared};
+use crate::config::schema::RulesSection;
+use crate::config::{Config, Job as Scheduled};
 use crate::metrics::{labels, render_findings, Exposition, FloatGauge};
 use crate::store::{FindingCount, RuleResource, RunOutcome, Store, StoreError};
+use ::rules::located::Diagnostic;
 
 pub const NAME: &str = "rules";
 
@@ -563,4 +566,45 @@ async fn evaluate(ctx: &JobContext, s: &RulesSettings) -> Result<(JobOutput, Rul
         Err(e) => return Err(JobOutput::failed(format!("cannot record the findings: {e}"))),
     }
     Ok((JobOutput::new(RunOutcome::Success, detail.findings).with_detail(detail), RulesAggregates::of(evaluation)))
+}
+
+/// Checks `[rules]` and reads the rule files it names: its settings when it is enabled and valid. A rule
+/// file's own problems are returned apart, with that file's name and lines.
+pub(crate) fn check(
+    cx: &mut Checker<'_>,
+    r: &RulesSection,
+    shared: &Shared<'_>,
+    rule_errors: &mut Vec<Diagnostic>,
+) -> Option<Scheduled<RulesSettings>> {
+    let base = vec![Seg::Key("rules")];
+    if r.files.is_empty() {
+        cx.error(&key(&base, "files"), "must name at least one rule file or glob");
+    }
+    let mut sources = Vec::new();
+    for (i, f) in r.files.iter().enumerate() {
+        if f.trim().is_empty() {
+            cx.error(&item(&base, "files", i), "must not be empty");
+        }
+        let resolved =
+            if Path::new(f).is_absolute() { f.clone() } else { shared.base_dir.join(f).display().to_string() };
+        sources.push(RuleSource { written: f.clone(), resolved });
+    }
+    if !(1..=64).contains(&r.threads) {
+        cx.error(&key(&base, "threads"), "must be between 1 and 64");
+    }
+    let schedule = cx.schedule(&base, r.interval_secs, r.cron.as_deref(), 300);
+    if !r.enabled {
+        return None;
+    }
+    if !sources.is_empty() && sources.iter().all(|s| !s.written.trim().is_empty()) {
+        if let Err(problems) = read_rule_files(&sources) {
+            for p in problems {
+                match p {
+                    RulesProblem::Source { index, message } => cx.error(&item(&base, "files", index), message),
+                    RulesProblem::File(e) => rule_errors.push(e),
+                }
+            }
+        }
+    }
+    schedule.map(|schedule| Scheduled { schedule, settings: RulesSettings { sources, threads: r.threads } })
 }

@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::{Job, JobContext, JobOutput, Registration};
-use crate::config::Config;
+use crate::config::check::{collector, key, Checker, Shared};
+use crate::config::schema::TerraformSection;
+use crate::config::{Config, Job as Scheduled};
 use crate::store::RunOutcome;
 
 pub const NAME: &str = "terraform";
@@ -93,4 +95,30 @@ async fn run(ctx: &JobContext, s: &TerraformSettings) -> JobOutput {
     let mut out = JobOutput::new(outcome, detail.resources).with_detail(detail);
     out.failures = failures;
     out
+}
+
+/// Checks `[collectors.terraform]`: its settings when it is enabled and valid.
+pub(crate) fn check(
+    cx: &mut Checker<'_>,
+    s: &TerraformSection,
+    shared: &Shared<'_>,
+) -> Option<Scheduled<TerraformSettings>> {
+    let base = collector(NAME);
+    let empty = "must name at least one state file, glob or s3:// location";
+    let sources = cx.sources(&base, "sources", &s.sources, empty, StateSource::parse);
+    let account = cx.account(&base, s.account.as_ref(), shared);
+    for (k, v) in [("region", &s.region), ("default_region", &s.default_region)] {
+        if let Some(r) = v {
+            cx.region(&key(&base, k), r);
+        }
+    }
+    let region = s.region.clone().unwrap_or_else(|| shared.home_region.to_string());
+    let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 900)?;
+    let settings = TerraformSettings {
+        sources,
+        account: account?,
+        default_region: s.default_region.clone().unwrap_or_else(|| region.clone()),
+        region,
+    };
+    s.enabled.then_some(Scheduled { schedule, settings })
 }

@@ -106,15 +106,15 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(BillingFile {
-                    id: r.try_get(0).map_err(q(WHAT))?,
-                    uri: r.try_get(1).map_err(q(WHAT))?,
-                    fingerprint: r.try_get(2).map_err(q(WHAT))?,
-                    format: r.try_get(3).map_err(q(WHAT))?,
-                    schema: r.try_get(4).map_err(q(WHAT))?,
-                    rows_read: r.try_get(5).map_err(q(WHAT))?,
-                    rows_skipped: r.try_get(6).map_err(q(WHAT))?,
-                    cost_rows: r.try_get(7).map_err(q(WHAT))?,
-                    loaded_at: from_ms(r.try_get(8).map_err(q(WHAT))?),
+                    id: r.try_get("id").map_err(q(WHAT))?,
+                    uri: r.try_get("uri").map_err(q(WHAT))?,
+                    fingerprint: r.try_get("fingerprint").map_err(q(WHAT))?,
+                    format: r.try_get("format").map_err(q(WHAT))?,
+                    schema: r.try_get("schema").map_err(q(WHAT))?,
+                    rows_read: r.try_get("rows_read").map_err(q(WHAT))?,
+                    rows_skipped: r.try_get("rows_skipped").map_err(q(WHAT))?,
+                    cost_rows: r.try_get("cost_rows").map_err(q(WHAT))?,
+                    loaded_at: from_ms(r.try_get("loaded_at_ms").map_err(q(WHAT))?),
                 })
             })
             .collect()
@@ -128,7 +128,7 @@ impl Store {
             .await
             .map_err(q("find billing file"))?;
         match row {
-            Some(r) => Ok(r.try_get::<String, _>(0).map_err(q("find billing file"))? == file.fingerprint),
+            Some(r) => Ok(r.try_get::<String, _>("fingerprint").map_err(q("find billing file"))? == file.fingerprint),
             None => Ok(false),
         }
     }
@@ -160,7 +160,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(q("upsert billing file"))?;
-        let id: i64 = row.try_get(0).map_err(q("upsert billing file"))?;
+        let id: i64 = row.try_get("id").map_err(q("upsert billing file"))?;
         sqlx::query("DELETE FROM billing_costs WHERE file_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -207,7 +207,7 @@ impl Store {
         const WHAT: &str = "billing totals";
         let col = group_by.column();
         let sql = format!(
-            "SELECT {col}, currency, billed_cost, effective_cost, list_cost FROM billing_costs{}",
+            "SELECT {col} AS group_key, currency, billed_cost, effective_cost, list_cost FROM billing_costs{}",
             if days.is_some() { " WHERE day >= $1 AND day <= $2" } else { "" }
         );
         let mut query = sqlx::query(&sql);
@@ -217,12 +217,12 @@ impl Store {
         let mut sums: BTreeMap<(String, String), [Decimal; 3]> = BTreeMap::new();
         let mut rows = query.fetch(self.pool());
         while let Some(r) = rows.try_next().await.map_err(q(WHAT))? {
-            let group: Option<String> = r.try_get(0).map_err(q(WHAT))?;
-            let currency: String = r.try_get(1).map_err(q(WHAT))?;
+            let group: Option<String> = r.try_get("group_key").map_err(q(WHAT))?;
+            let currency: String = r.try_get("currency").map_err(q(WHAT))?;
             let amounts = [
-                decimal("billed cost", &r.try_get::<String, _>(2).map_err(q(WHAT))?)?,
-                decimal("effective cost", &r.try_get::<String, _>(3).map_err(q(WHAT))?)?,
-                decimal("list cost", &r.try_get::<String, _>(4).map_err(q(WHAT))?)?,
+                decimal("billed cost", &r.try_get::<String, _>("billed_cost").map_err(q(WHAT))?)?,
+                decimal("effective cost", &r.try_get::<String, _>("effective_cost").map_err(q(WHAT))?)?,
+                decimal("list cost", &r.try_get::<String, _>("list_cost").map_err(q(WHAT))?)?,
             ];
             let sum = sums.entry((group.unwrap_or_default(), currency)).or_insert([Decimal::ZERO; 3]);
             for (s, a) in sum.iter_mut().zip(amounts) {
@@ -279,22 +279,22 @@ impl Store {
         .bind(to.format("%Y-%m-%d").to_string())
         .fetch(self.pool());
         while let Some(r) = rows.try_next().await.map_err(q(WHAT))? {
-            let day: String = r.try_get(0).map_err(q(WHAT))?;
-            let tags: String = r.try_get(12).map_err(q(WHAT))?;
+            let day: String = r.try_get("day").map_err(q(WHAT))?;
+            let tags: String = r.try_get("tags").map_err(q(WHAT))?;
             f(DailyCost {
                 day: NaiveDate::parse_from_str(&day, "%Y-%m-%d")
                     .map_err(|e| StoreError::Corrupt { what: "billing day", detail: format!("{day:?}: {e}") })?,
-                provider: r.try_get(1).map_err(q(WHAT))?,
-                billing_account_id: r.try_get(2).map_err(q(WHAT))?,
-                sub_account_id: r.try_get(3).map_err(q(WHAT))?,
-                service_name: r.try_get(4).map_err(q(WHAT))?,
-                resource_id: r.try_get(5).map_err(q(WHAT))?,
-                region: r.try_get(6).map_err(q(WHAT))?,
-                charge_category: r.try_get(7).map_err(q(WHAT))?,
-                currency: r.try_get(8).map_err(q(WHAT))?,
-                billed_cost: decimal("billed cost", &r.try_get::<String, _>(9).map_err(q(WHAT))?)?,
-                effective_cost: decimal("effective cost", &r.try_get::<String, _>(10).map_err(q(WHAT))?)?,
-                list_cost: decimal("list cost", &r.try_get::<String, _>(11).map_err(q(WHAT))?)?,
+                provider: r.try_get("provider").map_err(q(WHAT))?,
+                billing_account_id: r.try_get("billing_account_id").map_err(q(WHAT))?,
+                sub_account_id: r.try_get("account_id").map_err(q(WHAT))?,
+                service_name: r.try_get("service").map_err(q(WHAT))?,
+                resource_id: r.try_get("resource_id").map_err(q(WHAT))?,
+                region: r.try_get("region").map_err(q(WHAT))?,
+                charge_category: r.try_get("charge_category").map_err(q(WHAT))?,
+                currency: r.try_get("currency").map_err(q(WHAT))?,
+                billed_cost: decimal("billed cost", &r.try_get::<String, _>("billed_cost").map_err(q(WHAT))?)?,
+                effective_cost: decimal("effective cost", &r.try_get::<String, _>("effective_cost").map_err(q(WHAT))?)?,
+                list_cost: decimal("list cost", &r.try_get::<String, _>("list_cost").map_err(q(WHAT))?)?,
                 tags: serde_json::from_str(&tags)
                     .map_err(|e| StoreError::Corrupt { what: "billing tags", detail: e.to_string() })?,
             });

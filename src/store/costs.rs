@@ -139,11 +139,11 @@ impl Store {
         .map_err(q("last cost fetch"))?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CostFetchRow {
-            fetched_at: from_ms(r.try_get(0).map_err(q("last cost fetch"))?),
-            window_start: day(&r.try_get::<String, _>(1).map_err(q("last cost fetch"))?)?,
-            window_end: day(&r.try_get::<String, _>(2).map_err(q("last cost fetch"))?)?,
-            requests: r.try_get(3).map_err(q("last cost fetch"))?,
-            rows: r.try_get(4).map_err(q("last cost fetch"))?,
+            fetched_at: from_ms(r.try_get("fetched_at_ms").map_err(q("last cost fetch"))?),
+            window_start: day(&r.try_get::<String, _>("window_start").map_err(q("last cost fetch"))?)?,
+            window_end: day(&r.try_get::<String, _>("window_end").map_err(q("last cost fetch"))?)?,
+            requests: r.try_get("requests").map_err(q("last cost fetch"))?,
+            rows: r.try_get("row_count").map_err(q("last cost fetch"))?,
         }))
     }
 
@@ -166,15 +166,15 @@ impl Store {
         .map_err(q("cost days"))?;
         rows.iter()
             .map(|r| {
-                let amount: String = r.try_get(3).map_err(q("cost days"))?;
+                let amount: String = r.try_get("amount").map_err(q("cost days"))?;
                 Ok(CostDay {
-                    day: day(&r.try_get::<String, _>(0).map_err(q("cost days"))?)?,
-                    dimension: r.try_get(1).map_err(q("cost days"))?,
-                    key: r.try_get(2).map_err(q("cost days"))?,
+                    day: day(&r.try_get::<String, _>("day").map_err(q("cost days"))?)?,
+                    dimension: r.try_get("dimension").map_err(q("cost days"))?,
+                    key: r.try_get("group_key").map_err(q("cost days"))?,
                     metric,
                     amount: Decimal::from_str(&amount)
                         .map_err(|e| StoreError::Corrupt { what: "cost amount", detail: format!("{amount:?}: {e}") })?,
-                    estimated: r.try_get::<i32, _>(4).map_err(q("cost days"))? != 0,
+                    estimated: r.try_get::<i32, _>("estimated").map_err(q("cost days"))? != 0,
                 })
             })
             .collect()

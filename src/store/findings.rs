@@ -149,18 +149,20 @@ impl Store {
                 query = query.bind(k.as_str());
             }
             for r in query.fetch_all(&mut *tx).await.map_err(q("open findings"))? {
-                let scope: (Option<String>, Option<String>) =
-                    (r.try_get(4).map_err(q("open findings"))?, r.try_get(5).map_err(q("open findings"))?);
+                let scope: (Option<String>, Option<String>) = (
+                    r.try_get("account_id").map_err(q("open findings"))?,
+                    r.try_get("region").map_err(q("open findings"))?,
+                );
                 let keep = match scope {
                     (Some(account), Some(region)) => left_alone.iter().any(|(a, g)| *a == account && *g == region),
                     _ => false,
                 };
                 let key = (
-                    r.try_get(1).map_err(q("open findings"))?,
-                    r.try_get(2).map_err(q("open findings"))?,
-                    r.try_get(3).map_err(q("open findings"))?,
+                    r.try_get("kind").map_err(q("open findings"))?,
+                    r.try_get("rule").map_err(q("open findings"))?,
+                    r.try_get("subject").map_err(q("open findings"))?,
                 );
-                open.insert(key, (r.try_get(0).map_err(q("open findings"))?, keep));
+                open.insert(key, (r.try_get("id").map_err(q("open findings"))?, keep));
             }
         }
 
@@ -242,29 +244,29 @@ impl Store {
         let mut out = rows
             .iter()
             .map(|r| {
-                let kind: String = r.try_get(1).map_err(q(WHAT))?;
-                let severity: String = r.try_get(7).map_err(q(WHAT))?;
-                let money: Option<String> = r.try_get(9).map_err(q(WHAT))?;
-                let details: String = r.try_get(10).map_err(q(WHAT))?;
+                let kind: String = r.try_get("kind").map_err(q(WHAT))?;
+                let severity: String = r.try_get("severity").map_err(q(WHAT))?;
+                let money: Option<String> = r.try_get("monthly_usd").map_err(q(WHAT))?;
+                let details: String = r.try_get("details").map_err(q(WHAT))?;
                 Ok(StoredFinding {
-                    id: r.try_get(0).map_err(q(WHAT))?,
+                    id: r.try_get("id").map_err(q(WHAT))?,
                     kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
-                    rule: r.try_get(2).map_err(q(WHAT))?,
-                    subject: r.try_get(3).map_err(q(WHAT))?,
-                    account_id: r.try_get(4).map_err(q(WHAT))?,
-                    region: r.try_get(5).map_err(q(WHAT))?,
-                    resource_type: r.try_get(6).map_err(q(WHAT))?,
+                    rule: r.try_get("rule").map_err(q(WHAT))?,
+                    subject: r.try_get("subject").map_err(q(WHAT))?,
+                    account_id: r.try_get("account_id").map_err(q(WHAT))?,
+                    region: r.try_get("region").map_err(q(WHAT))?,
+                    resource_type: r.try_get("resource_type").map_err(q(WHAT))?,
                     severity: Severity::parse(&severity)
                         .ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
-                    message: r.try_get(8).map_err(q(WHAT))?,
+                    message: r.try_get("message").map_err(q(WHAT))?,
                     monthly_usd: money
                         .map(|m| {
                             Decimal::from_str(&m).map_err(|e| corrupt("finding monthly_usd")(format!("{m:?}: {e}")))
                         })
                         .transpose()?,
                     details: serde_json::from_str(&details).map_err(|e| corrupt("finding details")(e.to_string()))?,
-                    first_seen: from_ms(r.try_get(11).map_err(q(WHAT))?),
-                    last_seen: from_ms(r.try_get(12).map_err(q(WHAT))?),
+                    first_seen: from_ms(r.try_get("first_seen_ms").map_err(q(WHAT))?),
+                    last_seen: from_ms(r.try_get("last_seen_ms").map_err(q(WHAT))?),
                     resolved_at: r.try_get::<Option<i64>, _>(13).map_err(q(WHAT))?.map(from_ms),
                 })
             })
@@ -280,7 +282,7 @@ impl Store {
     pub async fn finding_counts(&self) -> Result<Vec<FindingCount>, StoreError> {
         const WHAT: &str = "count findings";
         let rows = sqlx::query(
-            "SELECT kind, severity, COUNT(*) FROM findings WHERE resolved_at_ms IS NULL GROUP BY kind, severity",
+            "SELECT kind, severity, COUNT(*) AS open_count FROM findings WHERE resolved_at_ms IS NULL GROUP BY kind, severity",
         )
         .fetch_all(self.pool())
         .await
@@ -288,13 +290,13 @@ impl Store {
         let mut out = rows
             .iter()
             .map(|r| {
-                let kind: String = r.try_get(0).map_err(q(WHAT))?;
-                let severity: String = r.try_get(1).map_err(q(WHAT))?;
+                let kind: String = r.try_get("kind").map_err(q(WHAT))?;
+                let severity: String = r.try_get("severity").map_err(q(WHAT))?;
                 Ok(FindingCount {
                     kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
                     severity: Severity::parse(&severity)
                         .ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
-                    open: r.try_get(2).map_err(q(WHAT))?,
+                    open: r.try_get("open_count").map_err(q(WHAT))?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -314,23 +316,23 @@ impl Store {
         .map_err(q(WHAT))?;
         rows.iter()
             .map(|r| {
-                let tags: String = r.try_get(7).map_err(q(WHAT))?;
-                let details: String = r.try_get(8).map_err(q(WHAT))?;
+                let tags: String = r.try_get("tags").map_err(q(WHAT))?;
+                let details: String = r.try_get("details").map_err(q(WHAT))?;
                 Ok(RuleResource {
                     resource: Resource {
-                        arn: r.try_get(0).map_err(q(WHAT))?,
-                        resource_type: r.try_get(1).map_err(q(WHAT))?,
-                        account_id: r.try_get(2).map_err(q(WHAT))?,
-                        region: r.try_get(3).map_err(q(WHAT))?,
-                        id: r.try_get(4).map_err(q(WHAT))?,
-                        name: r.try_get(5).map_err(q(WHAT))?,
-                        state: r.try_get(6).map_err(q(WHAT))?,
+                        arn: r.try_get("arn").map_err(q(WHAT))?,
+                        resource_type: r.try_get("resource_type").map_err(q(WHAT))?,
+                        account_id: r.try_get("account_id").map_err(q(WHAT))?,
+                        region: r.try_get("region").map_err(q(WHAT))?,
+                        id: r.try_get("resource_id").map_err(q(WHAT))?,
+                        name: r.try_get("name").map_err(q(WHAT))?,
+                        state: r.try_get("state").map_err(q(WHAT))?,
                         tags: serde_json::from_str(&tags).map_err(|e| corrupt("resource tags")(e.to_string()))?,
                         created_at: r.try_get::<Option<i64>, _>(9).map_err(q(WHAT))?.map(from_ms),
                         details: serde_json::from_str(&details)
                             .map_err(|e| corrupt("resource details")(e.to_string()))?,
                     },
-                    first_seen: from_ms(r.try_get(10).map_err(q(WHAT))?),
+                    first_seen: from_ms(r.try_get("first_seen_ms").map_err(q(WHAT))?),
                 })
             })
             .collect()
@@ -347,15 +349,15 @@ impl Store {
         .map_err(q(WHAT))?;
         rows.iter()
             .map(|r| {
-                let tags: String = r.try_get(5).map_err(q(WHAT))?;
+                let tags: String = r.try_get("tags").map_err(q(WHAT))?;
                 let tags: BTreeMap<String, String> =
                     serde_json::from_str(&tags).map_err(|e| corrupt("terraform tags")(e.to_string()))?;
                 Ok(rules::input::TfResource {
-                    origin: r.try_get(0).map_err(q(WHAT))?,
-                    address: r.try_get(1).map_err(q(WHAT))?,
-                    tf_type: r.try_get(2).map_err(q(WHAT))?,
-                    arn: r.try_get(3).map_err(q(WHAT))?,
-                    id: r.try_get(4).map_err(q(WHAT))?,
+                    origin: r.try_get("origin").map_err(q(WHAT))?,
+                    address: r.try_get("address").map_err(q(WHAT))?,
+                    tf_type: r.try_get("tf_type").map_err(q(WHAT))?,
+                    arn: r.try_get("arn").map_err(q(WHAT))?,
+                    id: r.try_get("resource_id").map_err(q(WHAT))?,
                     tags,
                 })
             })

@@ -152,10 +152,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(ScopeCount {
-                    account_id: r.try_get(0).map_err(q("count resources"))?,
-                    region: r.try_get(1).map_err(q("count resources"))?,
-                    resource_type: r.try_get(2).map_err(q("count resources"))?,
-                    total: r.try_get(3).map_err(q("count resources"))?,
+                    account_id: r.try_get("account_id").map_err(q("count resources"))?,
+                    region: r.try_get("region").map_err(q("count resources"))?,
+                    resource_type: r.try_get("resource_type").map_err(q("count resources"))?,
+                    total: r.try_get("total").map_err(q("count resources"))?,
                     untagged: r.try_get::<Option<i64>, _>(4).map_err(q("count resources"))?.unwrap_or(0),
                 })
             })
@@ -173,19 +173,19 @@ impl Store {
         .map_err(q("list resources"))?;
         rows.iter()
             .map(|r| {
-                let tags: String = r.try_get(5).map_err(q("list resources"))?;
+                let tags: String = r.try_get("tags").map_err(q("list resources"))?;
                 let tags = serde_json::from_str(&tags)
                     .map_err(|e| StoreError::Corrupt { what: "resource tags", detail: e.to_string() })?;
                 Ok(StoredResource {
-                    arn: r.try_get(0).map_err(q("list resources"))?,
-                    resource_type: r.try_get(1).map_err(q("list resources"))?,
-                    account_id: r.try_get(2).map_err(q("list resources"))?,
-                    region: r.try_get(3).map_err(q("list resources"))?,
-                    state: r.try_get(4).map_err(q("list resources"))?,
+                    arn: r.try_get("arn").map_err(q("list resources"))?,
+                    resource_type: r.try_get("resource_type").map_err(q("list resources"))?,
+                    account_id: r.try_get("account_id").map_err(q("list resources"))?,
+                    region: r.try_get("region").map_err(q("list resources"))?,
+                    state: r.try_get("state").map_err(q("list resources"))?,
                     tags,
-                    untagged: r.try_get::<i32, _>(6).map_err(q("list resources"))? != 0,
-                    first_seen: from_ms(r.try_get(7).map_err(q("list resources"))?),
-                    last_seen: from_ms(r.try_get(8).map_err(q("list resources"))?),
+                    untagged: r.try_get::<i32, _>("untagged").map_err(q("list resources"))? != 0,
+                    first_seen: from_ms(r.try_get("first_seen_ms").map_err(q("list resources"))?),
+                    last_seen: from_ms(r.try_get("last_seen_ms").map_err(q("list resources"))?),
                     gone_at: r.try_get::<Option<i64>, _>(9).map_err(q("list resources"))?.map(from_ms),
                 })
             })
@@ -208,7 +208,9 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(q("accounts"))?;
-        rows.iter().map(|r| Ok((r.try_get(0).map_err(q("accounts"))?, r.try_get(1).map_err(q("accounts"))?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("name").map_err(q("accounts"))?, r.try_get("account_id").map_err(q("accounts"))?)))
+            .collect()
     }
 
     /// Live resources of one type in one account and region, ordered by ARN.
@@ -230,10 +232,10 @@ impl Store {
         .map_err(q("live resources"))?;
         rows.iter()
             .map(|r| {
-                let tags: String = r.try_get(2).map_err(q("live resources"))?;
+                let tags: String = r.try_get("tags").map_err(q("live resources"))?;
                 Ok(LiveResource {
-                    arn: r.try_get(0).map_err(q("live resources"))?,
-                    id: r.try_get(1).map_err(q("live resources"))?,
+                    arn: r.try_get("arn").map_err(q("live resources"))?,
+                    id: r.try_get("resource_id").map_err(q("live resources"))?,
                     tags: serde_json::from_str(&tags)
                         .map_err(|e| StoreError::Corrupt { what: "resource tags", detail: e.to_string() })?,
                 })

@@ -31,13 +31,13 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(PatternCount {
-                    account_id: r.try_get(0).map_err(q("pattern counts"))?,
-                    region: r.try_get(1).map_err(q("pattern counts"))?,
-                    log_group: r.try_get(2).map_err(q("pattern counts"))?,
-                    pattern_name: r.try_get(3).map_err(q("pattern counts"))?,
-                    filter_pattern: r.try_get(4).map_err(q("pattern counts"))?,
-                    matches: r.try_get(5).map_err(q("pattern counts"))?,
-                    counted_until_ms: r.try_get(6).map_err(q("pattern counts"))?,
+                    account_id: r.try_get("account_id").map_err(q("pattern counts"))?,
+                    region: r.try_get("region").map_err(q("pattern counts"))?,
+                    log_group: r.try_get("log_group").map_err(q("pattern counts"))?,
+                    pattern_name: r.try_get("pattern_name").map_err(q("pattern counts"))?,
+                    filter_pattern: r.try_get("filter_pattern").map_err(q("pattern counts"))?,
+                    matches: r.try_get("matches").map_err(q("pattern counts"))?,
+                    counted_until_ms: r.try_get("counted_until_ms").map_err(q("pattern counts"))?,
                 })
             })
             .collect()
@@ -87,13 +87,13 @@ impl Store {
         .map_err(q("log groups"))?;
         rows.iter()
             .map(|r| {
-                let details: String = r.try_get(3).map_err(q("log groups"))?;
+                let details: String = r.try_get("details").map_err(q("log groups"))?;
                 let v: serde_json::Value = serde_json::from_str(&details)
                     .map_err(|e| StoreError::Corrupt { what: "log group details", detail: e.to_string() })?;
                 Ok((
-                    r.try_get(0).map_err(q("log groups"))?,
-                    r.try_get(1).map_err(q("log groups"))?,
-                    r.try_get(2).map_err(q("log groups"))?,
+                    r.try_get("account_id").map_err(q("log groups"))?,
+                    r.try_get("region").map_err(q("log groups"))?,
+                    r.try_get("resource_id").map_err(q("log groups"))?,
                     v["retention_days"].as_i64(),
                     v["stored_bytes"].as_i64(),
                 ))

@@ -71,7 +71,7 @@ impl Store {
         .fetch_one(self.pool())
         .await
         .map_err(q("begin run"))?;
-        row.try_get::<i64, _>(0).map_err(q("begin run"))
+        row.try_get::<i64, _>("id").map_err(q("begin run"))
     }
 
     /// Closes a run row with its outcome.
@@ -170,10 +170,14 @@ impl Store {
         .map_err(q("last successes"))?;
         rows.iter()
             .map(|r| {
-                let started: i64 = r.try_get(1).map_err(q("last successes"))?;
-                let ended: Option<i64> = r.try_get(2).map_err(q("last successes"))?;
+                let started: i64 = r.try_get("started_at_ms").map_err(q("last successes"))?;
+                let ended: Option<i64> = r.try_get("ended_at_ms").map_err(q("last successes"))?;
                 let ended = ended.unwrap_or(started);
-                Ok((r.try_get(0).map_err(q("last successes"))?, from_ms(ended), (ended - started) as f64 / 1000.0))
+                Ok((
+                    r.try_get("collector").map_err(q("last successes"))?,
+                    from_ms(ended),
+                    (ended - started) as f64 / 1000.0,
+                ))
             })
             .collect()
     }

@@ -88,10 +88,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(StoredTfResource {
-                    origin: r.try_get(0).map_err(q("terraform resources"))?,
-                    address: r.try_get(1).map_err(q("terraform resources"))?,
-                    resource_type: r.try_get(2).map_err(q("terraform resources"))?,
-                    arn: r.try_get(3).map_err(q("terraform resources"))?,
+                    origin: r.try_get("origin").map_err(q("terraform resources"))?,
+                    address: r.try_get("address").map_err(q("terraform resources"))?,
+                    resource_type: r.try_get("resource_type").map_err(q("terraform resources"))?,
+                    arn: r.try_get("arn").map_err(q("terraform resources"))?,
                 })
             })
             .collect()

@@ -11,8 +11,6 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
 pub use pattern::{Exemptions, Glob, TagMatch};
 pub use schema::{CleanupSection, DriftSection, PricesEntry, TaggingEntry, ThresholdEntry};
 
@@ -20,46 +18,9 @@ use crate::cleanup::CleanupSettings;
 use crate::drift::DriftSettings;
 use crate::tagging::TaggingRule;
 
-/// One thing wrong with a rule file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RuleFileError {
-    /// The name the file was given to [`parse_rule_file`].
-    pub file: String,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// Field path, e.g. `tagging[1].allowed_patterns.env`; empty for the file as a whole.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for RuleFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Everything wrong with one or more rule files, sorted by file order and line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RuleFileErrors(pub Vec<RuleFileError>);
-
-impl fmt::Display for RuleFileErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+/// One thing wrong with a rule file, and everything wrong with one or more rule files (sorted by file order
+/// and line): the diagnostics the configuration file reports with too.
+pub use crate::located::{Diagnostic as RuleFileError, Diagnostics as RuleFileErrors};
 
 /// Where a named rule was defined, to report duplicates across files.
 #[derive(Debug, Clone, PartialEq)]
