@@ -151,7 +151,7 @@ pub async fn load_billing_until(
                 warn!(source = %source, %error, "billing source not listed");
                 report.source_failures.push(SourceFailure {
                     source: source.to_string(),
-                    kind: error.kind(),
+                    kind: error.as_kind(),
                     error: error.to_string(),
                 });
                 continue;
@@ -197,7 +197,7 @@ async fn load_file(
         Ok(read) => read,
         Err(error) => {
             warn!(uri = %file.uri, %error, "billing file not loaded");
-            return Some(FileStatus::Failed { kind: error.kind(), error: error.to_string() });
+            return Some(FileStatus::Failed { kind: error.as_kind(), error: error.to_string() });
         }
     };
     for example in &read.skipped_examples {

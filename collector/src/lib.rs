@@ -9,7 +9,7 @@ pub mod aws;
 pub mod billing;
 pub mod model;
 pub mod money;
-mod source;
+pub mod source;
 pub mod terraform;
 
 pub use aws::calls::{ApiCallKey, ApiCallStats, CallOutcome};

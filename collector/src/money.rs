@@ -34,12 +34,19 @@ pub fn sum(amounts: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overfl
     Ok(total)
 }
 
-/// `amount` when its magnitude is at most [`MAX_AMOUNT`]; otherwise a message naming it.
-pub fn bounded(amount: Decimal) -> Result<Decimal, String> {
+/// An amount whose magnitude exceeds [`MAX_AMOUNT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("amount {amount} is outside the accepted range of ±{MAX_AMOUNT}")]
+pub struct OutOfRange {
+    pub amount: Decimal,
+}
+
+/// `amount` when its magnitude is at most [`MAX_AMOUNT`]; otherwise an error naming it.
+pub fn bounded(amount: Decimal) -> Result<Decimal, OutOfRange> {
     if amount.abs() <= MAX_AMOUNT {
         Ok(amount)
     } else {
-        Err(format!("amount {amount} is outside the accepted range of ±{MAX_AMOUNT}"))
+        Err(OutOfRange { amount })
     }
 }
 
@@ -81,7 +88,7 @@ mod tests {
         check("-1000000000000000.01", false);
         check("5e28", false);
         assert_eq!(
-            bounded(Decimal::from_scientific("5e28").unwrap()).unwrap_err(),
+            bounded(Decimal::from_scientific("5e28").unwrap()).unwrap_err().to_string(),
             "amount 50000000000000000000000000000 is outside the accepted range of ±1000000000000000"
         );
     }

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use collector::aws::account_id;
 use collector::aws::cloudwatch::{self, dedup_labels, exposition_name, label_name, MetricQuery};
+use collector::aws::{account_id, AwsError};
 use collector::ScopeFailure;
 use futures::stream::{self, StreamExt};
 use rules::finding::FindingKind;
@@ -293,7 +293,7 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                         account_id: None,
                         region: None,
                         source: "sts:GetCallerIdentity".into(),
-                        error,
+                        error: error.message,
                     });
                     continue;
                 }
@@ -381,7 +381,7 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
 
     let mut detail =
         CloudWatchDetail { queries: targets.iter().map(|t| t.queries.len() as u64).sum(), ..Default::default() };
-    let mut units: Vec<futures::future::BoxFuture<'_, (usize, Result<cloudwatch::CloudWatchFetch, String>)>> =
+    let mut units: Vec<futures::future::BoxFuture<'_, (usize, Result<cloudwatch::CloudWatchFetch, AwsError>)>> =
         Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let account = &ctx.aws.accounts[t.account];
@@ -413,7 +413,7 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                         account_id: Some(t.account_id.clone()),
                         region: Some(t.region.clone()),
                         source: "cloudwatch:GetMetricData".into(),
-                        error,
+                        error: error.to_string(),
                     });
                 }
                 let mut points: BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> =
@@ -436,7 +436,7 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                 account_id: Some(t.account_id.clone()),
                 region: Some(t.region.clone()),
                 source: "cloudwatch:GetMetricData".into(),
-                error,
+                error: error.to_string(),
             }),
         }
     }

@@ -195,7 +195,7 @@ async fn run(ctx: &JobContext, s: &CostExplorerSettings) -> JobOutput {
     };
     let fetch = match fetched {
         Ok(f) => f,
-        Err(e) => return JobOutput::failed(e),
+        Err(e) => return JobOutput::failed(e.to_string()),
     };
     detail.requests = fetch.requests;
     let dimensions: Vec<String> = groups.iter().map(GroupKey::dimension).collect();

@@ -191,7 +191,7 @@ async fn run(ctx: &JobContext, s: &LogsSettings, last_events: &mut BTreeMap<Grou
                         account_id: Some(account_id.clone()),
                         region: Some(region.clone()),
                         source: "logs:FilterLogEvents".into(),
-                        error,
+                        error: error.to_string(),
                     }),
                 }
             }
@@ -210,7 +210,7 @@ async fn run(ctx: &JobContext, s: &LogsSettings, last_events: &mut BTreeMap<Grou
                         account_id: Some(account_id.clone()),
                         region: Some(region.clone()),
                         source: "logs:DescribeLogStreams".into(),
-                        error,
+                        error: error.to_string(),
                     }),
                 }
             }

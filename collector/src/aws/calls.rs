@@ -148,7 +148,8 @@ impl ApiCallRecorder {
     }
 }
 
-const THROTTLING_CODES: [&str; 7] = [
+/// Error codes of a service asking us to slow down.
+pub(crate) const THROTTLING_CODES: [&str; 7] = [
     "Throttling",
     "ThrottlingException",
     "ThrottledException",

@@ -12,11 +12,15 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::{client, error_chain, AccountConfig, AwsContext};
+use super::{client, AccountConfig, AwsContext, AwsError, AwsErrorKind};
 use crate::money;
 
 /// Cost Explorer's only endpoint region.
 pub const REGION: &str = "us-east-1";
+
+/// The service and the operation, as the call counters spell them.
+const SERVICE: &str = "costexplorer";
+const OPERATION: &str = "GetCostAndUsage";
 
 /// What a result is grouped by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -110,8 +114,9 @@ pub fn parse_amount(s: &str) -> Option<Decimal> {
 /// Adds one GetCostAndUsage page grouped by `group` to `out`: its account names and its rows. An amount
 /// that is not a number, or whose magnitude exceeds [`MAX_AMOUNT`](crate::money::MAX_AMOUNT), fails the page
 /// with the group and day it belongs to.
-fn read_page(page: &GetCostAndUsageOutput, group: &GroupKey, out: &mut CostFetch) -> Result<(), String> {
+fn read_page(page: &GetCostAndUsageOutput, group: &GroupKey, out: &mut CostFetch) -> Result<(), AwsError> {
     let dimension = group.dimension();
+    let malformed = |message: String| AwsError::malformed(SERVICE, OPERATION, message).about(format!("by {dimension}"));
     for attr in page.dimension_value_attributes() {
         if let (Some(v), Some(name)) = (attr.value(), attr.attributes().and_then(|a| a.get("description"))) {
             out.account_names.insert(v.to_string(), name.clone());
@@ -119,7 +124,7 @@ fn read_page(page: &GetCostAndUsageOutput, group: &GroupKey, out: &mut CostFetch
     }
     for result in page.results_by_time() {
         let Some(day) = result.time_period().and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok()) else {
-            return Err(format!("GetCostAndUsage by {dimension}: a result has no valid time period"));
+            return Err(malformed("a result has no valid time period".into()));
         };
         for g in result.groups() {
             let raw = g.keys().first().map(String::as_str).unwrap_or_default();
@@ -131,10 +136,11 @@ fn read_page(page: &GetCostAndUsageOutput, group: &GroupKey, out: &mut CostFetch
             for metric in CostMetric::ALL {
                 let Some(value) = g.metrics().and_then(|m| m.get(metric.api_name())) else { continue };
                 let text = value.amount().unwrap_or("0");
-                let amount = parse_amount(text)
-                    .ok_or_else(|| format!("not an amount: {text:?}"))
-                    .and_then(money::bounded)
-                    .map_err(|e| format!("GetCostAndUsage by {dimension}: {day} {key:?} {}: {e}", metric.api_name()))?;
+                let amount = match parse_amount(text) {
+                    None => Err(format!("not an amount: {text:?}")),
+                    Some(a) => money::bounded(a).map_err(|e| e.to_string()),
+                }
+                .map_err(|e| malformed(format!("{day} {key:?} {}: {e}", metric.api_name())))?;
                 out.rows.push(CostRow {
                     day,
                     dimension: dimension.clone(),
@@ -157,13 +163,13 @@ pub async fn fetch(
     start: NaiveDate,
     end: NaiveDate,
     groups: &[GroupKey],
-) -> Result<CostFetch, String> {
+) -> Result<CostFetch, AwsError> {
     let ce = client!(aws_sdk_costexplorer, ctx, account, REGION);
     let period = DateInterval::builder()
         .start(start.format("%Y-%m-%d").to_string())
         .end(end.format("%Y-%m-%d").to_string())
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| AwsError::new(SERVICE, OPERATION, AwsErrorKind::Client, e.to_string()))?;
     let mut out = CostFetch::default();
     for group in groups {
         let dimension = group.dimension();
@@ -180,7 +186,7 @@ pub async fn fetch(
                 .send()
                 .await;
             out.requests += 1;
-            let page = page.map_err(|e| format!("GetCostAndUsage by {dimension}: {}", error_chain(&e)))?;
+            let page = page.map_err(|e| AwsError::sdk(SERVICE, OPERATION, &e).about(format!("by {dimension}")))?;
             read_page(&page, group, &mut out)?;
             match page.next_page_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -248,8 +254,9 @@ mod tests {
         // Two groups of 5e28: each alone fits a decimal, their sum in any window does not.
         let huge = page("2026-03-01", &[("Amazon EC2", "5e28"), ("Amazon S3", "5E+28")]);
         let err = read_page(&huge, &GroupKey::Service, &mut CostFetch::default()).unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::MalformedResponse);
         assert_eq!(
-            err,
+            err.to_string(),
             "GetCostAndUsage by service: 2026-03-01 \"Amazon EC2\" UnblendedCost: amount \
              50000000000000000000000000000 is outside the accepted range of ±1000000000000000"
         );
@@ -264,7 +271,7 @@ mod tests {
         check("-2e15", false);
         let err = read_page(&page("2026-03-02", &[("Tax", "n/a")]), &GroupKey::Service, &mut CostFetch::default());
         assert_eq!(
-            err.unwrap_err(),
+            err.unwrap_err().to_string(),
             "GetCostAndUsage by service: 2026-03-02 \"Tax\" UnblendedCost: not an amount: \"n/a\""
         );
     }

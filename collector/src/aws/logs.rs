@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{client, error_chain, AccountConfig, AwsContext};
+use super::{client, AccountConfig, AwsContext, AwsError};
 
 /// Events of `log_group` matching `pattern` with a timestamp in `[start_ms, end_ms)`, every page read.
 /// Returns (matches, calls made).
@@ -19,7 +19,7 @@ pub async fn count_matches(
     pattern: &str,
     start_ms: i64,
     end_ms: i64,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), AwsError> {
     if end_ms <= start_ms {
         return Ok((0, 0));
     }
@@ -38,7 +38,7 @@ pub async fn count_matches(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| format!("FilterLogEvents {log_group}: {}", error_chain(&e)))?;
+            .map_err(|e| AwsError::sdk("cloudwatchlogs", "FilterLogEvents", &e).about(log_group))?;
         matches += page.events().len() as u64;
         match page.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -54,7 +54,7 @@ pub async fn last_event_time(
     account: &AccountConfig,
     region: &str,
     log_group: &str,
-) -> Result<Option<DateTime<Utc>>, String> {
+) -> Result<Option<DateTime<Utc>>, AwsError> {
     let logs = client!(aws_sdk_cloudwatchlogs, ctx, account, region);
     let out = logs
         .describe_log_streams()
@@ -64,6 +64,6 @@ pub async fn last_event_time(
         .limit(1)
         .send()
         .await
-        .map_err(|e| format!("DescribeLogStreams {log_group}: {}", error_chain(&e)))?;
+        .map_err(|e| AwsError::sdk("cloudwatchlogs", "DescribeLogStreams", &e).about(log_group))?;
     Ok(out.log_streams().first().and_then(|s| s.last_event_timestamp()).and_then(DateTime::from_timestamp_millis))
 }

@@ -5,6 +5,7 @@ mod assume_role;
 pub mod calls;
 pub mod cloudwatch;
 pub mod costexplorer;
+mod error;
 pub mod inventory;
 pub mod logs;
 
@@ -18,6 +19,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use self::calls::{ApiCallRecorder, ApiCallStats};
+pub use self::error::{AwsError, AwsErrorKind};
 
 /// One account cloudwarden reads from.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,11 +162,11 @@ macro_rules! client {
 pub(crate) use client;
 
 /// The account id behind an account's credentials (STS `GetCallerIdentity`).
-pub async fn account_id(ctx: &AwsContext, account: &AccountConfig) -> Result<String, String> {
+pub async fn account_id(ctx: &AwsContext, account: &AccountConfig) -> Result<String, AwsError> {
     let region = account.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
     let sts = client!(aws_sdk_sts, ctx, account, region);
-    let out = sts.get_caller_identity().send().await.map_err(|e| error_chain(&e))?;
-    out.account.ok_or_else(|| "GetCallerIdentity returned no account".to_string())
+    let out = sts.get_caller_identity().send().await.map_err(|e| AwsError::sdk("sts", "GetCallerIdentity", &e))?;
+    out.account.ok_or_else(|| AwsError::malformed("sts", "GetCallerIdentity", "no account in the answer"))
 }
 
 /// Renders an SDK error with its sources, for logs and the CLI (never for metric labels).

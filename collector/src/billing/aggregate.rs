@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::schema::{DayCache, RowValues, TagSets};
-use super::DailyCostRef;
+use super::{DailyCostRef, ValueError};
 use crate::money;
 
 /// Id of an absent optional text.
@@ -90,7 +90,7 @@ impl Default for Aggregator {
 impl Aggregator {
     /// Adds one row. Fails only if a sum would leave the decimal range (about 7.9e28), leaving the sums as they
     /// were.
-    pub fn add(&mut self, v: RowValues<'_>) -> Result<(), &'static str> {
+    pub fn add(&mut self, v: RowValues<'_>) -> Result<(), ValueError> {
         let t = &mut self.texts;
         let key = Key {
             day: v.day.num_days_from_ce(),
@@ -109,9 +109,10 @@ impl Aggregator {
         let sums = self.sums.entry(key).or_insert([Decimal::ZERO; 3]);
         // All three or none: a row that overflows leaves the sums as they were.
         let mut next = *sums;
-        money::add_to(&mut next[0], v.billed_cost).map_err(|_| "billed cost sum overflows")?;
-        money::add_to(&mut next[1], v.effective_cost).map_err(|_| "effective cost sum overflows")?;
-        money::add_to(&mut next[2], v.list_cost).map_err(|_| "list cost sum overflows")?;
+        let overflow = |cost: &'static str| move |_: money::Overflow| ValueError::CostSumOverflow { cost };
+        money::add_to(&mut next[0], v.billed_cost).map_err(overflow("billed cost"))?;
+        money::add_to(&mut next[1], v.effective_cost).map_err(overflow("effective cost"))?;
+        money::add_to(&mut next[2], v.list_cost).map_err(overflow("list cost"))?;
         *sums = next;
         Ok(())
     }

@@ -21,6 +21,7 @@
 
 mod aggregate;
 mod csv;
+mod error;
 mod parquet;
 mod schema;
 mod source;
@@ -36,8 +37,10 @@ pub use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::aws::{AccountConfig, AwsContext};
+use crate::source::SourceError;
 
 pub use self::csv::read_csv;
+pub use self::error::{BillingError, Location, RowError, SchemaError, ValueError};
 pub use self::source::{list_files, BillingSource};
 
 /// How a billing file is encoded, from its name.
@@ -157,77 +160,6 @@ pub struct DailyCost {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Where a malformed value is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Location {
-    /// 1-based line of a CSV file (the header is line 1); for a quoted value spanning lines, the line the
-    /// row starts on.
-    Line(u64),
-    /// Row group (0-based) and row within it (0-based) of a Parquet file.
-    Row { row_group: usize, row: u64 },
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Line(l) => write!(f, "line {l}"),
-            Location::Row { row_group, row } => write!(f, "row group {row_group}, row {row}"),
-        }
-    }
-}
-
-/// One malformed row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RowError {
-    pub uri: String,
-    pub location: Location,
-    /// The column at fault, when one is.
-    pub column: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for RowError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.uri, self.location)?;
-        if let Some(c) = &self.column {
-            write!(f, ", column {c}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Why a source could not be listed or a file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BillingError {
-    #[error("invalid billing source {source_text:?}: {reason}")]
-    InvalidSource { source_text: String, reason: String },
-    #[error("{source_text}: matched no billing file")]
-    NoMatch { source_text: String },
-    #[error("{source_text}: cannot list: {message}")]
-    List { source_text: String, message: String },
-    #[error("{uri}: cannot read: {message}")]
-    Read { uri: String, message: String },
-    #[error("{uri}: not a FOCUS 1.0 or CUR 2.0 file: {reason}")]
-    UnknownSchema { uri: String, reason: String },
-    #[error("{0}")]
-    Row(RowError),
-}
-
-impl BillingError {
-    /// The bounded kind of the error, for metric labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BillingError::InvalidSource { .. } => "invalid_source",
-            BillingError::NoMatch { .. } => "no_match",
-            BillingError::List { .. } => "list",
-            BillingError::Read { .. } => "read",
-            BillingError::UnknownSchema { .. } => "unknown_schema",
-            BillingError::Row(_) => "malformed_row",
-        }
-    }
-}
-
 /// A [`DailyCost`] borrowed from a [`FileCosts`]: what the store writes, without an owned copy of every
 /// text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,8 +236,8 @@ pub const SKIPPED_EXAMPLES: usize = 5;
 
 /// Reads one local file of a known format. Blocking: call it from a blocking thread.
 pub fn read_path(path: &Path, uri: &str, format: FileFormat, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
-    let read_err = |e: std::io::Error| BillingError::Read { uri: uri.to_string(), message: e.to_string() };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| BillingError::Read { uri: uri.to_string(), error: SourceError::io(&e) })?;
     match format {
         FileFormat::Csv => read_csv(file, uri, false, opts),
         FileFormat::CsvGz => read_csv(file, uri, true, opts),
@@ -329,5 +261,5 @@ pub async fn read_file(
     let (uri, format, opts) = (file.uri.clone(), file.format, *opts);
     tokio::task::spawn_blocking(move || read_path(Path::new(&uri), &uri, format, &opts))
         .await
-        .map_err(|e| BillingError::Read { uri: file.uri.clone(), message: format!("reader task failed: {e}") })?
+        .map_err(|e| BillingError::Read { uri: file.uri.clone(), error: SourceError::task("reader", &e) })?
 }

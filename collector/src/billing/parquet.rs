@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 
 use super::aggregate::Aggregator;
 use super::schema::{parse_decimal, Cell, Mapping, RowSource};
-use super::{BillingError, FileCosts, Location, ReadOptions, RowError, SKIPPED_EXAMPLES};
+use super::{BillingError, FileCosts, Location, ReadOptions, RowError, ValueError, SKIPPED_EXAMPLES};
 
 /// How an INT64 column holds a timestamp, when it does (nanosecond timestamps reach the record API as plain
 /// integers).
@@ -31,33 +31,31 @@ struct ParquetRow<'a> {
     int64_time: &'a [Int64Time],
 }
 
-fn day_from_millis(ms: i64) -> Result<NaiveDate, String> {
-    DateTime::from_timestamp_millis(ms).map(|t| t.date_naive()).ok_or_else(|| format!("timestamp {ms} ms out of range"))
+fn day_from_millis(ms: i64) -> Result<NaiveDate, ValueError> {
+    DateTime::from_timestamp_millis(ms).map(|t| t.date_naive()).ok_or(ValueError::TimestampOutOfRange { ms })
 }
 
 /// A Parquet DATE: days since 1970-01-01 (day 719,163 of the common era, as chrono counts).
-fn day_from_epoch_days(d: i32) -> Result<NaiveDate, String> {
-    d.checked_add(719_163)
-        .and_then(NaiveDate::from_num_days_from_ce_opt)
-        .ok_or_else(|| format!("date {d} (days since 1970-01-01) out of range"))
+fn day_from_epoch_days(d: i32) -> Result<NaiveDate, ValueError> {
+    d.checked_add(719_163).and_then(NaiveDate::from_num_days_from_ce_opt).ok_or(ValueError::DateOutOfRange { days: d })
 }
 
-fn parquet_decimal(d: &::parquet::data_type::Decimal) -> Result<Decimal, String> {
+fn parquet_decimal(d: &::parquet::data_type::Decimal) -> Result<Decimal, ValueError> {
     let bytes = d.data();
     if bytes.is_empty() || bytes.len() > 16 {
-        return Err(format!("decimal of {} bytes is out of range", bytes.len()));
+        return Err(ValueError::DecimalWidth { bytes: bytes.len() });
     }
     // Big-endian two's complement, sign-extended to 128 bits.
     let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
     let mut buf = [fill; 16];
     buf[16 - bytes.len()..].copy_from_slice(bytes);
     let unscaled = i128::from_be_bytes(buf);
-    let scale = u32::try_from(d.scale()).map_err(|_| format!("negative decimal scale {}", d.scale()))?;
-    Decimal::try_from_i128_with_scale(unscaled, scale).map_err(|_| "decimal out of range".to_string())
+    let scale = u32::try_from(d.scale()).map_err(|_| ValueError::NegativeScale { scale: d.scale() })?;
+    Decimal::try_from_i128_with_scale(unscaled, scale).map_err(|_| ValueError::DecimalOutOfRange)
 }
 
 impl RowSource for ParquetRow<'_> {
-    fn cell(&self, col: usize) -> Result<Cell<'_>, String> {
+    fn cell(&self, col: usize) -> Result<Cell<'_>, ValueError> {
         let field = &self.fields[col].1;
         Ok(match field {
             Field::Null => Cell::Null,
@@ -71,7 +69,7 @@ impl RowSource for ParquetRow<'_> {
             Field::Bytes(b) => match std::str::from_utf8(b.data()) {
                 Ok("") | Ok("NULL") => Cell::Null,
                 Ok(s) => Cell::Text(s),
-                Err(_) => return Err("invalid UTF-8".into()),
+                Err(_) => return Err(ValueError::InvalidUtf8),
             },
             Field::Decimal(d) => Cell::Decimal(parquet_decimal(d)?),
             // Written as the shortest text that reads back as the same double: the amount as exported.
@@ -98,7 +96,7 @@ impl RowSource for ParquetRow<'_> {
                 for (k, v) in map.entries() {
                     let key = match k {
                         Field::Str(s) => s.clone(),
-                        other => return Err(format!("tag key {other} is not text")),
+                        other => return Err(ValueError::TagKeyNotText { key: other.to_string() }),
                     };
                     let value = match v {
                         Field::Str(s) => s.clone(),
@@ -109,14 +107,14 @@ impl RowSource for ParquetRow<'_> {
                 }
                 Cell::Tags(tags)
             }
-            other => return Err(format!("unsupported value {other}")),
+            other => return Err(ValueError::Unsupported { value: other.to_string() }),
         })
     }
 }
 
-fn float_decimal(v: f64) -> Result<Decimal, String> {
+fn float_decimal(v: f64) -> Result<Decimal, ValueError> {
     if !v.is_finite() {
-        return Err(format!("amount {v} is not a number"));
+        return Err(ValueError::NotANumber { value: v.to_string() });
     }
     parse_decimal(&v.to_string())
 }
@@ -138,7 +136,7 @@ fn int64_time(t: &Type) -> Int64Time {
 /// Reads a Parquet billing file. Blocking: call it from a blocking thread.
 pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
     let read_err =
-        |e: ::parquet::errors::ParquetError| BillingError::Read { uri: uri.to_string(), message: e.to_string() };
+        |e: ::parquet::errors::ParquetError| BillingError::Decode { uri: uri.to_string(), message: e.to_string() };
     let reader = SerializedFileReader::new(file).map_err(read_err)?;
     let root = reader.metadata().file_metadata().schema();
     let all: Vec<&str> = root.get_fields().iter().map(|f| f.name()).collect();
@@ -166,15 +164,15 @@ pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<
             let columns = record.into_columns();
             let source = ParquetRow { fields: &columns, int64_time: &int64_times };
             let result = match mapping.extract(&source, &mut agg.tag_sets, &mut agg.days) {
-                Ok(values) => agg.add(values).map_err(|m| (None, m.to_string())),
-                Err((col, message)) => Err((Some(col), message)),
+                Ok(values) => agg.add(values).map_err(|problem| (None, problem)),
+                Err((col, problem)) => Err((Some(col), problem)),
             };
-            if let Err((col, message)) = result {
+            if let Err((col, problem)) = result {
                 let err = RowError {
                     uri: uri.to_string(),
                     location: Location::Row { row_group, row: row as u64 },
                     column: col.map(|c| names[c].clone()),
-                    message,
+                    problem,
                 };
                 if !opts.skip_malformed {
                     return Err(BillingError::Row(err));
@@ -196,7 +194,7 @@ mod tests {
     #[test]
     fn dates_out_of_range_are_errors() {
         let check = |days: i32, expected: Result<&str, String>| {
-            let got = day_from_epoch_days(days).map(|d| d.to_string());
+            let got = day_from_epoch_days(days).map(|d| d.to_string()).map_err(|e| e.to_string());
             assert_eq!(got, expected.map(str::to_string), "{days}");
         };
         check(0, Ok("1970-01-01"));
@@ -210,6 +208,7 @@ mod tests {
         let fields = [("ChargePeriodStart".to_string(), Field::Date(i32::MAX))];
         let row = ParquetRow { fields: &fields, int64_time: &[Int64Time::None] };
         let err = row.cell(0).unwrap_err();
-        assert_eq!(err, "date 2147483647 (days since 1970-01-01) out of range");
+        assert_eq!(err, ValueError::DateOutOfRange { days: i32::MAX });
+        assert_eq!(err.to_string(), "date 2147483647 (days since 1970-01-01) out of range");
     }
 }

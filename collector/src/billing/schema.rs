@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 
-use super::Schema;
+use super::{Schema, SchemaError, ValueError};
 use crate::money;
 
 /// One value of a row, as a reader found it.
@@ -26,7 +26,7 @@ pub(crate) enum Cell<'a> {
 /// A row of any reader.
 pub(crate) trait RowSource {
     /// The value in column `col` (an index into the names the mapping was detected from).
-    fn cell(&self, col: usize) -> Result<Cell<'_>, String>;
+    fn cell(&self, col: usize) -> Result<Cell<'_>, ValueError>;
 }
 
 /// The values of one row, borrowed from it.
@@ -49,7 +49,7 @@ pub(crate) struct RowValues<'a> {
 }
 
 /// A column error: the column's index and what is wrong.
-pub(crate) type CellError = (usize, String);
+pub(crate) type CellError = (usize, ValueError);
 
 /// CUR 2.0 columns used to amortize commitments (all optional: an export without savings plans or
 /// reservations does not have them).
@@ -106,20 +106,18 @@ fn find(names: &[&str], wanted: &str) -> Option<usize> {
 impl Mapping {
     /// Detects the schema from the column names and finds every column it needs. The error says what is
     /// missing.
-    pub fn detect(names: &[&str]) -> Result<Mapping, String> {
+    pub fn detect(names: &[&str]) -> Result<Mapping, SchemaError> {
         let has = |n: &str| find(names, n).is_some();
         if has("BilledCost") && has("ChargePeriodStart") {
             Self::focus(names)
         } else if has("line_item_unblended_cost") && has("line_item_usage_start_date") {
             Self::cur(names)
         } else {
-            Err("found neither FOCUS columns (BilledCost, ChargePeriodStart) nor CUR 2.0 columns \
-                 (line_item_unblended_cost, line_item_usage_start_date)"
-                .to_string())
+            Err(SchemaError::NoKnownColumns)
         }
     }
 
-    fn focus(names: &[&str]) -> Result<Mapping, String> {
+    fn focus(names: &[&str]) -> Result<Mapping, SchemaError> {
         let mut missing = Vec::new();
         let mut req = |n: &'static str| {
             find(names, n).unwrap_or_else(|| {
@@ -147,11 +145,11 @@ impl Mapping {
         if missing.is_empty() {
             Ok(m)
         } else {
-            Err(format!("FOCUS file without column(s) {}", missing.join(", ")))
+            Err(SchemaError::MissingColumns { schema: Schema::Focus, columns: missing })
         }
     }
 
-    fn cur(names: &[&str]) -> Result<Mapping, String> {
+    fn cur(names: &[&str]) -> Result<Mapping, SchemaError> {
         let mut missing = Vec::new();
         let mut req = |n: &'static str| {
             find(names, n).unwrap_or_else(|| {
@@ -188,7 +186,7 @@ impl Mapping {
         if missing.is_empty() {
             Ok(m)
         } else {
-            Err(format!("CUR 2.0 file without column(s) {}", missing.join(", ")))
+            Err(SchemaError::MissingColumns { schema: Schema::Cur, columns: missing })
         }
     }
 
@@ -234,9 +232,11 @@ impl Mapping {
     ) -> Result<RowValues<'r>, CellError> {
         let day = match row.cell(self.day).map_err(|e| (self.day, e))? {
             Cell::Day(d) => d,
-            Cell::Text(t) => days.parse(t).ok_or_else(|| (self.day, format!("invalid timestamp {t:?}")))?,
-            Cell::Null => return Err((self.day, "missing timestamp".into())),
-            other => return Err((self.day, format!("expected a timestamp, found {}", kind(&other)))),
+            Cell::Text(t) => {
+                days.parse(t).ok_or_else(|| (self.day, ValueError::InvalidTimestamp { text: t.to_string() }))?
+            }
+            Cell::Null => return Err((self.day, ValueError::MissingTimestamp)),
+            other => return Err((self.day, wrong_type("a timestamp", &other))),
         };
         let billed_cost = required_decimal(row, self.billed)?;
         let list_cost = match self.list {
@@ -259,14 +259,14 @@ impl Mapping {
             Effective::Column(c) => required_decimal(row, *c)?,
             Effective::Cur(a) => cur_amortized(row, a, line_item_type, billed_cost)?,
         };
-        let currency = text(row, self.currency)?.ok_or_else(|| (self.currency, "missing currency".to_string()))?;
+        let currency = text(row, self.currency)?.ok_or((self.currency, ValueError::MissingCurrency))?;
         let tags = match self.tags {
             None => 0,
             Some(c) => match row.cell(c).map_err(|e| (c, e))? {
                 Cell::Null => 0,
                 Cell::Text(t) => tag_sets.id_for_json(t).map_err(|e| (c, e))?,
                 Cell::Tags(map) => tag_sets.id_for_map(map),
-                other => return Err((c, format!("expected tags, found {}", kind(&other)))),
+                other => return Err((c, wrong_type("tags", &other))),
             },
         };
         Ok(RowValues {
@@ -309,11 +309,15 @@ fn kind(cell: &Cell<'_>) -> &'static str {
     }
 }
 
+fn wrong_type(expected: &'static str, found: &Cell<'_>) -> ValueError {
+    ValueError::WrongType { expected, found: kind(found) }
+}
+
 fn text<R: RowSource>(row: &R, col: usize) -> Result<Option<&str>, CellError> {
     match row.cell(col).map_err(|e| (col, e))? {
         Cell::Null => Ok(None),
         Cell::Text(t) => Ok(Some(t)),
-        other => Err((col, format!("expected text, found {}", kind(&other)))),
+        other => Err((col, wrong_type("text", &other))),
     }
 }
 
@@ -324,21 +328,21 @@ fn optional_decimal<R: RowSource>(row: &R, col: usize) -> Result<Option<Decimal>
         Cell::Null => return Ok(None),
         Cell::Decimal(d) => d,
         Cell::Text(t) => parse_decimal(t).map_err(|e| (col, e))?,
-        other => return Err((col, format!("expected a number, found {}", kind(&other)))),
+        other => return Err((col, wrong_type("a number", &other))),
     };
-    money::bounded(amount).map(Some).map_err(|e| (col, e))
+    money::bounded(amount).map(Some).map_err(|e| (col, ValueError::AmountOutOfRange(e)))
 }
 
 fn required_decimal<R: RowSource>(row: &R, col: usize) -> Result<Decimal, CellError> {
-    optional_decimal(row, col)?.ok_or_else(|| (col, "missing amount".to_string()))
+    optional_decimal(row, col)?.ok_or((col, ValueError::MissingAmount))
 }
 
 /// An exact decimal from its text; scientific notation (`1.5E-7`) is accepted.
-pub(crate) fn parse_decimal(s: &str) -> Result<Decimal, String> {
+pub(crate) fn parse_decimal(s: &str) -> Result<Decimal, ValueError> {
     let t = s.trim();
     let parsed =
         if t.bytes().any(|b| b == b'e' || b == b'E') { Decimal::from_scientific(t) } else { Decimal::from_str(t) };
-    parsed.map_err(|_| format!("invalid amount {s:?}"))
+    parsed.map_err(|_| ValueError::InvalidAmount { text: s.to_string() })
 }
 
 /// CUR line item types onto FOCUS charge categories.
@@ -371,9 +375,11 @@ fn cur_amortized<R: RowSource>(
     let amortized = match line_item_type.unwrap_or("") {
         "SavingsPlanCoveredUsage" => col(a.sp_effective_cost)?,
         "SavingsPlanRecurringFee" => match (col(a.sp_total_commitment)?, col(a.sp_used_commitment)?) {
-            (Some(total), Some(used)) => Some(total.checked_sub(used).ok_or_else(|| {
-                (a.sp_used_commitment.unwrap_or_default(), "unused commitment overflows".to_string())
-            })?),
+            (Some(total), Some(used)) => Some(
+                total
+                    .checked_sub(used)
+                    .ok_or((a.sp_used_commitment.unwrap_or_default(), ValueError::CommitmentOverflow))?,
+            ),
             _ => None,
         },
         // Replaced by the covered usage's effective cost.
@@ -383,7 +389,7 @@ fn cur_amortized<R: RowSource>(
             (Some(upfront), Some(recurring)) => {
                 let mut fee = upfront;
                 money::add_to(&mut fee, recurring)
-                    .map_err(|e| (a.ri_unused_recurring.unwrap_or_default(), e.to_string()))?;
+                    .map_err(|e| (a.ri_unused_recurring.unwrap_or_default(), ValueError::SumOverflow(e)))?;
                 Some(fee)
             }
             _ => None,
@@ -414,7 +420,7 @@ impl Default for TagSets {
 }
 
 impl TagSets {
-    pub fn id_for_json(&mut self, text: &str) -> Result<u32, String> {
+    pub fn id_for_json(&mut self, text: &str) -> Result<u32, ValueError> {
         if let Some(&id) = self.by_text.get(text) {
             return Ok(id);
         }
@@ -445,13 +451,13 @@ impl TagSets {
 }
 
 /// A JSON object into tags: string values as they are, `null` as an empty value, other values as JSON text.
-pub(crate) fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, ValueError> {
     let t = text.trim();
     if t.is_empty() || t == "NULL" {
         return Ok(BTreeMap::new());
     }
     let obj: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(t).map_err(|e| format!("tags are not a JSON object: {e}"))?;
+        serde_json::from_str(t).map_err(|e| ValueError::TagsNotJson { message: e.to_string() })?;
     Ok(obj
         .into_iter()
         .map(|(k, v)| {

@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use super::{read_csv, BillingError, FileCosts, FileFormat, FileRef, ReadOptions};
 use crate::aws::{client, AccountConfig, AwsContext};
 use crate::source::s3::{get_object, list_objects, stream_to_blocking, ObjectReader};
-use crate::source::{local, parse_location, Location, LocationError, S3Uri};
+use crate::source::{local, parse_location, Location, LocationError, S3Uri, SourceError};
 
 /// Where to find billing files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,15 +70,16 @@ pub async fn list_files(
     let mut files = match source {
         BillingSource::Path(_) | BillingSource::Glob(_) => {
             let source = source.clone();
-            tokio::task::spawn_blocking(move || list_local(&source))
-                .await
-                .map_err(|e| BillingError::List { source_text: shown.clone(), message: e.to_string() })??
+            tokio::task::spawn_blocking(move || list_local(&source)).await.map_err(|e| BillingError::List {
+                source_text: shown.clone(),
+                error: SourceError::task("listing", &e),
+            })??
         }
         BillingSource::S3 { bucket, prefix } => {
             let s3 = client!(aws_sdk_s3, ctx, account, region);
             list_s3(&s3, bucket, prefix)
                 .await
-                .map_err(|message| BillingError::List { source_text: shown.clone(), message })?
+                .map_err(|error| BillingError::List { source_text: shown.clone(), error })?
         }
     };
     if files.is_empty() {
@@ -112,7 +113,7 @@ fn list_local(source: &BillingSource) -> Result<Vec<FileRef>, BillingError> {
     let shown = source.to_string();
     let list_err = |path: &Path, e: io::Error| BillingError::List {
         source_text: shown.clone(),
-        message: format!("{}: {e}", path.display()),
+        error: SourceError::io_at(path, &e),
     };
     let found = match source {
         BillingSource::Path(path) => {
@@ -134,7 +135,10 @@ fn list_local(source: &BillingSource) -> Result<Vec<FileRef>, BillingError> {
                 reason: format!("bad glob pattern: {e}"),
             })?;
             if let Some(e) = matches.errors.first() {
-                return Err(list_err(e.path(), io::Error::other(e.error().to_string())));
+                return Err(BillingError::List {
+                    source_text: shown.clone(),
+                    error: SourceError::io_at(e.path(), e.error()),
+                });
             }
             matches.files.into_iter().filter(|p| format_of(p).is_some() && p.is_file()).collect()
         }
@@ -149,7 +153,7 @@ fn list_local(source: &BillingSource) -> Result<Vec<FileRef>, BillingError> {
 }
 
 /// Every billing file under a prefix, all pages.
-async fn list_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<FileRef>, String> {
+async fn list_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<FileRef>, SourceError> {
     let objects = list_objects(s3, bucket, prefix, &is_billing_file).await?;
     Ok(objects
         .into_iter()
@@ -192,9 +196,9 @@ pub(super) async fn read_s3(
     file: &FileRef,
     opts: &ReadOptions,
 ) -> Result<FileCosts, BillingError> {
-    let read_err = |message: String| BillingError::Read { uri: file.uri.clone(), message };
+    let read_err = |error: SourceError| BillingError::Read { uri: file.uri.clone(), error };
     let Some(Ok(location)) = S3Uri::parse(&file.uri) else {
-        return Err(read_err("not an s3://bucket/key URI".into()));
+        return Err(read_err(SourceError::NotS3Uri));
     };
     let s3 = client!(aws_sdk_s3, ctx, account, region);
     let etag = file.fingerprint.strip_prefix("etag:");
@@ -205,7 +209,7 @@ pub(super) async fn read_s3(
         FileFormat::Csv => read_csv(reader, &uri, false, &opts),
         FileFormat::CsvGz => read_csv(reader, &uri, true, &opts),
         FileFormat::Parquet => {
-            let io_err = |e: io::Error| BillingError::Read { uri: uri.clone(), message: e.to_string() };
+            let io_err = |e: io::Error| BillingError::Read { uri: uri.clone(), error: SourceError::from_reader(e) };
             let temp = TempFile::new();
             let mut out = std::fs::File::create(&temp.0).map_err(io_err)?;
             let mut reader = reader;
@@ -216,5 +220,5 @@ pub(super) async fn read_s3(
             super::parquet::read_parquet(file, &uri, &opts)
         }
     };
-    stream_to_blocking(body, parse).await.map_err(|e| read_err(format!("reader task failed: {e}")))?
+    stream_to_blocking(body, parse).await.map_err(|e| read_err(SourceError::task("reader", &e)))?
 }

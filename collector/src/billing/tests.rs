@@ -224,7 +224,7 @@ fn a_malformed_row_fails_the_file_with_its_line_and_column() {
         let err = read(&focus(&[good, row]), false).unwrap_err();
         let BillingError::Row(e) = &err else { panic!("{err}") };
         assert_eq!((e.location.clone(), e.column.as_deref()), (Location::Line(3), column), "{row}");
-        assert!(e.message.contains(message), "{row}: {}", e.message);
+        assert!(e.problem.to_string().contains(message), "{row}: {}", e.problem);
     };
     check(
         "1,1,1,2024-13-01 00:00:00,AWS,B1,A1,S,r,us-east-1,Usage,USD,NULL",
@@ -272,7 +272,7 @@ fn amounts_beyond_one_quadrillion_are_malformed() {
     let text = focus(&rows);
 
     let err = read(&text, false).unwrap_err();
-    assert_eq!(err.kind(), "malformed_row");
+    assert_eq!(err.as_kind(), "malformed_row");
     assert_eq!(
         err.to_string(),
         "mem.csv: line 2, column BilledCost: amount 50000000000000000000000000000 is outside the accepted range \
@@ -382,4 +382,20 @@ fn cur_without_amortization_columns_keeps_unblended() {
     let c = out.costs().next().unwrap();
     assert_eq!((c.billed_cost, c.effective_cost, c.list_cost), (d("1.25"), d("1.25"), d("0")));
     assert_eq!((c.charge_category, c.billing_account_id), ("Usage", ""));
+}
+
+#[test]
+fn a_broken_download_is_a_read_error_naming_the_call() {
+    use crate::aws::{AwsError, AwsErrorKind};
+    use crate::source::SourceError;
+
+    let broke =
+        SourceError::S3(AwsError::new("s3", "GetObject", AwsErrorKind::Transport, "download failed: connection reset"));
+    let text = focus(&["1,1,1,2024-09-01 00:00:00,AWS,B1,A1,S,r,us-east-1,Usage,USD,NULL"]);
+    let chunks = vec![Ok(text.as_bytes()[..40].to_vec()), Err(std::io::Error::other(broke.clone()))];
+    let reader = crate::source::s3::reader_for_test(chunks);
+    let err = read_csv(reader, "s3://b/a.csv", false, &ReadOptions::default()).unwrap_err();
+    assert_eq!(err, BillingError::Read { uri: "s3://b/a.csv".into(), error: broke });
+    assert_eq!(err.to_string(), "s3://b/a.csv: cannot read: GetObject: download failed: connection reset");
+    assert_eq!(err.as_kind(), "read");
 }

@@ -2,8 +2,8 @@
 //! configured location ([`parse_location`]), expanding glob patterns and walking directories ([`local`]),
 //! listing an S3 prefix and reading S3 objects ([`s3`]).
 //!
-//! Each collector wraps these in its own public source type and words its own error messages; nothing here
-//! knows what a billing file or a Terraform state is.
+//! Each collector wraps these in its own public source type and its own error, which holds a [`SourceError`]
+//! where listing or reading failed; nothing here knows what a billing file or a Terraform state is.
 
 pub(crate) mod local;
 pub(crate) mod s3;
@@ -11,7 +11,65 @@ pub(crate) mod s3;
 mod tests;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::task::JoinError;
+
+use crate::aws::AwsError;
+
+/// Why a file or object could not be listed or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// An S3 call failed (`ListObjectsV2`, `GetObject`), or an object's body broke off while downloading.
+    #[error("{0}")]
+    S3(AwsError),
+    /// A local file or directory could not be read. `path` is set when it is not the one the caller names.
+    #[error("{}{message}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Io { path: Option<PathBuf>, kind: io::ErrorKind, message: String },
+    /// The blocking task listing or reading the files failed (it panicked).
+    #[error("{task} task failed: {message}")]
+    Task { task: &'static str, message: String },
+    /// A file that should be an S3 object has no `s3://bucket/key` URI.
+    #[error("not an s3://bucket/key URI")]
+    NotS3Uri,
+}
+
+impl SourceError {
+    /// The bounded kind of the error, for metric labels: `s3`, `io`, `task` or `not_s3_uri`.
+    pub fn as_kind(&self) -> &'static str {
+        match self {
+            SourceError::S3(_) => "s3",
+            SourceError::Io { .. } => "io",
+            SourceError::Task { .. } => "task",
+            SourceError::NotS3Uri => "not_s3_uri",
+        }
+    }
+
+    /// A local read error about the path the caller names.
+    pub(crate) fn io(e: &io::Error) -> SourceError {
+        SourceError::Io { path: None, kind: e.kind(), message: e.to_string() }
+    }
+
+    /// A local read error about `path`, below what the caller names.
+    pub(crate) fn io_at(path: &Path, e: &io::Error) -> SourceError {
+        SourceError::Io { path: Some(path.to_path_buf()), kind: e.kind(), message: e.to_string() }
+    }
+
+    /// A read error from a reader: the download's own error when the reader was one over an S3 object
+    /// ([`s3::ObjectReader`]), else a local one.
+    pub(crate) fn from_reader(e: io::Error) -> SourceError {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<SourceError>()) {
+            Some(inner) => inner.clone(),
+            None => SourceError::io(&e),
+        }
+    }
+
+    /// A failed blocking task: `reader` or `listing`.
+    pub(crate) fn task(task: &'static str, e: &JoinError) -> SourceError {
+        SourceError::Task { task, message: e.to_string() }
+    }
+}
 
 /// An S3 location: one object, or a prefix when `key` is empty or ends with `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

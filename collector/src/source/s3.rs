@@ -1,5 +1,5 @@
 //! S3 objects: listing every object under a prefix, reading one whole, or streaming one into a blocking
-//! reader. Errors are the SDK's error chain as text; the caller words the message around it.
+//! reader. Errors are [`SourceError::S3`]; the caller words the message around them.
 
 use std::io::{self, Read};
 
@@ -7,7 +7,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 
-use crate::aws::error_chain;
+use super::SourceError;
+use crate::aws::{error_chain, AwsError, AwsErrorKind};
 
 /// Chunks buffered between the download and the reader: the download waits when the reader falls behind.
 const STREAM_CHUNKS: usize = 8;
@@ -30,7 +31,7 @@ pub(crate) async fn list_objects(
     bucket: &str,
     prefix: &str,
     keep: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<Vec<S3Object>, String> {
+) -> Result<Vec<S3Object>, SourceError> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -41,7 +42,7 @@ pub(crate) async fn list_objects(
             .set_continuation_token(token.take())
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| SourceError::S3(AwsError::sdk("s3", "ListObjectsV2", &e)))?;
         for obj in page.contents() {
             let Some(key) = obj.key().filter(|k| keep(k)) else { continue };
             let etag = obj.e_tag().map(|t| t.trim_matches('"')).filter(|t| !t.is_empty());
@@ -68,20 +69,26 @@ pub(crate) async fn get_object(
     bucket: &str,
     key: &str,
     if_match: Option<&str>,
-) -> Result<ByteStream, String> {
+) -> Result<ByteStream, SourceError> {
     let mut request = client.get_object().bucket(bucket).key(key);
     if let Some(etag) = if_match {
         request = request.if_match(format!("\"{etag}\""));
     }
-    let out = request.send().await.map_err(|e| error_chain(&e))?;
+    let out = request.send().await.map_err(|e| SourceError::S3(AwsError::sdk("s3", "GetObject", &e)))?;
     Ok(out.body)
 }
 
 /// One whole object in memory: for objects that are read whole anyway.
-pub(crate) async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, SourceError> {
     let body = get_object(client, bucket, key, None).await?;
-    let bytes = body.collect().await.map_err(|e| error_chain(&e))?;
+    let bytes = body.collect().await.map_err(|e| download_failed(&e))?;
     Ok(bytes.into_bytes().to_vec())
+}
+
+/// An object's body that broke off while downloading.
+fn download_failed(e: &(dyn std::error::Error + 'static)) -> SourceError {
+    let message = format!("download failed: {}", error_chain(e));
+    SourceError::S3(AwsError::new("s3", "GetObject", AwsErrorKind::Transport, message))
 }
 
 /// One downloaded chunk, as the SDK handed it over.
@@ -89,7 +96,8 @@ type Chunk = Box<dyn AsRef<[u8]> + Send>;
 
 /// A blocking [`Read`] over an object body that is still downloading: chunks arrive through a small channel,
 /// so memory stays flat whatever the size of the object. A failed download is a read error; the end of the
-/// body is the end of the reader.
+/// body is the end of the reader. A download error is an [`io::Error`] holding the [`SourceError`], which
+/// [`SourceError::from_reader`] takes out again.
 pub(crate) struct ObjectReader {
     rx: mpsc::Receiver<io::Result<Chunk>>,
     current: Option<Chunk>,
@@ -140,7 +148,7 @@ where
         let next = match body.try_next().await {
             Ok(Some(chunk)) => Ok(Box::new(chunk) as Chunk),
             Ok(None) => break,
-            Err(e) => Err(io::Error::other(format!("download failed: {}", error_chain(&e)))),
+            Err(e) => Err(io::Error::other(download_failed(&e))),
         };
         let failed = next.is_err();
         // A closed channel means the reader is done: its result is the one to report.

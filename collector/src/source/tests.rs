@@ -183,3 +183,38 @@ fn prefix_keys() {
         assert_eq!(is_prefix_key(key), prefix, "{key:?}");
     }
 }
+
+#[test]
+fn source_errors_display_and_kind() {
+    use crate::aws::{AwsError, AwsErrorKind};
+
+    let check = |err: SourceError, display: &str, kind: &str| {
+        assert_eq!(err.to_string(), display);
+        assert_eq!(err.as_kind(), kind, "{display}");
+    };
+    let denied = AwsError::new("s3", "ListObjectsV2", AwsErrorKind::AccessDenied, "service error: AccessDenied");
+    check(SourceError::S3(denied), "ListObjectsV2: service error: AccessDenied", "s3");
+    let missing = io::Error::new(io::ErrorKind::NotFound, "no such file");
+    check(SourceError::io(&missing), "no such file", "io");
+    check(SourceError::io_at("exports/2024".as_ref(), &missing), "exports/2024: no such file", "io");
+    check(
+        SourceError::Task { task: "reader", message: "task 3 panicked".into() },
+        "reader task failed: task 3 panicked",
+        "task",
+    );
+    check(SourceError::NotS3Uri, "not an s3://bucket/key URI", "not_s3_uri");
+}
+
+#[test]
+fn a_failed_download_comes_back_typed_from_the_reader() {
+    use crate::aws::{AwsError, AwsErrorKind};
+
+    let broke = SourceError::S3(AwsError::new("s3", "GetObject", AwsErrorKind::Transport, "download failed: reset"));
+    let mut reader = reader_for_test(vec![Ok(b"abc".to_vec()), Err(io::Error::other(broke.clone()))]);
+    let err = read_all(&mut reader, 8).unwrap_err();
+    assert_eq!(err.to_string(), "GetObject: download failed: reset");
+    assert_eq!(SourceError::from_reader(err), broke);
+    // Any other read error is a local one.
+    let local = SourceError::from_reader(io::Error::new(io::ErrorKind::UnexpectedEof, "early end"));
+    assert_eq!(local, SourceError::Io { path: None, kind: io::ErrorKind::UnexpectedEof, message: "early end".into() });
+}

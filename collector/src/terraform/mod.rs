@@ -19,23 +19,24 @@ mod tests;
 use tracing::{debug, warn};
 
 use crate::aws::{AccountConfig, AwsContext};
+use crate::source::SourceError;
 
 pub use parse::{parse_state, resource_type_of, StateFile, TfResource};
 pub use source::StateSource;
 
-/// Why a state source could not be read.
+/// Why a state source, or one state of it, gave no state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TerraformError {
+pub enum TfStateError {
     #[error("{origin}: invalid state source: {reason}")]
     InvalidSource { origin: String, reason: String },
     #[error("{origin}: matched no file")]
     NoMatch { origin: String },
     #[error("{origin}: no .tfstate object under this prefix")]
     EmptyPrefix { origin: String },
-    #[error("{origin}: cannot list objects: {message}")]
-    List { origin: String, message: String },
-    #[error("{origin}: cannot read: {message}")]
-    Read { origin: String, message: String },
+    #[error("{origin}: cannot list objects: {error}")]
+    List { origin: String, error: SourceError },
+    #[error("{origin}: cannot read: {error}")]
+    Read { origin: String, error: SourceError },
     #[error("{origin}: invalid JSON at line {line}, column {column}: {message}")]
     InvalidJson { origin: String, line: usize, column: usize, message: String },
     #[error("{origin}: unsupported state version {version} (only version 4 is read)")]
@@ -46,19 +47,34 @@ pub enum TerraformError {
     WrongType { origin: String, path: String, expected: &'static str },
 }
 
-impl TerraformError {
+impl TfStateError {
+    /// The bounded kind of the error, for metric labels.
+    pub fn as_kind(&self) -> &'static str {
+        match self {
+            TfStateError::InvalidSource { .. } => "invalid_source",
+            TfStateError::NoMatch { .. } => "no_match",
+            TfStateError::EmptyPrefix { .. } => "empty_prefix",
+            TfStateError::List { .. } => "list",
+            TfStateError::Read { .. } => "read",
+            TfStateError::InvalidJson { .. } => "invalid_json",
+            TfStateError::UnsupportedVersion { .. } => "unsupported_version",
+            TfStateError::MissingField { .. } => "missing_field",
+            TfStateError::WrongType { .. } => "wrong_type",
+        }
+    }
+
     /// The file path, glob pattern or S3 URI the error is about.
     pub fn origin(&self) -> &str {
         match self {
-            TerraformError::InvalidSource { origin, .. }
-            | TerraformError::NoMatch { origin }
-            | TerraformError::EmptyPrefix { origin }
-            | TerraformError::List { origin, .. }
-            | TerraformError::Read { origin, .. }
-            | TerraformError::InvalidJson { origin, .. }
-            | TerraformError::UnsupportedVersion { origin, .. }
-            | TerraformError::MissingField { origin, .. }
-            | TerraformError::WrongType { origin, .. } => origin,
+            TfStateError::InvalidSource { origin, .. }
+            | TfStateError::NoMatch { origin }
+            | TfStateError::EmptyPrefix { origin }
+            | TfStateError::List { origin, .. }
+            | TfStateError::Read { origin, .. }
+            | TfStateError::InvalidJson { origin, .. }
+            | TfStateError::UnsupportedVersion { origin, .. }
+            | TfStateError::MissingField { origin, .. }
+            | TfStateError::WrongType { origin, .. } => origin,
         }
     }
 }
@@ -72,8 +88,8 @@ pub struct SourceFailure {
     pub error: String,
 }
 
-impl From<TerraformError> for SourceFailure {
-    fn from(e: TerraformError) -> Self {
+impl From<TfStateError> for SourceFailure {
+    fn from(e: TfStateError) -> Self {
         SourceFailure { origin: e.origin().to_string(), error: e.to_string() }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::TerraformError;
+use super::TfStateError;
 use crate::arn::{self, Arn};
 
 /// One Terraform state, as read from one file or object.
@@ -94,14 +94,14 @@ fn id_attributes(tf_type: &str) -> &'static [&'static str] {
 }
 
 /// Parses one state. Only version 4 is read; data sources are skipped.
-pub fn parse_state(origin: &str, bytes: &[u8]) -> Result<StateFile, TerraformError> {
+pub fn parse_state(origin: &str, bytes: &[u8]) -> Result<StateFile, TfStateError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(origin, &e))?;
     let w = Walk { origin };
     let top = w.object(&doc, "top level")?;
     let version = w.u64(top, "", "version")?;
     if version != 4 {
-        return Err(TerraformError::UnsupportedVersion { origin: origin.to_string(), version });
+        return Err(TfStateError::UnsupportedVersion { origin: origin.to_string(), version });
     }
     let serial = w.u64(top, "", "serial")?;
     let lineage = w.str(top, "", "lineage")?.to_string();
@@ -116,11 +116,11 @@ pub fn parse_state(origin: &str, bytes: &[u8]) -> Result<StateFile, TerraformErr
     Ok(StateFile { origin: origin.to_string(), serial, lineage, terraform_version, resources })
 }
 
-fn invalid_json(origin: &str, e: &serde_json::Error) -> TerraformError {
+fn invalid_json(origin: &str, e: &serde_json::Error) -> TfStateError {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
-    TerraformError::InvalidJson { origin: origin.to_string(), line: e.line(), column: e.column(), message }
+    TfStateError::InvalidJson { origin: origin.to_string(), line: e.line(), column: e.column(), message }
 }
 
 /// Reads the JSON tree, turning every absence or wrong type into an error naming the field path.
@@ -137,37 +137,37 @@ fn join(parent: &str, key: &str) -> String {
 }
 
 impl Walk<'_> {
-    fn missing(&self, path: String) -> TerraformError {
-        TerraformError::MissingField { origin: self.origin.to_string(), path }
+    fn missing(&self, path: String) -> TfStateError {
+        TfStateError::MissingField { origin: self.origin.to_string(), path }
     }
 
-    fn wrong(&self, path: &str, expected: &'static str) -> TerraformError {
-        TerraformError::WrongType { origin: self.origin.to_string(), path: path.to_string(), expected }
+    fn wrong(&self, path: &str, expected: &'static str) -> TfStateError {
+        TfStateError::WrongType { origin: self.origin.to_string(), path: path.to_string(), expected }
     }
 
     /// A required field: absent and `null` are both missing.
-    fn field<'v>(&self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Result<&'v Value, TerraformError> {
+    fn field<'v>(&self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Result<&'v Value, TfStateError> {
         obj.get(key).filter(|v| !v.is_null()).ok_or_else(|| self.missing(join(parent, key)))
     }
 
-    fn str<'v>(&self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Result<&'v str, TerraformError> {
+    fn str<'v>(&self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Result<&'v str, TfStateError> {
         self.field(obj, parent, key)?.as_str().ok_or_else(|| self.wrong(&join(parent, key), "a string"))
     }
 
-    fn u64(&self, obj: &Map<String, Value>, parent: &str, key: &str) -> Result<u64, TerraformError> {
+    fn u64(&self, obj: &Map<String, Value>, parent: &str, key: &str) -> Result<u64, TfStateError> {
         self.field(obj, parent, key)?.as_u64().ok_or_else(|| self.wrong(&join(parent, key), "a non-negative integer"))
     }
 
-    fn object<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, TerraformError> {
+    fn object<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, TfStateError> {
         v.as_object().ok_or_else(|| self.wrong(path, "an object"))
     }
 
-    fn array<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Vec<Value>, TerraformError> {
+    fn array<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Vec<Value>, TfStateError> {
         v.as_array().ok_or_else(|| self.wrong(path, "an array"))
     }
 
     /// One entry of `resources`: every instance of a managed resource, nothing of a data source.
-    fn resource(&self, v: &Value, path: &str, out: &mut Vec<TfResource>) -> Result<(), TerraformError> {
+    fn resource(&self, v: &Value, path: &str, out: &mut Vec<TfResource>) -> Result<(), TfStateError> {
         let r = self.object(v, path)?;
         let mode = self.str(r, path, "mode")?;
         let tf_type = self.str(r, path, "type")?;

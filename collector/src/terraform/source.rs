@@ -8,10 +8,10 @@ use std::str::FromStr;
 use futures::stream::{self, StreamExt};
 
 use super::parse::{parse_state, StateFile};
-use super::{LoadReport, SourceFailure, TerraformError};
+use super::{LoadReport, SourceFailure, TfStateError};
 use crate::aws::{client, AccountConfig, AwsContext};
 use crate::source::s3::{list_objects, read_object};
-use crate::source::{is_prefix_key, local, parse_location, Location, LocationError, S3Uri};
+use crate::source::{is_prefix_key, local, parse_location, Location, LocationError, S3Uri, SourceError};
 
 /// Objects or files read at once.
 const READ_CONCURRENCY: usize = 4;
@@ -30,8 +30,8 @@ pub enum StateSource {
 impl StateSource {
     /// `s3://bucket/key` (or `s3://bucket/prefix/`), a glob pattern when the text has `*`, `?` or `[`, else a
     /// file path.
-    pub fn parse(s: &str) -> Result<Self, TerraformError> {
-        let invalid = |reason: String| TerraformError::InvalidSource { origin: s.to_string(), reason };
+    pub fn parse(s: &str) -> Result<Self, TfStateError> {
+        let invalid = |reason: String| TfStateError::InvalidSource { origin: s.to_string(), reason };
         match parse_location(s) {
             Ok(Location::S3(S3Uri { bucket, key })) => Ok(StateSource::S3 { bucket, key }),
             Ok(Location::Glob(pattern)) => Ok(StateSource::Glob(pattern)),
@@ -50,7 +50,7 @@ impl StateSource {
 }
 
 impl FromStr for StateSource {
-    type Err = TerraformError;
+    type Err = TfStateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         StateSource::parse(s)
@@ -85,41 +85,41 @@ impl Target {
 
 /// The files a pattern matches, sorted (directories are not files), and what went wrong on the way: an
 /// unreadable directory, or no match at all. Matches beside an unreadable directory are still read.
-fn expand_glob(pattern: &str) -> (Vec<Target>, Vec<TerraformError>) {
+fn expand_glob(pattern: &str) -> (Vec<Target>, Vec<TfStateError>) {
     let matches = match local::expand_glob(pattern) {
         Ok(matches) => matches,
         Err(e) => {
             let reason = format!("bad glob pattern: {}", e.msg);
-            return (Vec::new(), vec![TerraformError::InvalidSource { origin: pattern.to_string(), reason }]);
+            return (Vec::new(), vec![TfStateError::InvalidSource { origin: pattern.to_string(), reason }]);
         }
     };
     if matches.is_empty() {
-        return (Vec::new(), vec![TerraformError::NoMatch { origin: pattern.to_string() }]);
+        return (Vec::new(), vec![TfStateError::NoMatch { origin: pattern.to_string() }]);
     }
     let errors = matches
         .errors
         .iter()
-        .map(|e| TerraformError::Read { origin: e.path().display().to_string(), message: e.error().to_string() })
+        .map(|e| TfStateError::Read { origin: e.path().display().to_string(), error: SourceError::io(e.error()) })
         .collect();
     (matches.files.into_iter().map(Target::File).collect(), errors)
 }
 
 /// Every `*.tfstate` key under a prefix, sorted, all pages.
-async fn list_states(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+async fn list_states(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, SourceError> {
     let objects = list_objects(client, bucket, prefix, &|key| key.ends_with(".tfstate")).await?;
     Ok(objects.into_iter().map(|o| o.key).collect())
 }
 
 /// Reads and parses one file or object. Blocking work (file reads, parsing a large state) runs off the async
 /// threads.
-async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<StateFile, TerraformError> {
+async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<StateFile, TfStateError> {
     let origin = target.origin();
-    let read_error = |message: String| TerraformError::Read { origin: origin.clone(), message };
+    let read_error = |error: SourceError| TfStateError::Read { origin: origin.clone(), error };
     let bytes = match target {
         Target::File(path) => tokio::task::spawn_blocking(move || std::fs::read(path))
             .await
-            .map_err(|e| read_error(e.to_string()))?
-            .map_err(|e| read_error(e.to_string()))?,
+            .map_err(|e| read_error(SourceError::task("reader", &e)))?
+            .map_err(|e| read_error(SourceError::io(&e)))?,
         Target::Object(object) => {
             let client = s3.expect("an S3 client when there is an S3 source");
             read_object(client, &object.bucket, &object.key).await.map_err(read_error)?
@@ -128,7 +128,7 @@ async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<
     let parse_origin = origin.clone();
     tokio::task::spawn_blocking(move || parse_state(&parse_origin, &bytes))
         .await
-        .map_err(|e| read_error(e.to_string()))?
+        .map_err(|e| read_error(SourceError::task("reader", &e)))?
 }
 
 pub(super) async fn load(
@@ -141,7 +141,7 @@ pub(super) async fn load(
     let s3 = needs_s3.then(|| client!(aws_sdk_s3, ctx, account, region));
 
     // Every source into the files and objects it names, or the error that stopped it, in source order.
-    let mut targets: Vec<Result<Target, TerraformError>> = Vec::new();
+    let mut targets: Vec<Result<Target, TfStateError>> = Vec::new();
     for source in sources {
         match source {
             StateSource::File(p) => targets.push(Ok(Target::File(p.clone()))),
@@ -152,22 +152,23 @@ pub(super) async fn load(
                         targets.extend(found.into_iter().map(Ok));
                         targets.extend(errors.into_iter().map(Err));
                     }
-                    Err(e) => {
-                        targets.push(Err(TerraformError::Read { origin: source.to_string(), message: e.to_string() }))
-                    }
+                    Err(e) => targets.push(Err(TfStateError::Read {
+                        origin: source.to_string(),
+                        error: SourceError::task("listing", &e),
+                    })),
                 }
             }
             StateSource::S3 { bucket, key } if source.is_prefix() => {
                 let client = s3.as_ref().expect("an S3 client when there is an S3 source");
                 match list_states(client, bucket, key).await {
                     Ok(keys) if keys.is_empty() => {
-                        targets.push(Err(TerraformError::EmptyPrefix { origin: source.to_string() }))
+                        targets.push(Err(TfStateError::EmptyPrefix { origin: source.to_string() }))
                     }
                     Ok(keys) => {
                         let object = |key| Target::Object(S3Uri { bucket: bucket.clone(), key });
                         targets.extend(keys.into_iter().map(|key| Ok(object(key))))
                     }
-                    Err(message) => targets.push(Err(TerraformError::List { origin: source.to_string(), message })),
+                    Err(error) => targets.push(Err(TfStateError::List { origin: source.to_string(), error })),
                 }
             }
             StateSource::S3 { bucket, key } => {
@@ -180,7 +181,7 @@ pub(super) async fn load(
     let mut seen = HashSet::new();
     targets.retain(|t| t.as_ref().map_or(true, |t| seen.insert(t.clone())));
     let s3 = s3.as_ref();
-    let results: Vec<Result<StateFile, TerraformError>> = stream::iter(targets)
+    let results: Vec<Result<StateFile, TfStateError>> = stream::iter(targets)
         .map(|t| async move {
             match t {
                 Ok(target) => read_target(s3, target).await,

@@ -308,3 +308,71 @@ fn merging_keeps_every_origin() {
     let arn = Some("arn:aws:s3:::shared".to_string());
     assert_eq!(merged, [("a.tfstate".to_string(), arn.clone()), ("s3://tf/b.tfstate".to_string(), arn)]);
 }
+
+#[test]
+fn state_errors_display_and_kind() {
+    use crate::aws::{AwsError, AwsErrorKind};
+    use crate::source::SourceError;
+
+    let check = |err: TfStateError, display: &str, kind: &str| {
+        assert_eq!(err.to_string(), display);
+        assert_eq!(err.as_kind(), kind, "{display}");
+        assert_eq!(
+            SourceFailure::from(err.clone()),
+            SourceFailure { origin: err.origin().into(), error: display.into() }
+        );
+    };
+    let origin = || "s3://tf/prod/".to_string();
+    let missing = SourceError::Io { path: None, kind: std::io::ErrorKind::NotFound, message: "no such file".into() };
+    let no_bucket = AwsError::new("s3", "ListObjectsV2", AwsErrorKind::NotFound, "service error: NoSuchBucket");
+    check(
+        TfStateError::InvalidSource { origin: "s3://tf".into(), reason: "no key after the bucket".into() },
+        "s3://tf: invalid state source: no key after the bucket",
+        "invalid_source",
+    );
+    check(TfStateError::NoMatch { origin: "*.tfstate".into() }, "*.tfstate: matched no file", "no_match");
+    check(
+        TfStateError::EmptyPrefix { origin: origin() },
+        "s3://tf/prod/: no .tfstate object under this prefix",
+        "empty_prefix",
+    );
+    check(
+        TfStateError::List { origin: origin(), error: SourceError::S3(no_bucket) },
+        "s3://tf/prod/: cannot list objects: ListObjectsV2: service error: NoSuchBucket",
+        "list",
+    );
+    check(
+        TfStateError::Read { origin: "a.tfstate".into(), error: missing },
+        "a.tfstate: cannot read: no such file",
+        "read",
+    );
+    check(
+        TfStateError::InvalidJson {
+            origin: "a.tfstate".into(),
+            line: 2,
+            column: 15,
+            message: "key must be a string".into(),
+        },
+        "a.tfstate: invalid JSON at line 2, column 15: key must be a string",
+        "invalid_json",
+    );
+    check(
+        TfStateError::UnsupportedVersion { origin: "a.tfstate".into(), version: 3 },
+        "a.tfstate: unsupported state version 3 (only version 4 is read)",
+        "unsupported_version",
+    );
+    check(
+        TfStateError::MissingField { origin: "a.tfstate".into(), path: "lineage".into() },
+        "a.tfstate: missing required field lineage",
+        "missing_field",
+    );
+    check(
+        TfStateError::WrongType {
+            origin: "a.tfstate".into(),
+            path: "serial".into(),
+            expected: "a non-negative integer",
+        },
+        "a.tfstate: serial: expected a non-negative integer",
+        "wrong_type",
+    );
+}

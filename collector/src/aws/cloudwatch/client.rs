@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Batch, MetricQuery};
-use crate::aws::{client, error_chain, AccountConfig, AwsContext};
+use crate::aws::{client, AccountConfig, AwsContext, AwsError};
 
 /// The newest datapoint of one query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,9 +38,9 @@ pub struct CloudWatchFetch {
     pub metrics_requested: u64,
     /// Queries CloudWatch answered with a status other than Complete.
     pub incomplete: u64,
-    /// Why each failed batch failed: an answer that does not fit the batch. A failed batch gives no sample
-    /// and no points; the other batches are kept.
-    pub failed_batches: Vec<String>,
+    /// Why each failed batch failed: an answer that does not fit the batch (a malformed response). A failed
+    /// batch gives no sample and no points; the other batches are kept.
+    pub failed_batches: Vec<AwsError>,
 }
 
 fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
@@ -72,7 +72,7 @@ struct BatchData {
 impl BatchData {
     /// Adds the results of one page of `batch`. Fails, naming the id, when a result's `Id` is not one this
     /// batch sent (`q0` up to `q{len - 1}`): its datapoints cannot be told apart from another series'.
-    fn add(&mut self, results: &[MetricDataResult], batch: &Batch, queries: &[MetricQuery]) -> Result<(), String> {
+    fn add(&mut self, results: &[MetricDataResult], batch: &Batch, queries: &[MetricQuery]) -> Result<(), AwsError> {
         for r in results {
             let id = r.id().unwrap_or_default();
             let i = id
@@ -81,11 +81,12 @@ impl BatchData {
                 .and_then(|position| batch.queries.get(position).copied())
                 .filter(|&i| i < queries.len())
                 .ok_or_else(|| {
-                    format!(
-                        "GetMetricData: result id {id:?} is not one of the batch's {} queries (q0 to q{})",
+                    let message = format!(
+                        "result id {id:?} is not one of the batch's {} queries (q0 to q{})",
                         batch.queries.len(),
                         batch.queries.len().saturating_sub(1)
-                    )
+                    );
+                    AwsError::malformed("cloudwatch", "GetMetricData", message)
                 })?;
             if r.status_code().is_some_and(|s| s.as_str() != "Complete") {
                 self.incomplete += 1;
@@ -129,7 +130,7 @@ pub async fn fetch(
     region: &str,
     queries: &[MetricQuery],
     batches: &[Batch],
-) -> Result<CloudWatchFetch, String> {
+) -> Result<CloudWatchFetch, AwsError> {
     let cw = client!(aws_sdk_cloudwatch, ctx, account, region);
     let mut out = CloudWatchFetch::default();
     for batch in batches {
@@ -150,7 +151,7 @@ pub async fn fetch(
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| format!("GetMetricData: {}", error_chain(&e)))?;
+                .map_err(|e| AwsError::sdk("cloudwatch", "GetMetricData", &e))?;
             if let Err(e) = answered.add(page.metric_data_results(), batch, queries) {
                 failed = Some(e);
                 break;
@@ -228,11 +229,13 @@ mod tests {
         let check = |id: &str| {
             let mut data = BatchData::default();
             let err = data.add(&[result("q0", &[(60, 1.0)]), result(id, &[(60, 2.0)])], &batch(), &queries);
+            let err = err.unwrap_err();
             assert_eq!(
-                err,
-                Err(format!("GetMetricData: result id {id:?} is not one of the batch's 2 queries (q0 to q1)")),
+                err.to_string(),
+                format!("GetMetricData: result id {id:?} is not one of the batch's 2 queries (q0 to q1)"),
                 "{id}"
             );
+            assert_eq!(err.as_kind(), "malformed_response", "{id}");
         };
         // Past the batch (though a query of the job), far past everything, and ids we never send.
         check("q2");

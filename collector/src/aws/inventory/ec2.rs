@@ -5,7 +5,7 @@ use aws_sdk_ec2::Client;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{tag_map, to_chrono, Unit};
-use crate::aws::error_chain;
+use crate::aws::AwsError;
 use crate::model::{Details, Resource};
 
 fn tags(list: Option<&[Tag]>) -> std::collections::BTreeMap<String, String> {
@@ -19,11 +19,11 @@ pub fn parse_transition_time(reason: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(&reason[start..end], "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc())
 }
 
-pub async fn instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     let mut out = Vec::new();
     let mut pages = client.describe_instances().set_max_results(unit.page_size(5, 1000)).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| error_chain(&e))?;
+        let page = page.map_err(|e| AwsError::sdk("ec2", "DescribeInstances", &e))?;
         for inst in page.reservations().iter().flat_map(|r| r.instances()) {
             let Some(id) = inst.instance_id() else { continue };
             let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
@@ -60,11 +60,11 @@ pub async fn instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, St
     Ok(out)
 }
 
-pub async fn volumes(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn volumes(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     let mut out = Vec::new();
     let mut pages = client.describe_volumes().set_max_results(unit.page_size(5, 500)).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| error_chain(&e))?;
+        let page = page.map_err(|e| AwsError::sdk("ec2", "DescribeVolumes", &e))?;
         for v in page.volumes() {
             let Some(id) = v.volume_id() else { continue };
             let tags = tags(Some(v.tags()));
@@ -93,12 +93,12 @@ pub async fn volumes(client: &Client, unit: &Unit) -> Result<Vec<Resource>, Stri
     Ok(out)
 }
 
-pub async fn snapshots(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn snapshots(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     let mut out = Vec::new();
     let mut pages =
         client.describe_snapshots().owner_ids("self").set_max_results(unit.page_size(5, 1000)).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| error_chain(&e))?;
+        let page = page.map_err(|e| AwsError::sdk("ec2", "DescribeSnapshots", &e))?;
         for s in page.snapshots() {
             let Some(id) = s.snapshot_id() else { continue };
             let tags = tags(Some(s.tags()));
@@ -119,14 +119,14 @@ pub async fn snapshots(client: &Client, unit: &Unit) -> Result<Vec<Resource>, St
     Ok(out)
 }
 
-pub async fn addresses(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn addresses(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     // DescribeAddresses has no pagination: one call returns every address of the region.
     let out = client
         .describe_addresses()
         .filters(Filter::builder().name("domain").values("vpc").build())
         .send()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| AwsError::sdk("ec2", "DescribeAddresses", &e))?;
     Ok(out
         .addresses()
         .iter()

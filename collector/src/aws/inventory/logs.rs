@@ -5,14 +5,14 @@ use aws_sdk_cloudwatchlogs::Client;
 use chrono::DateTime;
 
 use super::Unit;
-use crate::aws::error_chain;
+use crate::aws::AwsError;
 use crate::model::{Details, Resource};
 
-pub async fn log_groups(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn log_groups(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     let mut out = Vec::new();
     let mut pages = client.describe_log_groups().set_limit(unit.page_size(1, 50)).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| error_chain(&e))?;
+        let page = page.map_err(|e| AwsError::sdk("cloudwatchlogs", "DescribeLogGroups", &e))?;
         for g in page.log_groups() {
             let Some(name) = g.log_group_name() else { continue };
             out.push(Resource {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::stream::{self, StreamExt};
 use tracing::{debug, warn};
 
-use super::{account_id, client, AccountConfig, AwsContext};
+use super::{account_id, client, AccountConfig, AwsContext, AwsError};
 use crate::arn::{self, Arn};
 use crate::model::{InventoryReport, Resource, Scope, ScopeFailure};
 
@@ -74,8 +74,18 @@ struct Partial {
     failures: Vec<ScopeFailure>,
 }
 
+/// A failed call as a scope failure shows it: the source (`ec2:DescribeVolumes`) names the call already, so
+/// only the message, unless another call of the same listing failed (an S3 bucket's location or tags).
+fn shown(source: &str, error: &AwsError) -> String {
+    if source.rsplit(':').next() == Some(error.operation) {
+        error.message.clone()
+    } else {
+        error.to_string()
+    }
+}
+
 impl Partial {
-    fn take(&mut self, scope: Scope, account: &str, source: &str, result: Result<Vec<Resource>, String>) {
+    fn take(&mut self, scope: Scope, account: &str, source: &str, result: Result<Vec<Resource>, AwsError>) {
         match result {
             Ok(list) => {
                 debug!(account, resource_type = %scope.resource_type, region = ?scope.region, count = list.len(), "listed");
@@ -83,13 +93,13 @@ impl Partial {
                 self.complete.push(scope);
             }
             Err(error) => {
-                warn!(account, source, region = ?scope.region, %error, "listing failed");
+                warn!(account, source, region = ?scope.region, %error, kind = error.as_kind(), "listing failed");
                 self.failures.push(ScopeFailure {
                     account: account.to_string(),
                     account_id: Some(scope.account_id.clone()),
                     region: scope.region.clone(),
                     source: source.to_string(),
-                    error,
+                    error: shown(source, &error),
                 });
             }
         }
@@ -137,13 +147,13 @@ async fn collect_region(ctx: &AwsContext, account: &AccountConfig, unit: Unit) -
             p.tagged = t;
         }
         Err(error) => {
-            warn!(account = name, region = %unit.region, %error, "GetResources failed");
+            warn!(account = name, region = %unit.region, %error, kind = error.as_kind(), "GetResources failed");
             p.failures.push(ScopeFailure {
                 account: name.to_string(),
                 account_id: Some(unit.account_id.clone()),
                 region: Some(unit.region.clone()),
                 source: "tagging:GetResources".into(),
-                error,
+                error: shown("tagging:GetResources", &error),
             });
         }
     }
@@ -173,13 +183,13 @@ pub async fn collect(ctx: &AwsContext, settings: &InventorySettings) -> Inventor
                 reachable.push((account, id));
             }
             Err(error) => {
-                warn!(account = %account.spec.name, %error, "cannot identify account");
+                warn!(account = %account.spec.name, %error, kind = error.as_kind(), "cannot identify account");
                 report.failures.push(ScopeFailure {
                     account: account.spec.name.clone(),
                     account_id: None,
                     region: None,
                     source: "sts:GetCallerIdentity".into(),
-                    error,
+                    error: shown("sts:GetCallerIdentity", &error),
                 });
             }
         }
@@ -268,6 +278,20 @@ mod tests {
             created_at: None,
             details: Default::default(),
         }
+    }
+
+    /// A scope failure's source names its call: the message alone, unless another call of the listing failed.
+    #[test]
+    fn scope_failures_show_the_call_once() {
+        use crate::aws::AwsErrorKind;
+
+        let check = |source: &str, operation: &'static str, want: &str| {
+            let error = AwsError::new("s3", operation, AwsErrorKind::AccessDenied, "service error: AccessDenied");
+            assert_eq!(shown(source, &error), want, "{source} {operation}");
+        };
+        check("s3:ListBuckets", "ListBuckets", "service error: AccessDenied");
+        check("s3:ListBuckets", "GetBucketTagging", "GetBucketTagging: service error: AccessDenied");
+        check("sts:GetCallerIdentity", "GetCallerIdentity", "service error: AccessDenied");
     }
 
     #[test]

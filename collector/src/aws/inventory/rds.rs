@@ -3,14 +3,14 @@
 use aws_sdk_rds::Client;
 
 use super::{tag_map, to_chrono, Unit};
-use crate::aws::error_chain;
+use crate::aws::AwsError;
 use crate::model::{Details, Resource};
 
-pub async fn db_instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, String> {
+pub async fn db_instances(client: &Client, unit: &Unit) -> Result<Vec<Resource>, AwsError> {
     let mut out = Vec::new();
     let mut pages = client.describe_db_instances().set_max_records(unit.page_size(20, 100)).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| error_chain(&e))?;
+        let page = page.map_err(|e| AwsError::sdk("rds", "DescribeDBInstances", &e))?;
         for db in page.db_instances() {
             let Some(id) = db.db_instance_identifier() else { continue };
             out.push(Resource {

@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 
 use super::{tag_map, to_chrono};
 use crate::arn;
-use crate::aws::error_chain;
+use crate::aws::AwsError;
 use crate::model::{Details, Resource};
 
 /// `GetBucketLocation`'s answer as a region name (empty means us-east-1, `EU` is the old eu-west-1).
@@ -25,12 +25,17 @@ pub async fn buckets(
     clients: &BTreeMap<String, Client>,
     account_id: &str,
     regions: &[String],
-) -> Result<Vec<Resource>, String> {
+) -> Result<Vec<Resource>, AwsError> {
     let Some(any) = clients.values().next() else { return Ok(Vec::new()) };
     let mut listed = Vec::new();
     let mut token = None;
     loop {
-        let page = any.list_buckets().set_continuation_token(token.take()).send().await.map_err(|e| error_chain(&e))?;
+        let page = any
+            .list_buckets()
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("s3", "ListBuckets", &e))?;
         for b in page.buckets() {
             if let Some(name) = b.name() {
                 listed.push((
@@ -50,7 +55,12 @@ pub async fn buckets(
         let region = match region {
             Some(r) => r,
             None => {
-                let loc = any.get_bucket_location().bucket(&name).send().await.map_err(|e| error_chain(&e))?;
+                let loc = any
+                    .get_bucket_location()
+                    .bucket(&name)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("s3", "GetBucketLocation", &e))?;
                 location_region(loc.location_constraint().map(|c| c.as_str()))
             }
         };
@@ -61,7 +71,7 @@ pub async fn buckets(
         let tags = match client.get_bucket_tagging().bucket(&name).send().await {
             Ok(t) => tag_map(t.tag_set().iter().map(|t| (Some(t.key()), Some(t.value())))),
             Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
-            Err(e) => return Err(error_chain(&e)),
+            Err(e) => return Err(AwsError::sdk("s3", "GetBucketTagging", &e)),
         };
         out.push(Resource {
             arn: arn::build("s3:bucket", &region, account_id, &name),
