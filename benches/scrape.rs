@@ -2,7 +2,7 @@
 //!
 //! Renders a body of `BENCH_SERIES` CloudWatch-like series (default 270,000) through the same exposition path
 //! as the daemon, serves it with the daemon's router, and scrapes it from a second process with
-//! `BENCH_SCRAPERS` concurrent scrapers (default 8), `BENCH_SCRAPES` scrapes each (default 25), first as
+//! `BENCH_SCRAPERS` concurrent scrapers (default 8), `BENCH_SCRAPES` measured scrapes each (default 50, after 2 that warm the connection up), first as
 //! Prometheus asks (OpenMetrics, gzip), then uncompressed. Prints the body sizes, the rendering time, scrapes
 //! per second, latency percentiles and the serving process' resident memory next to the body size.
 //! Run with `cargo bench --bench scrape`.
@@ -11,12 +11,22 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use cloudwarden::metrics::{labels, Exposition, FloatGauge};
+use std::sync::Arc;
+
+use cloudwarden::jobs::cloudwatch::{CloudWatchView, Series};
+use cloudwarden::jobs::Render;
+use cloudwarden::metrics::{labels, Exposition};
 use cloudwarden::server::{app, AppState};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use prometheus_client::metrics::family::Family;
+
+/// The daemon's allocator: what stays resident after a rendering depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Unmeasured scrapes per scraper before the measured ones.
+const WARM_UP: usize = 2;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
@@ -40,7 +50,7 @@ fn mib(bytes: f64) -> String {
 /// line of latencies in microseconds.
 async fn scrape(url: String, gzip: bool) {
     let scrapers = env("BENCH_SCRAPERS", 8);
-    let each = env("BENCH_SCRAPES", 25);
+    let each = env("BENCH_SCRAPES", 50);
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -50,7 +60,9 @@ async fn scrape(url: String, gzip: bool) {
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut bytes = 0usize;
-            for _ in 0..each {
+            // The first scrapes of a connection open it and grow its buffers (Prometheus keeps its connection):
+            // not measured.
+            for round in 0..WARM_UP + each {
                 let mut req = axum::http::Request::get(&url).header(
                     "accept",
                     "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
@@ -61,7 +73,9 @@ async fn scrape(url: String, gzip: bool) {
                 let t = Instant::now();
                 let res = client.request(req.body(Body::empty()).unwrap()).await.expect("scrape");
                 let body = res.into_body().collect().await.expect("body").to_bytes();
-                latencies.push(t.elapsed().as_micros() as u64);
+                if round >= WARM_UP {
+                    latencies.push(t.elapsed().as_micros() as u64);
+                }
                 bytes = body.len();
             }
             (latencies, bytes)
@@ -92,25 +106,31 @@ fn main() {
     let series = env("BENCH_SERIES", 270_000);
     let baseline = status_kib("VmRSS:");
 
-    let t = Instant::now();
-    let mut out = Exposition::new();
-    let family = Family::<Vec<(String, String)>, FloatGauge>::default();
+    // The series as the CloudWatch job publishes them; rendered the way the daemon renders them.
+    let mut all = Vec::with_capacity(series);
     for i in 0..series {
         let instance = format!("i-{:017x}", i);
         let account = format!("{:012}", 100_000_000_000u64 + (i % 20) as u64);
         let region = ["us-east-1", "eu-west-1", "ap-southeast-2"][i % 3];
         let team = ["payments", "search", "platform", "data"][i % 4];
-        family
-            .get_or_create(&labels(&[
+        all.push(Series {
+            name: "aws_ec2_cpuutilization_average".into(),
+            help: "CloudWatch AWS/EC2 CPUUtilization Average".into(),
+            labels: labels(&[
                 ("account", &account),
                 ("region", region),
                 ("dimension_instance_id", &instance),
                 ("tag_team", team),
                 ("tag_environment", "production"),
-            ]))
-            .set((i % 1000) as f64 / 10.0);
+            ]),
+            value: (i % 1000) as f64 / 10.0,
+        });
     }
-    out.unprefixed().register("aws_ec2_cpuutilization_average", "CloudWatch AWS/EC2 CPUUtilization Average", family);
+    let view = CloudWatchView { series: Arc::new(all), anomaly: None, findings: None };
+    let before_render = status_kib("VmRSS:");
+    let t = Instant::now();
+    let mut out = Exposition::new();
+    view.render(&mut out);
     let rendered = out.finish();
     let render_secs = t.elapsed().as_secs_f64();
     let body = rendered.openmetrics.len() as f64;
@@ -169,8 +189,9 @@ fn main() {
         );
     }
     println!(
-        "resident before the process started serving: {} (of which {} before rendering)",
+        "resident: {} at start, {} with the published series, {} once rendered and serving",
+        mib(baseline as f64 * 1024.0),
+        mib(before_render as f64 * 1024.0),
         mib(rss_before as f64 * 1024.0),
-        mib(baseline as f64 * 1024.0)
     );
 }

@@ -81,6 +81,8 @@ impl Exposition {
         let _ = encode_registry(&mut om, &self.root);
         let _ = encode_registry(&mut om, &self.own);
         let _ = encode_eof(&mut om);
+        // The body is kept for the whole rendering: without the growth slack.
+        om.shrink_to_fit();
         Rendered::of(om)
     }
 }

@@ -16,7 +16,10 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use tracing::warn;
 
 use super::metric_anomaly::{AnomalyView, Fed, MetricAnomalies, SeriesSpec};
@@ -26,7 +29,7 @@ use crate::config::check::{
 };
 use crate::config::schema::{AnomalyEntry, CloudWatchSection};
 use crate::config::{Config, Job as Scheduled};
-use crate::metrics::{render_findings, Exposition, FloatGauge, Labels};
+use crate::metrics::{render_findings, Exposition};
 use crate::store::{FindingCount, RunOutcome, StoreError};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 
@@ -100,22 +103,40 @@ pub struct CloudWatchView {
 
 impl Render for CloudWatchView {
     fn render(&self, out: &mut Exposition) {
-        // Pass-through series keep their own `aws_` names.
-        let mut families: BTreeMap<&str, (&str, Family<Labels, FloatGauge>)> = BTreeMap::new();
-        for series in self.series.iter() {
-            let (_, family) = families.entry(&series.name).or_insert_with(|| (&series.help, Family::default()));
-            family.get_or_create(&series.labels).set(series.value);
-        }
-        let root = out.unprefixed();
-        for (name, (help, family)) in families {
-            root.register(name, help, family);
-        }
+        // Pass-through series keep their own `aws_` names. They are encoded straight from the published
+        // series (no per-series copy of the labels into a registry): the largest families a daemon exports.
+        out.unprefixed().register_collector(Box::new(PassThrough(self.series.clone())));
         if let Some(view) = &self.anomaly {
             view.render(out);
         }
         if let Some(counts) = &self.findings {
             render_findings(out, counts, |kind| kind == FindingKind::MetricAnomaly);
         }
+    }
+}
+
+/// The CloudWatch pass-through series as gauge families, grouped by name, written as they are encoded.
+#[derive(Debug)]
+struct PassThrough(Arc<Vec<Series>>);
+
+impl Collector for PassThrough {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut families: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
+        for s in self.0.iter() {
+            families.entry(&s.name).or_default().push(s);
+        }
+        for (name, mut series) in families {
+            // One series per label set; the last one written wins, as a gauge set twice.
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let mut family = encoder.encode_descriptor(name, &series[0].help, None, MetricType::Gauge)?;
+            for (i, s) in series.iter().enumerate() {
+                if series.get(i + 1).is_some_and(|next| next.labels == s.labels) {
+                    continue;
+                }
+                ConstGauge::new(s.value).encode(family.encode_family(&s.labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
