@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use std::sync::Arc;
 
-use cloudwarden::jobs::cloudwatch::{CloudWatchView, Series};
+use cloudwarden::jobs::cloudwatch::{CloudWatchView, Interner, Series};
 use cloudwarden::jobs::Render;
 use cloudwarden::metrics::{labels, Exposition};
 use cloudwarden::server::{app, AppState};
@@ -106,7 +106,8 @@ fn main() {
     let series = env("BENCH_SERIES", 270_000);
     let baseline = status_kib("VmRSS:");
 
-    // The series as the CloudWatch job publishes them; rendered the way the daemon renders them.
+    // The series as the CloudWatch job publishes them (strings shared through its interner); rendered the way the daemon renders them.
+    let mut intern = Interner::default();
     let mut all = Vec::with_capacity(series);
     for i in 0..series {
         let instance = format!("i-{:017x}", i);
@@ -114,15 +115,15 @@ fn main() {
         let region = ["us-east-1", "eu-west-1", "ap-southeast-2"][i % 3];
         let team = ["payments", "search", "platform", "data"][i % 4];
         all.push(Series {
-            name: "aws_ec2_cpuutilization_average".into(),
-            help: "CloudWatch AWS/EC2 CPUUtilization Average".into(),
-            labels: labels(&[
+            name: intern.get("aws_ec2_cpuutilization_average"),
+            help: intern.get("CloudWatch AWS/EC2 CPUUtilization Average"),
+            labels: intern.labels(&labels(&[
                 ("account", &account),
                 ("region", region),
                 ("dimension_instance_id", &instance),
                 ("tag_team", team),
                 ("tag_environment", "production"),
-            ]),
+            ])),
             value: (i % 1000) as f64 / 10.0,
         });
     }

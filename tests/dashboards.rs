@@ -92,7 +92,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
 
     let cloudwatch_source = include_str!("../src/jobs/cloudwatch.rs");
     assert!(
-        cloudwatch_source.contains("name: \"aws_resource_info\".into()"),
+        cloudwatch_source.contains("name: intern.get(\"aws_resource_info\"),"),
         "the CloudWatch job no longer names aws_resource_info"
     );
     let config = cloudwarden::config::load(&Path::new(ROOT).join("examples/cloudwarden.toml"))
@@ -101,7 +101,8 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let base = || vec![("account".to_string(), A.to_string()), ("region".to_string(), "eu-west-1".to_string())];
     let mut series: Vec<Series> = Vec::new();
     let mut push = |name: String, labels: Vec<(String, String)>| {
-        series.push(Series { name, help: "x".into(), labels, value: 1.0 })
+        let labels = labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        series.push(Series { name: name.into(), help: "x".into(), labels, value: 1.0 })
     };
     for d in &cw.discovery {
         let mut labels = base();

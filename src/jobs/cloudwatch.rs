@@ -193,13 +193,34 @@ pub struct CloudWatchSettings {
     pub max_anomaly_series: usize,
 }
 
-/// One exported series: its name, labels and newest value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One exported series: its name, labels and newest value. Names, help texts and label keys and values are
+/// shared between the series of a run ([`Interner`]): a run can publish hundreds of thousands of series
+/// whose names, keys and most values repeat.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    pub name: String,
-    pub help: String,
-    pub labels: Vec<(String, String)>,
+    pub name: Arc<str>,
+    pub help: Arc<str>,
+    pub labels: Vec<(Arc<str>, Arc<str>)>,
     pub value: f64,
+}
+
+/// One shared copy of each string a run's series use.
+#[derive(Debug, Default)]
+pub struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(shared.clone());
+        shared
+    }
+
+    pub fn labels(&mut self, labels: &[(String, String)]) -> Vec<(Arc<str>, Arc<str>)> {
+        labels.iter().map(|(k, v)| (self.get(k), self.get(v))).collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -301,6 +322,7 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
         Err(e) => return JobOutput::failed(e.to_string()),
     };
     let mut targets = Vec::new();
+    let mut intern = Interner::default();
     // Every scored series of the run, failed scopes included: the others are dropped.
     let mut live = HashSet::new();
     for (ai, account) in ctx.aws.accounts.iter().enumerate() {
@@ -343,9 +365,9 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                     ];
                     labels.extend(tags.iter().cloned());
                     info.push(Series {
-                        name: "aws_resource_info".into(),
-                        help: "Resources selected by CloudWatch discovery jobs, with their exported tags".into(),
-                        labels,
+                        name: intern.get("aws_resource_info"),
+                        help: intern.get("Resources selected by CloudWatch discovery jobs, with their exported tags"),
+                        labels: intern.labels(&labels),
                         value: 1.0,
                     });
                     for m in &job.metrics {
@@ -445,9 +467,9 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
                 for sample in f.samples {
                     let q = &t.queries[sample.query];
                     series.push(Series {
-                        name: exposition_name(&q.namespace, &q.metric_name, &q.statistic),
-                        help: format!("CloudWatch {} {} {}", q.namespace, q.metric_name, q.statistic),
-                        labels: base_labels(&t.account_id, &t.region, q),
+                        name: intern.get(&exposition_name(&q.namespace, &q.metric_name, &q.statistic)),
+                        help: intern.get(&format!("CloudWatch {} {} {}", q.namespace, q.metric_name, q.statistic)),
+                        labels: intern.labels(&base_labels(&t.account_id, &t.region, q)),
                         value: sample.value,
                     });
                 }
