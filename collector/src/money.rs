@@ -11,28 +11,8 @@ use rust_decimal::Decimal;
 /// far above any real charge. A larger amount is a malformed value.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xA4C6_8000, 0x3_8D7E, 0, false, 0);
 
-/// A sum of money left the decimal range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("money sum overflows the decimal range: {sum} + {amount}")]
-pub struct Overflow {
-    pub sum: Decimal,
-    pub amount: Decimal,
-}
-
-/// Adds `amount` to `sum`; on overflow `sum` is left as it was.
-pub fn add_to(sum: &mut Decimal, amount: Decimal) -> Result<(), Overflow> {
-    *sum = sum.checked_add(amount).ok_or(Overflow { sum: *sum, amount })?;
-    Ok(())
-}
-
-/// The sum of `amounts`.
-pub fn sum(amounts: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overflow> {
-    let mut total = Decimal::ZERO;
-    for a in amounts {
-        add_to(&mut total, a)?;
-    }
-    Ok(total)
-}
+/// Checked sums, shared with the rules engine (a pure crate): one `Overflow` type for every sum of money.
+pub use rules::money::{add_to, sum, Overflow};
 
 /// An amount whose magnitude exceeds [`MAX_AMOUNT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

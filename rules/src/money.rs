@@ -1,7 +1,7 @@
 //! Adding money without panicking: `rust_decimal`'s `+`, `+=` and `sum()` panic when a result leaves the
 //! decimal range (about ±7.9e28), so the engine adds costs with [`add_to`] and [`sum`], which return an
-//! [`Overflow`] instead. (The collector bounds every amount it reads far below that range; this guards the
-//! engine against whatever its inputs hold.)
+//! [`Overflow`] instead. The collector re-exports these for its own sums (and bounds every amount it reads far
+//! below that range); here they guard the engine against whatever its inputs hold.
 
 use rust_decimal::Decimal;
 
