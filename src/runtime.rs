@@ -231,10 +231,10 @@ impl Runtime {
                 }
             }
         }
+        rt.render().await;
         if rt.has_served_data() {
             rt.state.set_ready();
         }
-        rt.render().await;
         Ok(rt)
     }
 
@@ -368,10 +368,11 @@ impl Runtime {
                 st.panics += 1;
             }
         }
+        // Rendered before readiness: a client told "ready" finds this run's data on /metrics.
+        self.render().await;
         if self.counts_for_readiness(slot) && matches!(summary.outcome, RunOutcome::Success | RunOutcome::Partial) {
             self.state.set_ready();
         }
-        self.render().await;
         self.finished.send_modify(|n| *n += 1);
         match summary.outcome {
             RunOutcome::Failed => warn!(
