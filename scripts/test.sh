@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, in one of two tiers, each closing on one line with the totals of all test binaries.
 #
-#   scripts/test.sh [CARGO TEST ARGS]          every test of the workspace: installs the moto test-bed if
-#                                              needed, promtool/amtool (scripts/deps.sh: when missing and we
+#   scripts/test.sh [CARGO TEST ARGS]          every test of the workspace: installs the moto test-bed (and
+#                                              the SMTP server aiosmtpd, in the same venv) if needed, promtool/amtool (scripts/deps.sh: when missing and we
 #                                              are root) and the dashboards' TypeScript check
 #   scripts/test.sh --fast [CARGO TEST ARGS]   the fast tier: no moto, no Prometheus tools, no npm. The unit
 #                                              tests of the three crates and the integration tests that need
@@ -23,12 +23,15 @@ fi
 # The fast tier: whole integration test binaries that start no moto server and run no promtool, amtool,
 # Prometheus or npm, plus the tests of binaries that do but whose other tests need nothing (those that
 # need moto or npm are skipped by name, below).
-FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards rules_daemon runtime store terraform)
+FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards notify rules_daemon runtime store terraform)
 FAST_SKIP=(
     s3_prefix_through_moto                               # billing_files: moto
     s3_objects_and_prefixes                              # terraform: moto
     the_daemon_keeps_each_origin_until_it_reads_it_again # terraform: moto
     dashboards_satisfy_grafana_schema_types              # dashboards: npm (tsc)
+    digest_mail_through_a_starttls_relay                 # notify: aiosmtpd (test-bed venv)
+    digest_mail_over_implicit_tls_and_untrusted_relays   # notify: aiosmtpd (test-bed venv)
+    digest_published_to_an_sns_topic_reaches_its_queue   # notify: moto
 )
 
 if [[ "$fast" == false ]]; then

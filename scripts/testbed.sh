@@ -9,7 +9,7 @@ PY="$VENV/bin/python"
 MOTO="$VENV/bin/moto_server"
 STATE="$ROOT/.testbed"
 STAMP="$VENV/.testbed-requirements"
-REQUIREMENTS=("moto[server]==5.2.5" "boto3==1.44.8")
+REQUIREMENTS=("moto[server]==5.2.5" "boto3==1.44.8" "aiosmtpd==1.4.6")
 DEFAULT_PORT="${MOTO_PORT:-5055}"
 HOST=127.0.0.1
 
@@ -17,7 +17,7 @@ usage() {
     cat >&2 <<EOF
 usage: scripts/testbed.sh <command> [args]
 
-  install                      create .venv and install pinned moto[server] and boto3
+  install                      create .venv and install pinned moto[server], boto3 and aiosmtpd
   start [PORT]                 start moto on $HOST:PORT in the background
   stop [PORT]                  stop it
   status [PORT]                say whether it is running

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -86,6 +86,8 @@ pub const MAX_BACKOFF_SECS: u64 = 5 * MINUTE;
 pub enum Seg {
     Key(&'static str),
     Index(usize),
+    /// A key the file's author chose, e.g. a contact's name in `contacts.<name>`.
+    Name(String),
 }
 
 impl Seg {
@@ -93,6 +95,7 @@ impl Seg {
         match self {
             Seg::Key(k) => Step::Key(k),
             Seg::Index(i) => Step::Index(*i),
+            Seg::Name(n) => Step::Key(n),
         }
     }
 }
@@ -108,6 +111,13 @@ pub fn key(base: &[Seg], key: &'static str) -> Vec<Seg> {
 pub fn item(base: &[Seg], key: &'static str, index: usize) -> Vec<Seg> {
     let mut p = self::key(base, key);
     p.push(Seg::Index(index));
+    p
+}
+
+/// The path `base.key.name`, where `name` is a key of the file's author (a table of named entries).
+pub fn named(base: &[Seg], key: &'static str, name: &str) -> Vec<Seg> {
+    let mut p = self::key(base, key);
+    p.push(Seg::Name(name.to_string()));
     p
 }
 

@@ -8,6 +8,7 @@ pub mod costexplorer;
 mod error;
 pub mod inventory;
 pub mod logs;
+pub mod sns;
 
 use std::sync::Arc;
 use std::time::Duration;
