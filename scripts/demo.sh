@@ -9,6 +9,8 @@ PORT="${MOTO_PORT:-5055}"
 LISTEN="${CLOUDWARDEN_LISTEN:-127.0.0.1:9464}"
 # The findings API's bearer token (at least 16 characters).
 export CLOUDWARDEN_API_TOKEN="${CLOUDWARDEN_API_TOKEN:-demo-token-0123456789}"
+# The token that may approve cleanup plans (scopes read and approve).
+export CLOUDWARDEN_APPROVE_TOKEN="${CLOUDWARDEN_APPROVE_TOKEN:-demo-approver-0123456789}"
 
 scripts/testbed.sh install
 scripts/testbed.sh start "$PORT"
@@ -16,6 +18,8 @@ trap 'scripts/testbed.sh stop "$PORT" >/dev/null 2>&1 || true' EXIT
 # The seed also writes the test-bed budgets (their amounts follow the seeded billing data) as a rule file.
 scripts/testbed.sh seed "$PORT" .testbed/truth.json --budget-rules .testbed/rules/budgets.toml
 
+# The owners' notification channel of the demo: an SNS topic on the test-bed.
+topic=$(.venv/bin/python -c 'import boto3; print(boto3.client("sns", endpoint_url="http://127.0.0.1:'"$PORT"'", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing").create_topic(Name="cloudwarden-cleanup")["TopicArn"])')
 member=$(.venv/bin/python -c 'import json; print([a for a in json.load(open(".testbed/truth.json"))["accounts"] if a["role_arn"]][0]["role_arn"])')
 mkdir -p .testbed
 cat > .testbed/demo.toml <<TOML
@@ -63,8 +67,27 @@ export_tags = ["team", "env"]
 files = ["../examples/rules/testbed/*.toml", "rules/budgets.toml"]
 interval_secs = 60
 
+# Cleanup in approve mode: candidates seen on two evaluations are marked (tag cloudwarden:cleanup) and
+# their owners told through an SNS topic on the test-bed; nothing is done unless a plan is approved
+# through the API, and then only on its due date, a week later.
+[cleanup]
+mode = "approve"
+interval_secs = 60
+allowed_accounts = ["management", "workloads"]
+
+[cleanup.notify]
+fallback = "platform"
+
+[cleanup.notify.contacts.platform]
+sns_topic_arn = "$topic"
+
 [api]
 tokens = ["\${CLOUDWARDEN_API_TOKEN}"]
+
+[[api.clients]]
+name = "demo-approver"
+token = "\${CLOUDWARDEN_APPROVE_TOKEN}"
+scopes = ["read", "approve"]
 TOML
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
@@ -76,4 +99,32 @@ echo "findings:   curl -s -H 'Authorization: Bearer $CLOUDWARDEN_API_TOKEN' 'htt
 echo "            (kinds: tagging, budget, cost_anomaly, drift, cleanup; what the seed expects: .testbed/truth.json, expected_findings)"
 echo "config: .testbed/demo.toml, database: .testbed/demo.db, seed truth: .testbed/truth.json; Ctrl-C stops"
 echo
-"${CARGO_TARGET_DIR:-target}/debug/cloudwarden" run --config .testbed/demo.toml
+"${CARGO_TARGET_DIR:-target}/debug/cloudwarden" run --config .testbed/demo.toml &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; scripts/testbed.sh stop "$PORT" >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM
+# Cleanup plans appear after two rules evaluations (about two minutes): show how to approve one.
+plans="http://$LISTEN/api/v1/cleanup?state=notified&limit=1"
+for _ in $(seq 1 120); do
+    kill -0 "$daemon" 2>/dev/null || break
+    id=$(.venv/bin/python - "$plans" "$CLOUDWARDEN_APPROVE_TOKEN" <<'PY' 2>/dev/null || true
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+plans = json.load(urllib.request.urlopen(req, timeout=5))["plans"]
+print(plans[0]["id"] if plans else "")
+PY
+)
+    if [ -n "$id" ]; then
+        echo
+        echo "cleanup (approve mode): plans are marked and their owners told; list them, and approve one:"
+        echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup plan --config .testbed/demo.toml"
+        echo "  curl -s -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' 'http://$LISTEN/api/v1/cleanup?state=notified'"
+        echo "  curl -s -X POST -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' -d '{\"comment\": \"demo\"}' http://$LISTEN/api/v1/cleanup/$id/approve"
+        echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup history --config .testbed/demo.toml"
+        echo "(an approved plan is acted on at its due date; see docs/cleanup.md)"
+        echo
+        break
+    fi
+    sleep 2
+done
+wait "$daemon"

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `collect`, `anomaly score`, `--version`.
+//! The command line: `run`, `check-config`, `collect`, `cleanup plan|history`, `anomaly score`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,10 +51,41 @@ pub enum Command {
         #[arg(long)]
         collector: Option<String>,
     },
+    /// Cleanup plans and their audit trail (reads the database; no AWS call).
+    Cleanup {
+        #[command(subcommand)]
+        command: CleanupCommand,
+    },
     /// Metric anomaly detection.
     Anomaly {
         #[command(subcommand)]
         command: AnomalyCommand,
+    },
+}
+
+/// The subcommands of `cloudwarden cleanup`.
+#[derive(Debug, Subcommand)]
+pub enum CleanupCommand {
+    /// The plans under way: what is due, what would happen now, and why.
+    Plan {
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+        /// Print the plans with their next steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail: every transition, its time, actor and AWS request id.
+    History {
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+        /// Only this plan's transitions.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// The newest this many rows (default 100).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -92,6 +123,35 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Cleanup { command } => {
+            let (path, json) = match &command {
+                CleanupCommand::Plan { config, json } => (config, *json),
+                CleanupCommand::History { config, json, .. } => (config, *json),
+            };
+            let config = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            runtime().block_on(async move {
+                let shown = match command {
+                    CleanupCommand::Plan { .. } => crate::cleanup_cli::plan(&config, chrono::Utc::now())
+                        .await
+                        .map(|(text, lines)| if json { to_json(&lines) } else { text }),
+                    CleanupCommand::History { plan, limit, .. } => {
+                        crate::cleanup_cli::history(&config, plan, limit.clamp(1, 1_000_000))
+                            .await
+                            .map(|(text, rows)| if json { to_json(&rows) } else { text })
+                    }
+                };
+                match shown {
+                    Ok(s) => {
+                        print!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fatal(e),
+                }
+            })
         }
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) => {
@@ -173,6 +233,12 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
 }
 
 fn runtime() -> tokio::runtime::Runtime {

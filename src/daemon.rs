@@ -40,7 +40,7 @@ impl Daemon {
             warn!(runs = closed, "closed runs left open by an earlier process as failed");
         }
         let aws = AwsContext::new(&config.aws).await;
-        let state = AppState::default().with_api(store.clone(), config.api.tokens.clone());
+        let state = AppState::default().with_api(store.clone(), config.api.tokens.clone(), clock.clone());
         Daemon::assemble(config, store, aws, state, jobs::registered, clock).await
     }
 

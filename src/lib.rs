@@ -5,6 +5,7 @@
 
 pub mod anomaly_cli;
 pub mod billing;
+pub mod cleanup_cli;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -44,6 +44,11 @@ fn the_example_loads() {
     let loaded = cloudwarden::jobs::rules::read_rule_files(&rules.settings.sources).expect("example rules are valid");
     assert!(loaded.files.len() >= 5, "{:?}", loaded.files);
     assert!(c.api.tokens.is_empty());
+    let cleanup = c.cleanup.expect("cleanup configured").settings;
+    assert_eq!(cleanup.mode, cloudwarden::jobs::cleanup::Mode::DryRun);
+    assert_eq!(cleanup.policy("untagged").grace, chrono::Duration::days(14));
+    assert_eq!(cleanup.policy("orphan_snapshot").grace, chrono::Duration::days(7));
+    assert!(cleanup.notify.is_some());
     let cw = c.cloudwatch.expect("cloudwatch enabled").settings;
     let scored = cw.discovery[0].anomaly.as_ref().expect("the EC2 job scores a series");
     assert_eq!((scored.series.len(), scored.threshold), (1, 0.8));
@@ -83,7 +88,7 @@ fn every_kind_of_error_has_file_line_and_field() {
     let e = errors("[[accounts]]\nname = \"a\"\n[[accounts]]\nname = 5\n");
     assert!(e[0].starts_with("cw.toml:4: accounts[1].name: invalid type"), "{e:?}");
     // Unknown section.
-    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `api`"]);
+    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `api`"]);
     // Bad enum value.
     let e = errors("[log]\nformat = \"xml\"\n");
     assert!(e[0].starts_with("cw.toml:2: log.format: unknown variant `xml`"), "{e:?}");
@@ -416,4 +421,69 @@ fn label_names_that_collide_are_rejected() {
             check(text, expected);
         }
     }
+}
+
+#[test]
+fn cleanup_is_validated_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "").unwrap();
+    let head = format!("[rules]\nfiles = [\"{}\"]\n\n", rules.display());
+    // Acting without an allow list or a way to tell owners; an unknown rule and a bad glob.
+    let text = format!(
+        "{head}[cleanup]\nmode = \"auto\"\ndeny = [\"arn:[\"]\nmax_share = 2.0\nretention_days = 31\n\n[cleanup.rules.everything]\nact = true\n"
+    );
+    check(
+        &text,
+        &[
+            "cw.toml:4: cleanup.allowed_accounts: must name at least one account in `auto` mode",
+            "cw.toml:4: cleanup.notify: owners must be told before anything is done: `[cleanup.notify]` is required in `auto` mode",
+            "cw.toml:6: cleanup.deny[0]: not a valid pattern: Pattern syntax error near position 4: invalid range pattern",
+            "cw.toml:7: cleanup.max_share: must be more than 0 and at most 1",
+            "cw.toml:8: cleanup.retention_days: must be one of the retentions CloudWatch Logs allows: [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]",
+            "cw.toml:10: cleanup.rules.everything: unknown cleanup rule \"everything\", expected one of untagged, unattached_volume, stopped_instance, unassociated_eip, orphan_snapshot, log_group_without_retention",
+        ],
+    );
+    check(
+        "[cleanup]\nmode = \"later\"\n",
+        &[
+            "cw.toml:1: cleanup: cleanup acts on the rules' cleanup candidates: `[rules]` must be configured and enabled",
+            "cw.toml:2: cleanup.mode: unknown mode \"later\", expected `dry-run`, `approve` or `auto`",
+        ],
+    );
+    // Dry run needs neither an allow list nor notifications; an allowed account must be configured.
+    let c = config::parse("cw.toml", &format!("{head}[cleanup]\n"), &no_env).unwrap();
+    assert_eq!(c.cleanup.unwrap().settings.mode, cloudwarden::jobs::cleanup::Mode::DryRun);
+    check(
+        &format!("{head}[cleanup]\nallowed_accounts = [\"prod\"]\n"),
+        &["cw.toml:5: cleanup.allowed_accounts[0]: \"prod\" is neither a configured account name nor a 12-digit account id"],
+    );
+}
+
+#[test]
+fn api_clients_have_names_and_scopes() {
+    let c = config::parse(
+        "cw.toml",
+        "[api]\ntokens = [\"plain-token-0123456789\"]\n\n[[api.clients]]\nname = \"alice\"\ntoken = \"alice-token-0123456789\"\nscopes = [\"read\", \"approve\"]\n",
+        &no_env,
+    )
+    .unwrap();
+    let t: Vec<(String, Vec<config::Scope>)> =
+        c.api.tokens.iter().map(|t| (t.name.clone(), t.scopes.clone())).collect();
+    assert_eq!(
+        t,
+        [
+            ("token-1".to_string(), vec![config::Scope::Read]),
+            ("alice".to_string(), vec![config::Scope::Read, config::Scope::Approve])
+        ]
+    );
+    assert!(!format!("{:?}", c.api).contains("alice-token"), "tokens never shown");
+    check(
+        "[[api.clients]]\nname = \"scheduler\"\ntoken = \"short\"\nscopes = [\"admin\"]\n",
+        &[
+            "cw.toml:2: api.clients[0].name: the name \"scheduler\" is taken",
+            "cw.toml:3: api.clients[0].token: must be at least 16 characters long",
+            "cw.toml:4: api.clients[0].scopes[0]: unknown scope \"admin\", expected `read` or `approve`",
+        ],
+    );
 }

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use cloudwarden::billing::BillingView;
 use cloudwarden::jobs::billing_files::{BillingCounters, BillingPublished};
+use cloudwarden::jobs::cleanup::{CleanupView, Mode};
 use cloudwarden::jobs::cloudwatch::Series;
 use cloudwarden::jobs::rules::{RulesAggregates, RulesView};
 use cloudwarden::jobs::Render;
 use cloudwarden::metrics::{render_self, Exposition};
 use cloudwarden::runtime::JobStatus;
+use cloudwarden::store::PlanState;
 use collector::aws::cloudwatch::exposition_name;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -292,6 +294,16 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         })),
     }
     .render(&mut out);
+    CleanupView {
+        mode: Mode::Approve,
+        states: BTreeMap::from([(PlanState::Done, 2), (PlanState::Failed, 1)]),
+        actions: BTreeMap::from([((A.to_string(), "terminate".to_string(), "failed".to_string()), 1)]),
+        allowed: vec![A.into()],
+        savings: BTreeMap::from([(A.to_string(), (one, one))]),
+        refused: BTreeMap::from([("share".to_string(), 3)]),
+        notifications: BTreeMap::from([(("webhook".to_string(), "sent"), 2)]),
+    }
+    .render(&mut out);
     let rendered = out.finish();
     let text = String::from_utf8(rendered.openmetrics.to_vec()).unwrap();
     let mut families = BTreeMap::<String, BTreeSet<String>>::new();
@@ -313,6 +325,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         include_str!("../src/jobs/terraform.rs"),
         include_str!("../src/jobs/billing_files.rs"),
         include_str!("../src/jobs/rules.rs"),
+        include_str!("../src/jobs/cleanup.rs"),
     ];
     let registered: Vec<&str> = sources
         .iter()

@@ -10,7 +10,9 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
+use cloudwarden::config::ApiToken;
 use cloudwarden::daemon::Daemon;
+use cloudwarden::runtime::Clock;
 use cloudwarden::server::app;
 use cloudwarden::store::{FindingFilter, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
@@ -420,8 +422,8 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
 async fn without_a_token_the_api_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 1).await.unwrap();
-    for tokens in [vec![], vec![String::new()]] {
-        let state = cloudwarden::server::AppState::default().with_api(store.clone(), tokens);
+    for tokens in [vec![], vec![ApiToken::reader("empty", "")]] {
+        let state = cloudwarden::server::AppState::default().with_api(store.clone(), tokens, Clock::system());
         let (status, challenge, body) = get(&state, "/api/v1/findings", Some(TOKEN)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert!(challenge.is_none());
@@ -429,7 +431,11 @@ async fn without_a_token_the_api_is_off() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
     // With one: a request with another scheme is asked for a bearer token.
-    let state = cloudwarden::server::AppState::default().with_api(store.clone(), vec![TOKEN.into()]);
+    let state = cloudwarden::server::AppState::default().with_api(
+        store.clone(),
+        vec![ApiToken::reader("t", TOKEN)],
+        Clock::system(),
+    );
     let req = Request::get("/api/v1/findings").header(header::AUTHORIZATION, format!("Basic {TOKEN}"));
     let res = app(state).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -488,7 +494,7 @@ fn rule_files_are_validated_with_the_configuration() {
         ]
     );
     let c = cloudwarden::config::parse("t.toml", "[api]\ntokens = [\"${T}\"]\n", &|_| Some(TOKEN.into())).unwrap();
-    assert_eq!(c.api.tokens, [TOKEN]);
+    assert_eq!(c.api.tokens, [ApiToken::reader("token-1", TOKEN)]);
     assert!(!format!("{c:?}").contains(TOKEN));
 }
 

@@ -224,6 +224,39 @@ async fn a_restart_repeats_no_run_and_misses_none() {
     assert_eq!(rows.iter().map(|r| r.started_at).max(), Some(t0() + chrono::Duration::hours(1)));
 }
 
+/// A run the process died in did not happen: after a restart the job runs at once (its scheduled time has
+/// come), not an interval after the dead run started.
+#[tokio::test]
+async fn a_run_the_process_died_in_is_run_again_at_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cw.db").display().to_string();
+    let runs = Arc::new(AtomicU32::new(0));
+    // A finished run at t0, and one begun at t0 + 5 min by a process that died in it.
+    let store = Store::connect(&format!("sqlite://{db}"), 1).await.unwrap();
+    let done = store.begin_run("flaky", t0()).await.unwrap();
+    store.finish_run(done, t0(), RunOutcome::Success, 0, 1, None).await.unwrap();
+    store.begin_run("flaky", t0() + chrono::Duration::minutes(5)).await.unwrap();
+    store.close().await;
+
+    // Restarted at t0 + 6 min: the dead run is closed as failed, and the job runs at once.
+    let start = t0() + chrono::Duration::minutes(6);
+    let store = Store::connect(&format!("sqlite://{db}"), 1).await.unwrap();
+    assert_eq!(store.close_abandoned_runs(start).await.unwrap(), 1);
+    store.close().await;
+    let d = daemon(&db, Flaky { panics: 0, runs }, start).await;
+    let mut finished = d.runtime.finished_runs();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(d.runtime.clone().run(shutdown.clone()));
+    // The clock stands still: a job scheduled for t0 + 10 min would never run.
+    let ran = tokio::time::timeout(Duration::from_secs(20), finished.wait_for(|n| *n >= 1)).await;
+    assert!(ran.is_ok(), "the job did not run at the restart: {:?}", d.runtime.status()[0].next_run);
+    shutdown.cancel();
+    task.await.unwrap();
+    let rows = d.store.runs("flaky", 10).await.unwrap();
+    let started: Vec<_> = rows.iter().filter(|r| r.outcome == RunOutcome::Success).map(|r| r.started_at).collect();
+    assert!(started.contains(&start), "not t0 + 10 min: the run at t0 + 5 min never finished: {rows:?}");
+}
+
 /// Waits until the schedule loop has announced its first next run (it reads the last run row first).
 async fn wait_until_scheduled(d: &Daemon) {
     while d.runtime.status()[0].next_run.is_none() {

@@ -18,7 +18,8 @@ use collector::aws::inventory::InventorySettings;
 use collector::AwsSettings;
 
 use crate::jobs::{
-    BillingFilesSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, RulesSettings, TerraformSettings,
+    BillingFilesSettings, CleanupJobSettings, CloudWatchSettings, CostExplorerSettings, LogsSettings, RulesSettings,
+    TerraformSettings,
 };
 
 pub use schema::LogFormat;
@@ -44,20 +45,71 @@ pub struct Config {
     pub billing_files: Option<Job<BillingFilesSettings>>,
     /// `None` when rules are disabled or not configured.
     pub rules: Option<Job<RulesSettings>>,
+    /// `None` when cleanup is disabled or not configured.
+    pub cleanup: Option<Job<CleanupJobSettings>>,
     pub api: ApiConfig,
 }
 
 /// The HTTP API's settings.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     /// Accepted bearer tokens; empty: the API is off.
-    pub tokens: Vec<String>,
+    pub tokens: Vec<ApiToken>,
 }
 
-impl fmt::Debug for ApiConfig {
-    /// Never shows the tokens.
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Read findings, cleanup plans and the audit trail.
+    Read,
+    /// Approve, reject and exempt cleanup plans.
+    Approve,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "read" => Some(Scope::Read),
+            "approve" => Some(Scope::Approve),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Approve => "approve",
+        }
+    }
+}
+
+/// A bearer token, its holder's name (the actor in the audit trail) and its scopes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl ApiToken {
+    /// A token with the `read` scope only.
+    pub fn reader(name: impl Into<String>, token: impl Into<String>) -> ApiToken {
+        ApiToken { name: name.into(), token: token.into(), scopes: vec![Scope::Read] }
+    }
+
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    /// Never shows the token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiConfig").field("tokens", &format_args!("[{} redacted]", self.tokens.len())).finish()
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"[redacted]")
+            .field("scopes", &self.scopes)
+            .finish()
     }
 }
 

@@ -77,10 +77,141 @@ fn default_rule_threads() -> usize {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
-    /// Bearer tokens any of which grants access, at least 16 characters each; `${VAR}` reads one from the
-    /// environment. None: every API route answers 404.
+    /// Bearer tokens with the `read` scope, at least 16 characters each; `${VAR}` reads one from the
+    /// environment. Named `token-1`, `token-2`, ... in the audit trail. With no token and no client, every API
+    /// route answers 404.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// `[[api.clients]]`: named tokens with chosen scopes.
+    #[serde(default)]
+    pub clients: Vec<ApiClientEntry>,
+}
+
+/// `[[api.clients]]`: one named bearer token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiClientEntry {
+    /// Who holds the token: shown in the audit trail as the actor of what it approves.
+    pub name: String,
+    /// The token, at least 16 characters; `${VAR}` reads it from the environment.
+    pub token: String,
+    /// `read` (list findings, plans and the audit trail) and `approve` (approve, reject and exempt cleanup
+    /// plans). Default: `["read"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["read".into()]
+}
+
+/// `[cleanup]`: acting on the rules' cleanup candidates: mark, notify, wait, re-check, act, verify.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `dry-run` (default: plans are recorded, nothing is marked, no mutating call), `approve` (acts only on
+    /// plans approved through the API) or `auto` (acts when due).
+    #[serde(default = "default_cleanup_mode")]
+    pub mode: String,
+    /// Run every this many seconds (default 300). Exclusive with `cron`.
+    pub interval_secs: Option<u64>,
+    /// Run on a cron schedule instead, in UTC.
+    pub cron: Option<String>,
+    /// A candidate is planned once this many evaluations in a row produced it (default 2).
+    #[serde(default = "default_min_evaluations")]
+    pub min_evaluations: u32,
+    /// The tag that marks a resource: `<action>@<due date>` (default `cloudwarden:cleanup`).
+    #[serde(default = "default_mark_tag")]
+    pub mark_tag: String,
+    /// Tag keys that protect a resource (any value), besides the rule files' protection tag.
+    #[serde(default)]
+    pub protect_tags: Vec<String>,
+    /// Accounts (configured names or 12-digit ids) where actions are allowed. Actions anywhere else are
+    /// refused. Required in `approve` and `auto` mode.
+    #[serde(default)]
+    pub allowed_accounts: Vec<String>,
+    /// ARN globs (`*` any run of characters) never acted on, whatever else says; also account ids.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Days from marking to the due date (default 7); per rule in `[cleanup.rules.<rule>]`.
+    #[serde(default = "default_grace_days")]
+    pub grace_days: u32,
+    /// Hours before the due date the final warning goes out (default 24); never acted on sooner after it.
+    #[serde(default = "default_final_warning_hours")]
+    pub final_warning_hours: u32,
+    /// Actions per run at most (default 10).
+    #[serde(default = "default_max_actions_per_run")]
+    pub max_actions_per_run: u32,
+    /// Actions per account per hour at most (default 20).
+    #[serde(default = "default_max_actions_per_account_hour")]
+    pub max_actions_per_account_per_hour: u32,
+    /// Estimated monthly savings acted on per run at most, in USD (a decimal string); none: no limit.
+    pub max_monthly_usd_per_run: Option<String>,
+    /// `auto` mode refuses to act in an account in a run where more than this share of its live resources
+    /// would be acted on (default 0.1).
+    #[serde(default = "default_max_share")]
+    pub max_share: f64,
+    /// Retention a `set_retention` action gives a log group, in days (default 30; one CloudWatch Logs allows).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: i32,
+    /// Per rule (`untagged`, `unattached_volume`, ...): whether it is acted on, its grace, its escalation.
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, CleanupRuleEntry>,
+    /// `[cleanup.notify]`: who is told, and how. Required in `approve` and `auto` mode.
+    pub notify: Option<crate::notify::NotifySection>,
+}
+
+/// `[cleanup.rules.<rule>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupRuleEntry {
+    /// Act on this rule's candidates (default true); false leaves them as findings.
+    pub act: Option<bool>,
+    /// Days from marking to the due date; default `[cleanup] grace_days`.
+    pub grace_days: Option<u32>,
+    /// After a stop, terminate (instances) or delete with a final snapshot (databases) after a second grace
+    /// period (default false).
+    pub escalate: Option<bool>,
+    /// Days from the stop to the escalation's due date (default 7).
+    pub escalation_grace_days: Option<u32>,
+}
+
+fn default_cleanup_mode() -> String {
+    "dry-run".into()
+}
+
+fn default_min_evaluations() -> u32 {
+    2
+}
+
+fn default_mark_tag() -> String {
+    "cloudwarden:cleanup".into()
+}
+
+fn default_grace_days() -> u32 {
+    7
+}
+
+fn default_final_warning_hours() -> u32 {
+    24
+}
+
+fn default_max_actions_per_run() -> u32 {
+    10
+}
+
+fn default_max_actions_per_account_hour() -> u32 {
+    20
+}
+
+fn default_max_share() -> f64 {
+    0.1
+}
+
+fn default_retention_days() -> i32 {
+    30
 }
 
 /// `[log]`: structured logs on standard error. The level comes from `RUST_LOG` (default `info`).

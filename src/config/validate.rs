@@ -16,7 +16,7 @@ use super::check::{
     item, key, Checker, Seg, Shared, MAX_BACKOFF_SECS, MAX_CALL_TIMEOUT_SECS, MAX_CONNECT_TIMEOUT_SECS,
 };
 use super::schema::*;
-use super::{ApiConfig, Config, ConfigError, ConfigErrors, DatabaseConfig};
+use super::{ApiConfig, ApiToken, Config, ConfigError, ConfigErrors, DatabaseConfig, Scope};
 use crate::jobs;
 
 /// Validates `text`; relative rule file paths are joined to `base`, and the rule files are read.
@@ -45,6 +45,7 @@ pub fn parse(
     let mut collectors = CollectorsSection::default();
     let mut rules: Option<RulesSection> = None;
     let mut api = ApiSection::default();
+    let mut cleanup: Option<CleanupSection> = None;
     for (name, value) in doc.iter() {
         match name.get_ref().as_ref() {
             "server" => server = cx.section("server", value).unwrap_or_default(),
@@ -55,11 +56,12 @@ pub fn parse(
             "collectors" => collectors = cx.section("collectors", value).unwrap_or_default(),
             "rules" => rules = cx.section("rules", value),
             "api" => api = cx.section("api", value).unwrap_or_default(),
+            "cleanup" => cleanup = cx.section("cleanup", value),
             other => cx.error_at_line(
                 line_of(name.span().start),
                 other,
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `api`"
+                    "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `api`"
                 ),
             ),
         }
@@ -155,19 +157,52 @@ pub fn parse(
     let billing_files = c.billing_files.as_ref().and_then(|s| jobs::billing_files::check(&mut cx, s, &shared));
     // Rule files are other files: their errors come after this file's, in file order.
     let mut rule_errors = Vec::new();
-    let rules = rules.as_ref().and_then(|r| jobs::rules::check(&mut cx, r, &shared, &mut rule_errors));
+    let mut rules = rules.as_ref().and_then(|r| jobs::rules::check(&mut cx, r, &shared, &mut rule_errors));
+    let cleanup = cleanup
+        .as_ref()
+        .and_then(|c| jobs::cleanup::check(&mut cx, c, &shared, rules.as_ref().map(|r| r.settings.sources.as_slice())));
+    if let (Some(r), Some(c)) = (rules.as_mut(), cleanup.as_ref()) {
+        // The mark tag is cloudwarden's own: the rules never count it as a resource's tag.
+        r.settings.ignored_tags.push(c.settings.mark_tag.clone());
+    }
 
     let mut tokens = Vec::new();
-    for (i, t) in api.tokens.iter().enumerate() {
-        let at = [Seg::Key("api"), Seg::Key("tokens"), Seg::Index(i)];
-        let token = cx.expand(&at, t);
+    let check_token = |cx: &mut Checker<'_>, at: &[Seg], t: &str| {
+        let token = cx.expand(at, t);
         // Messages never show the token.
         if token.chars().any(char::is_whitespace) {
-            cx.error(&at, "must not contain whitespace");
+            cx.error(at, "must not contain whitespace");
         } else if token.chars().count() < MIN_TOKEN_CHARS {
-            cx.error(&at, format!("must be at least {MIN_TOKEN_CHARS} characters long"));
+            cx.error(at, format!("must be at least {MIN_TOKEN_CHARS} characters long"));
         }
-        tokens.push(token);
+        token
+    };
+    for (i, t) in api.tokens.iter().enumerate() {
+        let token = check_token(&mut cx, &[Seg::Key("api"), Seg::Key("tokens"), Seg::Index(i)], t);
+        tokens.push(ApiToken::reader(format!("token-{}", i + 1), token));
+    }
+    for (i, c) in api.clients.iter().enumerate() {
+        let at = item(&[Seg::Key("api")], "clients", i);
+        let token = check_token(&mut cx, &key(&at, "token"), &c.token);
+        if c.name.trim().is_empty() || c.name.len() > 64 {
+            cx.error(&key(&at, "name"), "must be 1 to 64 characters");
+        } else if c.name == jobs::cleanup::SCHEDULER || tokens.iter().any(|t: &ApiToken| t.name == c.name) {
+            cx.error(&key(&at, "name"), format!("the name {:?} is taken", c.name));
+        }
+        let mut scopes = Vec::new();
+        for (j, s) in c.scopes.iter().enumerate() {
+            match Scope::parse(s) {
+                Some(s) => scopes.push(s),
+                None => cx.error(&item(&at, "scopes", j), format!("unknown scope {s:?}, expected `read` or `approve`")),
+            }
+        }
+        if c.scopes.is_empty() {
+            cx.error(&key(&at, "scopes"), "must name at least one scope");
+        }
+        if tokens.iter().any(|t: &ApiToken| t.token == token) {
+            cx.error(&key(&at, "token"), "the same token is configured twice");
+        }
+        tokens.push(ApiToken { name: c.name.clone(), token, scopes });
     }
 
     if !cx.errors.is_empty() || !rule_errors.is_empty() {
@@ -197,6 +232,7 @@ pub fn parse(
         terraform,
         billing_files,
         rules,
+        cleanup,
         api: ApiConfig { tokens },
     })
 }

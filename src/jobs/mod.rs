@@ -9,6 +9,7 @@
 //! Adding a job: a file in this folder and one line in [`registered`].
 
 pub mod billing_files;
+pub mod cleanup;
 pub mod cloudwatch;
 pub mod cost_explorer;
 pub mod inventory;
@@ -34,6 +35,7 @@ use crate::store::{RunOutcome, Store};
 
 pub use self::rules::RulesSettings;
 pub use billing_files::BillingFilesSettings;
+pub use cleanup::CleanupJobSettings;
 pub use cloudwatch::CloudWatchSettings;
 pub use cost_explorer::CostExplorerSettings;
 pub use logs::LogsSettings;
@@ -49,6 +51,7 @@ pub fn registered(config: &Config) -> Vec<Registration> {
         terraform::register(config),
         billing_files::register(config),
         rules::register(config),
+        cleanup::register(config),
     ]
     .into_iter()
     .flatten()

@@ -227,6 +227,9 @@ pub struct RulesSettings {
     pub sources: Vec<RuleSource>,
     /// Threads the per-resource rule families are spread over.
     pub threads: usize,
+    /// Tag keys the rules do not see: the cleanup mark tag, which cloudwarden itself sets (a resource marked
+    /// because it is untagged must not count as tagged by its mark).
+    pub ignored_tags: Vec<String>,
 }
 
 /// Something wrong with the rule files.
@@ -381,6 +384,14 @@ pub fn rule_resource(r: RuleResource) -> Resource {
     }
 }
 
+/// `r` without the tags in `ignored`.
+pub fn without_tags(mut r: Resource, ignored: &[String]) -> Resource {
+    for k in ignored {
+        r.tags.remove(k);
+    }
+    r
+}
+
 /// How many days of cost the rule set looks at (`history`), and for how many of the newest the resource
 /// ids are kept (`resource_days`), counted back from today.
 pub fn cost_days_needed(rules: &RuleFile, today: NaiveDate) -> (u64, u64) {
@@ -521,7 +532,13 @@ async fn evaluate(ctx: &JobContext, s: &RulesSettings) -> Result<(JobOutput, Rul
     let today = now.date_naive();
     let (history, resource_days) = cost_days_needed(&loaded.rules, today);
     let inputs = async {
-        let resources: Vec<Resource> = ctx.store.rule_resources().await?.into_iter().map(rule_resource).collect();
+        let resources: Vec<Resource> = ctx
+            .store
+            .rule_resources()
+            .await?
+            .into_iter()
+            .map(|r| without_tags(rule_resource(r), &s.ignored_tags))
+            .collect();
         let costs = daily_costs(&ctx.store, today, history, resource_days).await?;
         let tf = ctx.store.rule_tf_resources().await?;
         Ok::<_, StoreError>((resources, costs, tf))
@@ -606,5 +623,8 @@ pub(crate) fn check(
             }
         }
     }
-    schedule.map(|schedule| Scheduled { schedule, settings: RulesSettings { sources, threads: r.threads } })
+    schedule.map(|schedule| Scheduled {
+        schedule,
+        settings: RulesSettings { sources, threads: r.threads, ignored_tags: Vec::new() },
+    })
 }

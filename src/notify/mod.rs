@@ -24,7 +24,6 @@ use serde::Serialize;
 pub use render::{
     action_words, escape_html, escape_slack, render, subject_within, usd, Message, SHORT_SUBJECT_CHARS, SLACK_MAX_ITEMS,
 };
-#[allow(unused_imports, reason = "the [cleanup] section's check calls it, once that section exists")]
 pub(crate) use settings::check;
 pub use settings::{
     is_email, Contact, ContactSection, NotifySection, NotifySettings, Secret, SmtpSection, SmtpSettings, SmtpTls,

@@ -217,7 +217,6 @@ fn base() -> Vec<Seg> {
 
 /// Checks `[cleanup.notify]` into [`NotifySettings`]. Every problem is recorded in `cx`, with its line and
 /// field path; the settings returned are meaningful only when `cx` recorded none.
-#[allow(dead_code, reason = "the [cleanup] section's check calls it, once that section exists")]
 pub(crate) fn check(cx: &mut Checker<'_>, s: &NotifySection, shared: &Shared<'_>) -> NotifySettings {
     let base = base();
     let mut owner_tags = Vec::new();

@@ -94,7 +94,7 @@ fn insert_sql(rows: usize, backend: Backend) -> String {
         " ON CONFLICT (kind, rule, subject) WHERE resolved_at_ms IS NULL DO UPDATE SET \
          account_id = excluded.account_id, region = excluded.region, resource_type = excluded.resource_type, \
          severity = excluded.severity, message = excluded.message, monthly_usd = excluded.monthly_usd, \
-         details = excluded.details, last_seen_ms = excluded.last_seen_ms",
+         details = excluded.details, last_seen_ms = excluded.last_seen_ms, evaluations = findings.evaluations + 1",
     );
     sql
 }

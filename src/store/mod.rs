@@ -6,6 +6,7 @@
 //! their history.
 
 mod billing;
+mod cleanup;
 mod costs;
 mod findings;
 mod inventory;
@@ -21,6 +22,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use billing::{BillingFile, BillingGroup, BillingTotal};
+pub use cleanup::{
+    ActionCount, Audit, AuditRow, CleanupCandidate, Exemption, NewPlan, Plan, PlanChange, PlanFilter, PlanState,
+};
 pub use costs::{CostDay, CostFetchRow};
 pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};

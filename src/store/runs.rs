@@ -59,6 +59,9 @@ pub struct RunRow {
     pub error: Option<String>,
 }
 
+/// The error of a run the process died in.
+const ABANDONED: &str = "abandoned: the daemon stopped before the run finished";
+
 impl Store {
     /// Opens a run row; returns its id.
     pub async fn begin_run(&self, collector: &str, started_at: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -106,7 +109,7 @@ impl Store {
             sqlx::query("UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4")
                 .bind(ms(now))
                 .bind(RunOutcome::Failed.as_str())
-                .bind("abandoned: the daemon stopped before the run finished")
+                .bind(ABANDONED)
                 .bind(RunOutcome::Running.as_str())
                 .execute(self.pool())
                 .await
@@ -143,13 +146,18 @@ impl Store {
             .collect()
     }
 
-    /// When the collector's newest finished run started (any outcome), for its schedule after a restart.
+    /// When the collector's newest finished run started (any outcome), for its schedule after a restart. A
+    /// run the process died in (closed as abandoned) does not count: it did not happen, so a restart runs
+    /// the job at once when its time has come.
     pub async fn last_run_started(&self, collector: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = sqlx::query(
-            "SELECT MAX(started_at_ms) AS started_at_ms FROM collection_runs WHERE collector = $1 AND outcome <> $2",
+            "SELECT MAX(started_at_ms) AS started_at_ms FROM collection_runs WHERE collector = $1 AND outcome <> $2 \
+             AND NOT (outcome = $3 AND error = $4)",
         )
         .bind(collector)
         .bind(RunOutcome::Running.as_str())
+        .bind(RunOutcome::Failed.as_str())
+        .bind(ABANDONED)
         .fetch_one(self.pool())
         .await
         .map_err(q("last run"))?;

@@ -106,15 +106,17 @@ pub struct AwsError {
     pub operation: &'static str,
     /// What the call was about, when the message names it: a log group, a Cost Explorer grouping (`by
     /// service`).
-    pub subject: Option<String>,
+    pub subject: Option<Box<str>>,
     pub kind: AwsErrorKind,
+    /// The service's error code (`DependencyViolation`, `InvalidVolume.NotFound`, ...), when it answered one.
+    pub code: Option<Box<str>>,
     /// The SDK's error with its sources, or what was wrong with the answer. Never a metric label.
     pub message: String,
 }
 
 impl AwsError {
     pub fn new(service: &'static str, operation: &'static str, kind: AwsErrorKind, message: impl Into<String>) -> Self {
-        AwsError { service, operation, subject: None, kind, message: message.into() }
+        AwsError { service, operation, subject: None, kind, code: None, message: message.into() }
     }
 
     /// A failed call, classified from the SDK's error; the message is its error chain.
@@ -130,7 +132,14 @@ impl AwsError {
             SdkError::ServiceError(e) => AwsErrorKind::of_response(e.raw().status().as_u16(), err.code()),
             _ => AwsErrorKind::Client,
         };
-        AwsError::new(service, operation, kind, error_chain(err))
+        let mut e = AwsError::new(service, operation, kind, error_chain(err));
+        e.code = err.code().map(Box::from);
+        e
+    }
+
+    /// True when the service answered with one of `codes`.
+    pub fn has_code(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
     }
 
     /// An answer that could not be used.
@@ -140,7 +149,7 @@ impl AwsError {
 
     /// The same error, about `subject`.
     pub fn about(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
+        self.subject = Some(subject.into().into_boxed_str());
         self
     }
 

@@ -1,6 +1,7 @@
 //! The AWS side of the collector: one [`AwsContext`] per daemon, holding an SDK configuration per account
 //! (default credential chain or an assumed role) and the counters every call feeds.
 
+pub mod actions;
 mod assume_role;
 pub mod calls;
 pub mod cloudwatch;

@@ -5,9 +5,9 @@
 //! `GetResources`; per account it lists S3 buckets. All of it merges into one [`Resource`] per ARN. Accounts
 //! and regions are collected in parallel, at most `max_concurrency` units at a time.
 
-mod ec2;
-mod logs;
-mod rds;
+pub(crate) mod ec2;
+pub(crate) mod logs;
+pub(crate) mod rds;
 mod s3;
 mod tagging;
 
@@ -42,6 +42,11 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// A unit for one resource's describe call.
+    pub(crate) fn single(account_id: &str, region: &str) -> Unit {
+        Unit { account_id: account_id.to_string(), region: region.to_string(), page_size: None }
+    }
+
     fn arn(&self, resource_type: &str, id: &str) -> String {
         arn::build(resource_type, &self.region, &self.account_id, id)
     }

@@ -1,7 +1,9 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/status` and the API (`/api/v1/findings`, bearer
-//! token). [`app`] builds the router from shared state so tests can call it without a socket; [`serve`] binds
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/status` and the API (`/api/v1/findings`, the
+//! cleanup plans and audit trail of [`cleanup`]; bearer tokens with scopes). [`app`] builds the router from shared state so tests can call it without a socket; [`serve`] binds
 //! it and shuts it down gracefully. `/metrics` and `/status` are served from memory; the API reads the
 //! database.
+
+mod cleanup;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rules::finding::FindingKind;
@@ -19,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use crate::config::{ApiToken, Scope};
 use crate::metrics::{Rendered, CONTENT_TYPE, TEXT_CONTENT_TYPE};
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
 use crate::store::{FindingFilter, Store, StoredFinding};
 
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
@@ -38,10 +41,11 @@ pub struct AppState {
     status: Option<Arc<Runtime>>,
 }
 
-/// The API's database and accepted tokens.
+/// The API's database, accepted tokens and clock.
 struct Api {
     store: Store,
-    tokens: Vec<String>,
+    tokens: Vec<ApiToken>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Api {
@@ -52,11 +56,11 @@ impl std::fmt::Debug for Api {
 }
 
 impl AppState {
-    /// Serves the API from `store` to callers presenting one of `tokens`. Without tokens the API stays off
-    /// (its routes answer 404).
-    pub fn with_api(mut self, store: Store, tokens: Vec<String>) -> AppState {
-        let tokens: Vec<String> = tokens.into_iter().filter(|t| !t.is_empty()).collect();
-        self.api = (!tokens.is_empty()).then(|| Arc::new(Api { store, tokens }));
+    /// Serves the API from `store` to callers presenting one of `tokens`, with the time of `clock`. Without
+    /// tokens the API stays off (its routes answer 404).
+    pub fn with_api(mut self, store: Store, tokens: Vec<ApiToken>, clock: Clock) -> AppState {
+        let tokens: Vec<ApiToken> = tokens.into_iter().filter(|t| !t.token.is_empty()).collect();
+        self.api = (!tokens.is_empty()).then(|| Arc::new(Api { store, tokens, clock }));
         self
     }
 
@@ -100,6 +104,12 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/api/v1/findings", get(list_findings))
+        .route("/api/v1/cleanup", get(cleanup::list))
+        .route("/api/v1/cleanup/{id}", get(cleanup::show))
+        .route("/api/v1/cleanup/{id}/approve", post(cleanup::approve))
+        .route("/api/v1/cleanup/{id}/reject", post(cleanup::reject))
+        .route("/api/v1/cleanup/{id}/exempt", post(cleanup::exempt))
+        .route("/api/v1/audit", get(cleanup::audit))
         .with_state(state)
 }
 
@@ -171,8 +181,14 @@ pub enum ApiError {
     MissingToken,
     /// A bearer token that is not one of the configured ones.
     InvalidToken,
+    /// A valid token without the scope the route needs.
+    Forbidden(Scope),
     /// A parameter the API does not accept.
     BadRequest(String),
+    /// No such object.
+    NotFound(String),
+    /// The object is in a state that does not allow the request.
+    Conflict(String),
     /// Anything else; the message is logged, never sent.
     Internal(String),
 }
@@ -196,7 +212,17 @@ impl IntoResponse for ApiError {
                 "invalid bearer token",
                 Some(r#"Bearer realm="cloudwarden", error="invalid_token""#),
             ),
+            ApiError::Forbidden(scope) => (
+                StatusCode::FORBIDDEN,
+                match scope {
+                    Scope::Read => "this token lacks the `read` scope",
+                    Scope::Approve => "this token lacks the `approve` scope",
+                },
+                Some(r#"Bearer realm="cloudwarden", error="insufficient_scope""#),
+            ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.as_str(), None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.as_str(), None),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.as_str(), None),
             ApiError::Internal(detail) => {
                 error!(error = %detail, "api request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
@@ -221,8 +247,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The API of `state` if the request carries one of its tokens.
-fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Api, ApiError> {
+/// The API of `state` and the caller's token, if the request carries one of its tokens and that token has
+/// `scope`.
+fn authorize<'a>(state: &'a AppState, headers: &HeaderMap, scope: Scope) -> Result<(&'a Api, &'a ApiToken), ApiError> {
     let api = state.api.as_deref().ok_or(ApiError::Disabled)?;
     let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
@@ -232,11 +259,15 @@ fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Api, Ap
     }
     let token = token.trim().as_bytes();
     // Every configured token is compared, whichever matches.
-    let ok = api.tokens.iter().fold(false, |ok, t| ok | constant_time_eq(t.as_bytes(), token));
-    if ok {
-        Ok(api)
+    let found = api.tokens.iter().fold(None, |found, t| {
+        let same = constant_time_eq(t.token.as_bytes(), token);
+        found.or(same.then_some(t))
+    });
+    let token = found.ok_or(ApiError::InvalidToken)?;
+    if token.allows(scope) {
+        Ok((api, token))
     } else {
-        Err(ApiError::InvalidToken)
+        Err(ApiError::Forbidden(scope))
     }
 }
 
@@ -301,7 +332,7 @@ async fn list_findings(
     headers: HeaderMap,
     query: Result<Query<FindingsParams>, QueryRejection>,
 ) -> Result<Json<Vec<FindingOut>>, ApiError> {
-    let api = authorize(&state, &headers)?;
+    let (api, _) = authorize(&state, &headers, Scope::Read)?;
     let Query(params) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let kind = match params.kind.as_deref() {
         None => None,
@@ -312,7 +343,7 @@ async fn list_findings(
     };
     let filter = FindingFilter { kind, include_resolved: params.include_resolved };
     let found = api.store.findings(filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = Utc::now();
+    let now = api.clock.now();
     Ok(Json(found.into_iter().map(|f| FindingOut::of(f, now)).collect()))
 }
 
