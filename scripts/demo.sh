@@ -117,11 +117,21 @@ PY
     if [ -n "$id" ]; then
         echo
         echo "cleanup (approve mode): plans are marked and their owners told; list them, and approve one:"
+        echo "  export CLOUDWARDEN_API_TOKEN=$CLOUDWARDEN_API_TOKEN CLOUDWARDEN_APPROVE_TOKEN=$CLOUDWARDEN_APPROVE_TOKEN"
         echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup plan --config .testbed/demo.toml"
         echo "  curl -s -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' 'http://$LISTEN/api/v1/cleanup?state=notified'"
         echo "  curl -s -X POST -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' -d '{\"comment\": \"demo\"}' http://$LISTEN/api/v1/cleanup/$id/approve"
         echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup history --config .testbed/demo.toml"
         echo "(an approved plan is acted on at its due date; see docs/cleanup.md)"
+        echo
+        # The last complete week's cost report, from what the daemon stored (docs/reports.md).
+        week=$(date -u -d '7 days ago' +%G-W%V)
+        mkdir -p .testbed/reports
+        for format in markdown csv json; do
+            "${CARGO_TARGET_DIR:-target}/debug/cloudwarden" report weekly --config .testbed/demo.toml --week "$week" \
+                --format "$format" --output ".testbed/reports/weekly-$week.${format/markdown/md}" 2>/dev/null || true
+        done
+        echo "weekly cost report of $week: .testbed/reports/weekly-$week.md (and .csv, .json)"
         echo
         break
     fi

@@ -23,7 +23,7 @@ fi
 # The fast tier: whole integration test binaries that start no moto server and run no promtool, amtool,
 # Prometheus or npm, plus the tests of binaries that do but whose other tests need nothing (those that
 # need moto or npm are skipped by name, below).
-FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards notify rules_daemon runtime store terraform)
+FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards notify report rules_daemon runtime store terraform)
 FAST_SKIP=(
     s3_prefix_through_moto                               # billing_files: moto
     s3_objects_and_prefixes                              # terraform: moto
@@ -32,6 +32,7 @@ FAST_SKIP=(
     digest_mail_through_a_starttls_relay                 # notify: aiosmtpd (test-bed venv)
     digest_mail_over_implicit_tls_and_untrusted_relays   # notify: aiosmtpd (test-bed venv)
     digest_published_to_an_sns_topic_reaches_its_queue   # notify: moto
+    the_weekly_report_of_the_test_beds_cost_explorer_matches_the_seed # report: moto
 )
 
 if [[ "$fast" == false ]]; then

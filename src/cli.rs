@@ -56,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CleanupCommand,
     },
+    /// Reports built from the database (no AWS call).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Metric anomaly detection.
     Anomaly {
         #[command(subcommand)]
@@ -86,6 +91,25 @@ pub enum CleanupCommand {
         limit: i64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// The subcommands of `cloudwarden report`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The weekly cost report of an ISO week, from what the collectors stored.
+    Weekly {
+        #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
+        config: PathBuf,
+        /// The ISO week, e.g. `2026-W49`; default: the last complete week (UTC).
+        #[arg(long)]
+        week: Option<String>,
+        /// `markdown`, `csv` or `json`.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Write the report here instead of to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -150,6 +174,47 @@ pub fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Err(e) => fatal(e),
+                }
+            })
+        }
+        Command::Report { command: ReportCommand::Weekly { config, week, format, output } } => {
+            let Some(format) = crate::report::Format::parse(&format) else {
+                eprintln!("error: --format {format:?}: expected markdown, csv or json");
+                return ExitCode::from(2);
+            };
+            let week = match week.as_deref().map(crate::report::Week::parse).transpose() {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: --week {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            runtime().block_on(async move {
+                let now = chrono::Utc::now();
+                let text =
+                    match crate::report::weekly(&config, week.unwrap_or(crate::report::Week::last_complete(now)), now)
+                        .await
+                        .and_then(|r| crate::report::render(&r, format))
+                    {
+                        Ok(t) => t,
+                        Err(e) => return fatal(e),
+                    };
+                match output {
+                    None => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(path) => match std::fs::write(&path, text) {
+                        Ok(()) => {
+                            eprintln!("wrote {}", path.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fatal(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+                    },
                 }
             })
         }

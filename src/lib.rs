@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +19,7 @@ use cloudwarden::jobs::cleanup::CleanupDetail;
 use cloudwarden::runtime::{Clock, CycleSummary};
 use cloudwarden::server::app;
 use cloudwarden::store::{AuditRow, Plan, PlanFilter, PlanState, RunOutcome};
+use common::channels::{aiosmtpd_python, certs, parts, queued, topic_with_queue, SmtpSink};
 use common::{aws_test_env, free_port, repo_root, Moto};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -104,6 +105,8 @@ struct Setup<'a> {
     mode: &'a str,
     deny: Vec<String>,
     extra: &'a str,
+    /// Email to `platform` through this relay (port, CA file), and SNS to `web` on this topic.
+    channels: Option<(u16, PathBuf, String)>,
 }
 
 fn config(dir: &Path, moto: &Moto, hook: &str, s: &Setup<'_>) -> cloudwarden::config::Config {
@@ -143,9 +146,11 @@ fallback = "platform"
 
 [cleanup.notify.contacts.platform]
 webhook_url = "{hook}/hook/platform"
+{email}
 
 [cleanup.notify.contacts.web]
 webhook_url = "{hook}/hook/web"
+{channels}
 
 [[api.clients]]
 name = "alice"
@@ -164,6 +169,12 @@ token = "{READER}"
         deny = deny.join(", "),
         extra =
             if s.extra.contains("max_share") { s.extra.to_string() } else { format!("max_share = 1.0\n{}", s.extra) },
+        email = if s.channels.is_some() { "email = [\"platform@example.com\"]" } else { "" },
+        channels = s.channels.as_ref().map_or(String::new(), |(port, ca, topic)| format!(
+            "sns_topic_arn = \"{topic}\"\n\n[cleanup.notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"starttls\"\nfrom = \"Cloudwarden <cloudwarden@example.com>\"\nca_file = \"{}\"\n",
+            ca.display()
+        )),
     );
     cloudwarden::config::parse("cleanup-test.toml", &text, &|_| None)
         .unwrap_or_else(|e| panic!("{e}\n--- config ---\n{text}"))
@@ -176,26 +187,50 @@ struct Bed {
     daemon: Daemon,
     clock: Clock,
     cancel: CancellationToken,
+    /// The relay `platform` is written to, when the bed has every channel.
+    smtp: Option<SmtpSink>,
     _dir: tempfile::TempDir,
 }
 
 impl Bed {
     async fn new(mode: &str, extra: &str, deny_address: bool) -> Bed {
+        Bed::with_channels(mode, extra, deny_address, None).await
+    }
+
+    /// A bed whose contacts have all three channels: `platform` email through aiosmtpd (STARTTLS, trusting
+    /// a CA made here) and the webhook, `web` the webhook and an SNS topic with the queue `notices`.
+    async fn with_every_channel(mode: &str, extra: &str, deny_address: bool, python: &Path) -> Bed {
+        Bed::with_channels(mode, extra, deny_address, Some(python)).await
+    }
+
+    async fn with_channels(mode: &str, extra: &str, deny_address: bool, smtp_python: Option<&Path>) -> Bed {
         aws_test_env();
         let moto = Moto::start();
         let ids = bed(&moto, &["plant"]);
         let (hook, url) = Hook::start().await;
         let dir = tempfile::tempdir().unwrap();
+        let (smtp, channels) = match smtp_python {
+            Some(python) => {
+                let certs = certs();
+                let ca = dir.path().join("relay-ca.pem");
+                std::fs::write(&ca, &certs.ca_pem).unwrap();
+                let sink = SmtpSink::start(python, "starttls", &certs, None);
+                let topic = topic_with_queue(&moto, "cleanup-notices", "notices");
+                let port = sink.port;
+                (Some(sink), Some((port, ca, topic)))
+            }
+            None => (None, None),
+        };
         let deny = if deny_address {
             vec![format!("arn:aws:ec2:us-east-1:{ACCOUNT}:elastic-ip/{}", id(&ids, "address_denied"))]
         } else {
             vec![]
         };
-        let cfg = config(dir.path(), &moto, &url, &Setup { mode, deny, extra });
+        let cfg = config(dir.path(), &moto, &url, &Setup { mode, deny, extra, channels });
         let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
         let clock = Clock::manual(start);
         let daemon = Daemon::with_clock(cfg, clock.clone()).await.unwrap();
-        Bed { moto, ids, hook, daemon, clock, cancel: CancellationToken::new(), _dir: dir }
+        Bed { moto, ids, hook, daemon, clock, cancel: CancellationToken::new(), smtp, _dir: dir }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -306,7 +341,8 @@ fn tags_of<'a>(state: &'a Value, kind: &str, id: &str) -> &'a serde_json::Map<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mode_takes_every_path_and_the_audit_shows_each_transition_once() {
-    let b = Bed::new("auto", "", true).await;
+    let Some(python) = aiosmtpd_python() else { return };
+    let b = Bed::with_every_channel("auto", "", true, &python).await;
     let ids = b.ids.clone();
     let i = |n: &str| id(&ids, n);
 
@@ -346,6 +382,25 @@ async fn auto_mode_takes_every_path_and_the_audit_shows_each_transition_once() {
         assert!(web.contains(&needle), "{needle} not in {web}");
     }
     assert!(web.contains(&due.format("%Y-%m-%d").to_string()), "{web}");
+    // The same digests by email (platform) and SNS (web), read back from the relay and the queue.
+    let smtp = b.smtp.as_ref().unwrap();
+    assert_eq!(smtp.count(), 1, "one message to platform");
+    let mail = smtp.received(1);
+    assert_eq!(mail["rcpt_tos"], json!(["platform@example.com"]));
+    assert_eq!(mail["tls"], json!(true), "{mail:#}");
+    let (text, html) = parts(&mail);
+    for needle in [i("instance_stop"), i("instance_keep"), "stop".into(), due.format("%Y-%m-%d").to_string()] {
+        assert!(text.contains(&needle) && html.contains(&needle), "{needle} not in the mail:\n{text}");
+    }
+    assert!(!text.contains(&i("volume_orphan")), "web's volume went to web:\n{text}");
+    let sns = queued(&b.moto, "notices");
+    assert_eq!(sns.len(), 1, "one message to web's topic: {sns:?}");
+    let subject = sns[0]["Subject"].as_str().unwrap();
+    assert!(subject.starts_with("[cloudwarden] ") && !subject.contains("FINAL"), "{subject}");
+    let message = sns[0]["Message"].as_str().unwrap();
+    for needle in [i("volume_orphan"), i("snapshot_orphan"), i("address_idle"), "/app/noretention".into()] {
+        assert!(message.contains(&needle), "{needle} not in the SNS message:\n{message}");
+    }
 
     // A reader cannot approve; nobody can act on a plan that does not exist.
     let exempt_plan = b.plan_of(&i("volume_exempt"), "snapshot_delete").await;
@@ -385,6 +440,12 @@ async fn auto_mode_takes_every_path_and_the_audit_shows_each_transition_once() {
     let sent = b.hook.take();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent.iter().all(|m| m["body"].to_string().to_lowercase().contains("final")), "{sent:?}");
+    assert_eq!(smtp.count(), 2, "the final warning to platform");
+    let subject = smtp.received(2)["headers"]["subject"].as_str().unwrap().to_string();
+    assert!(subject.starts_with("[cloudwarden] FINAL WARNING: "), "{subject}");
+    let sns = queued(&b.moto, "notices");
+    assert_eq!(sns.len(), 1, "{sns:?}");
+    assert!(sns[0]["Subject"].as_str().unwrap().starts_with("[cloudwarden] FINAL WARNING: "), "{sns:?}");
 
     // Due (and a full day after the final warning): pre-check, act, verify.
     b.advance_to(due + Duration::hours(1) + Duration::minutes(1));
@@ -550,6 +611,14 @@ async fn approve_mode_acts_only_on_approved_plans_within_the_limits() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = b.api("POST", &format!("/api/v1/cleanup/{}/approve", snapshot.id), APPROVER, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Shutdown during a run: the run stops between plans, acts on nothing, and says it was cancelled.
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let run = b.daemon.run_job("cleanup", b.now(), &stop).await;
+    assert_eq!(run.outcome, RunOutcome::Cancelled, "{run:?}");
+    assert!(!run.api_calls.keys().any(|op| mutating(op)), "{:?}", run.api_calls);
+    assert_eq!(b.plan_of(&i("volume_orphan"), "snapshot_delete").await.state, PlanState::Approved);
 
     let (_, d) = b.cycle().await;
     assert_eq!((d.acted, d.done), (1, 1), "{d:?}");

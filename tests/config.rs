@@ -487,3 +487,32 @@ fn api_clients_have_names_and_scopes() {
         ],
     );
 }
+
+#[test]
+fn the_weekly_report_names_a_configured_cost_source() {
+    use cloudwarden::report::{CostSource, WeeklyReportSettings};
+    check(
+        "[reports.weekly]\ntag_keys = [\"team\", \"\", \"team\"]\n",
+        &[
+            "cw.toml:1: reports.weekly: needs a cost source: configure [collectors.billing_files] or [collectors.cost_explorer]",
+            "cw.toml:2: reports.weekly.tag_keys[1]: must not be empty",
+            "cw.toml:2: reports.weekly.tag_keys[2]: \"team\" is listed twice",
+        ],
+    );
+    check(
+        "[collectors.cost_explorer]\n\n[reports.weekly]\ncost_source = \"billing_files\"\n",
+        &["cw.toml:4: reports.weekly.cost_source: `billing_files` needs [collectors.billing_files]"],
+    );
+    check(
+        "[collectors.cost_explorer]\n\n[reports.weekly]\ncost_source = \"invoices\"\n",
+        &["cw.toml:4: reports.weekly.cost_source: unknown cost source \"invoices\", expected `billing_files` or `cost_explorer`"],
+    );
+    check("[reports.monthly]\n", &["cw.toml:1: reports.monthly: unknown field `monthly`, expected `weekly`"]);
+    // The default source is the configured one.
+    let c = config::parse("cw.toml", "[collectors.cost_explorer]\n\n[reports.weekly]\ntag_keys = [\"env\"]\n", &no_env)
+        .unwrap();
+    assert_eq!(
+        c.weekly_report,
+        Some(WeeklyReportSettings { cost_source: CostSource::CostExplorer, tag_keys: vec!["env".into()] })
+    );
+}

@@ -755,9 +755,11 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
          [collectors.logs]\ninterval_secs = 60\nlast_event_time = true\n\n[[collectors.logs.patterns]]\n\
          log_group = \"{log_group}\"\nname = \"errors\"\npattern = \"ERROR\"\n\n\
          [collectors.terraform]\nsources = [\"{}\"]\ninterval_secs = 600\n\n\
-         [rules]\nfiles = [\"{}\"]\ninterval_secs = 30\n",
+         [rules]\nfiles = [\"{}\"]\ninterval_secs = 30\n\n\
+         [cleanup]\nmode = \"dry-run\"\ninterval_secs = 30\nallowed_accounts = [{}]\n",
         tfstate.display(),
-        rules_path.display()
+        rules_path.display(),
+        parsed.accounts.iter().map(|a| format!("\"{}\"", a.name)).collect::<Vec<_>>().join(", ")
     );
     // The seed queues Cost Explorer's answers by service and by account; the third request, by the `team`
     // tag, gets each day's total split over two team values and spend without the tag (`team$`).

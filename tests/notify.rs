@@ -10,10 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +25,7 @@ use cloudwarden::notify::{
     SmtpSettings, SmtpTls, WebhookFailure,
 };
 use collector::{AwsContext, AwsSettings};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use common::channels::{aiosmtpd_python, certs, parts, queued, topic_with_queue, SmtpSink};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -93,114 +90,17 @@ async fn notifier(settings: NotifySettings) -> Notifier {
 // ---------------------------------------------------------------------------------------------------------
 // The SMTP server
 
-/// A certificate authority, and a certificate it signed for 127.0.0.1 and localhost with its key (PEM).
-struct Certs {
-    ca_der: Vec<u8>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn certs() -> Certs {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "cloudwarden test relay CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Certs { ca_der: ca_cert.der().to_vec(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
-}
-
-/// The venv's Python when it has aiosmtpd. Without it: a skip, or under `CI=true` a failure.
-fn aiosmtpd_python() -> Option<PathBuf> {
-    let python = common::repo_root().join(".venv/bin/python");
-    let found = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import aiosmtpd"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if found {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the test-bed venv has no aiosmtpd: run `scripts/testbed.sh install` (scripts/test.sh does it)"
-    );
-    eprintln!("SKIPPED: SMTP notification tests (no aiosmtpd in .venv; run scripts/testbed.sh install)");
-    None
-}
-
-/// aiosmtpd on 127.0.0.1, killed when dropped.
-struct SmtpSink {
-    port: u16,
-    out: tempfile::TempDir,
-    child: Child,
-}
-
-impl SmtpSink {
-    /// Starts `tests/smtp_sink.py` in `mode` with `certs`, requiring `login` (`user:password`) when given,
-    /// and waits for its `ready` line.
-    fn start(python: &Path, mode: &str, certs: &Certs, login: Option<&str>) -> SmtpSink {
-        let out = tempfile::tempdir().unwrap();
-        let (cert, key) = (out.path().join("cert.pem"), out.path().join("key.pem"));
-        std::fs::write(&cert, &certs.cert_pem).unwrap();
-        std::fs::write(&key, &certs.key_pem).unwrap();
-        let port = common::free_port();
-        let mut cmd = Command::new(python);
-        cmd.arg(common::repo_root().join("tests/smtp_sink.py"))
-            .args(["--port", &port.to_string(), "--mode", mode, "--out"])
-            .arg(out.path())
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key);
-        if let Some(l) = login {
-            cmd.args(["--login", l]);
-        }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start tests/smtp_sink.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
-        SmtpSink { port, out, child }
-    }
-
-    /// The `n`th message received (from 1): what the sink wrote of it.
-    fn received(&self, n: usize) -> Value {
-        let path = self.out.path().join(format!("{n:04}.json"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn count(&self) -> usize {
-        std::fs::read_dir(self.out.path())
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
-            .count()
-    }
-
-    fn settings(&self, tls: SmtpTls, ca_der: &[u8], credentials: Option<(&str, &str)>) -> SmtpSettings {
-        SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            tls,
-            credentials: credentials.map(|(u, p)| (u.to_string(), Secret::new(p))),
-            from: "Cloudwarden <cloudwarden@example.com>".into(),
-            hello_name: "example.com".into(),
-            ca_certs: vec![ca_der.to_vec()],
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Settings for the relay `sink`, trusting `ca_der`.
+fn smtp_settings(sink: &SmtpSink, tls: SmtpTls, ca_der: &[u8], credentials: Option<(&str, &str)>) -> SmtpSettings {
+    SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: sink.port,
+        tls,
+        credentials: credentials.map(|(u, p)| (u.to_string(), Secret::new(p))),
+        from: "Cloudwarden <cloudwarden@example.com>".into(),
+        hello_name: "example.com".into(),
+        ca_certs: vec![ca_der.to_vec()],
+        timeout: Duration::from_secs(10),
     }
 }
 
@@ -208,24 +108,12 @@ fn email_contact(addresses: &[&str]) -> Contact {
     Contact { email: addresses.iter().map(|a| a.to_string()).collect(), ..Contact::default() }
 }
 
-/// Both parts of a received message, as the sink decoded them, with the wire's CRLF line ends as `\n`:
-/// (text, html).
-fn parts(received: &Value) -> (String, String) {
-    assert_eq!(received["content_type"], "multipart/alternative", "{received:#}");
-    let parts = received["parts"].as_array().unwrap();
-    assert_eq!(parts.len(), 2, "{received:#}");
-    assert_eq!(parts[0]["content_type"], "text/plain");
-    assert_eq!(parts[1]["content_type"], "text/html");
-    let content = |i: usize| parts[i]["content"].as_str().unwrap().replace("\r\n", "\n");
-    (content(0), content(1))
-}
-
 #[tokio::test]
 async fn digest_mail_through_a_starttls_relay() {
     let Some(python) = aiosmtpd_python() else { return };
     let certs = certs();
     let sink = SmtpSink::start(&python, "starttls", &certs, Some("mailer:s3cret-pw"));
-    let smtp = sink.settings(SmtpTls::Starttls, &certs.ca_der, Some(("mailer", "s3cret-pw")));
+    let smtp = smtp_settings(&sink, SmtpTls::Starttls, &certs.ca_der, Some(("mailer", "s3cret-pw")));
     let n =
         notifier(settings(vec![("team-a", email_contact(&["a1@example.com", "a2@example.com"]))], Some(smtp))).await;
 
@@ -282,7 +170,7 @@ async fn digest_mail_through_a_starttls_relay() {
     assert!(html.contains("&lt;b&gt;scratch&lt;/b&gt; &amp; tmp") && !html.contains("<b>scratch</b>"), "{html}");
 
     // A wrong password is refused, and the error names the relay and the contact, never the password.
-    let wrong = sink.settings(SmtpTls::Starttls, &certs.ca_der, Some(("mailer", "not-the-pw")));
+    let wrong = smtp_settings(&sink, SmtpTls::Starttls, &certs.ca_der, Some(("mailer", "not-the-pw")));
     let n = notifier(settings(vec![("team-a", email_contact(&["a1@example.com"]))], Some(wrong))).await;
     let results = n.send(&d).await;
     let error = results[0].as_ref().unwrap_err();
@@ -302,7 +190,7 @@ async fn digest_mail_over_implicit_tls_and_untrusted_relays() {
     let certs = certs();
     let sink = SmtpSink::start(&python, "tls", &certs, None);
 
-    let smtp = sink.settings(SmtpTls::Tls, &certs.ca_der, None);
+    let smtp = smtp_settings(&sink, SmtpTls::Tls, &certs.ca_der, None);
     let n = notifier(settings(vec![("alice@example.com", email_contact(&["alice@example.com"]))], Some(smtp.clone())))
         .await;
     let d = digest(Notice::First, "alice@example.com", items());
@@ -325,7 +213,7 @@ async fn digest_mail_over_implicit_tls_and_untrusted_relays() {
     assert_eq!(sink.received(2)["rcpt_tos"], serde_json::json!(["bob@example.com"]));
 
     // A certificate from another authority is not trusted: a TLS failure, and nothing is delivered.
-    let another_ca = self::certs().ca_der;
+    let another_ca = common::channels::certs().ca_der;
     let untrusted = SmtpSettings { ca_certs: vec![another_ca], ..smtp };
     let n = notifier(settings(vec![("team-a", email_contact(&["a@example.com"]))], Some(untrusted))).await;
     let error = n.send(&digest(Notice::First, "team-a", items())).await.remove(0).unwrap_err();
@@ -452,33 +340,11 @@ async fn webhook_failures_name_the_status_and_hide_the_url() {
 // ---------------------------------------------------------------------------------------------------------
 // SNS on the moto test-bed
 
-/// Runs a Python script with boto3 against moto; returns its standard output.
-fn boto3(moto: &common::Moto, body: &str) -> String {
-    let script = format!(
-        "import boto3, json\nkw = dict(endpoint_url={:?}, region_name=\"us-east-1\", aws_access_key_id=\"testing\", aws_secret_access_key=\"testing\")\nsns = boto3.client(\"sns\", **kw)\nsqs = boto3.client(\"sqs\", **kw)\n{body}",
-        moto.endpoint()
-    );
-    let out = Command::new(common::repo_root().join(".venv/bin/python")).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_published_to_an_sns_topic_reaches_its_queue() {
     common::aws_test_env();
     let moto = common::Moto::start();
-    let topic_arn = boto3(
-        &moto,
-        r#"
-topic = sns.create_topic(Name="cleanup-notices")["TopicArn"]
-queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
-queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-print(topic)
-"#,
-    )
-    .trim()
-    .to_string();
+    let topic_arn = topic_with_queue(&moto, "cleanup-notices", "notices");
     assert_eq!(topic_arn, "arn:aws:sns:us-east-1:123456789012:cleanup-notices");
 
     // The contact has a webhook nobody answers, too: its failure does not stop the SNS message.
@@ -507,16 +373,8 @@ print(topic)
     let count = |op: &str| calls.iter().filter(|(k, _)| k.operation == op).map(|(_, v)| v).sum::<u64>();
     assert_eq!((count("GetCallerIdentity"), count("Publish")), (1, 1), "{calls:?}");
 
-    let received = boto3(
-        &moto,
-        r#"
-queue = sqs.get_queue_url(QueueName="notices")["QueueUrl"]
-got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5).get("Messages", [])
-print(json.dumps([json.loads(m["Body"]) for m in got]))
-"#,
-    );
-    let envelopes: Vec<Value> = serde_json::from_str(&received).unwrap();
-    assert_eq!(envelopes.len(), 1, "{received}");
+    let envelopes = queued(&moto, "notices");
+    assert_eq!(envelopes.len(), 1, "{envelopes:?}");
     let e = &envelopes[0];
     assert_eq!(e["Type"], "Notification");
     assert_eq!(e["TopicArn"], topic_arn.as_str());

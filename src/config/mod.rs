@@ -47,6 +47,8 @@ pub struct Config {
     pub rules: Option<Job<RulesSettings>>,
     /// `None` when cleanup is disabled or not configured.
     pub cleanup: Option<Job<CleanupJobSettings>>,
+    /// `[reports.weekly]`, when configured.
+    pub weekly_report: Option<crate::report::WeeklyReportSettings>,
     pub api: ApiConfig,
 }
 

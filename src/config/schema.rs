@@ -105,6 +105,25 @@ fn default_scopes() -> Vec<String> {
     vec!["read".into()]
 }
 
+/// `[reports]`: the reports cloudwarden builds from what it stored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsSection {
+    pub weekly: Option<WeeklyReportSection>,
+}
+
+/// `[reports.weekly]`: the weekly cost report.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklyReportSection {
+    /// `billing_files` or `cost_explorer`; default: the billing files when that collector is configured,
+    /// else Cost Explorer.
+    pub cost_source: Option<String>,
+    /// Tag keys the report groups spend by, e.g. `["team", "env"]`.
+    #[serde(default)]
+    pub tag_keys: Vec<String>,
+}
+
 /// `[cleanup]`: acting on the rules' cleanup candidates: mark, notify, wait, re-check, act, verify.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -46,6 +46,7 @@ pub fn parse(
     let mut rules: Option<RulesSection> = None;
     let mut api = ApiSection::default();
     let mut cleanup: Option<CleanupSection> = None;
+    let mut reports = ReportsSection::default();
     for (name, value) in doc.iter() {
         match name.get_ref().as_ref() {
             "server" => server = cx.section("server", value).unwrap_or_default(),
@@ -57,11 +58,12 @@ pub fn parse(
             "rules" => rules = cx.section("rules", value),
             "api" => api = cx.section("api", value).unwrap_or_default(),
             "cleanup" => cleanup = cx.section("cleanup", value),
+            "reports" => reports = cx.section("reports", value).unwrap_or_default(),
             other => cx.error_at_line(
                 line_of(name.span().start),
                 other,
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `api`"
+                    "unknown section `{other}`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `reports`, `api`"
                 ),
             ),
         }
@@ -166,6 +168,11 @@ pub fn parse(
         r.settings.ignored_tags.push(c.settings.mark_tag.clone());
     }
 
+    let weekly_report = reports
+        .weekly
+        .as_ref()
+        .and_then(|w| crate::report::check(&mut cx, w, billing_files.is_some(), cost_explorer.is_some()));
+
     let mut tokens = Vec::new();
     let check_token = |cx: &mut Checker<'_>, at: &[Seg], t: &str| {
         let token = cx.expand(at, t);
@@ -233,6 +240,7 @@ pub fn parse(
         billing_files,
         rules,
         cleanup,
+        weekly_report,
         api: ApiConfig { tokens },
     })
 }

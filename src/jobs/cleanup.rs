@@ -124,6 +124,9 @@ impl CleanupJobSettings {
     }
 }
 
+/// What [`Run::go`] returns when shutdown stopped it between plans.
+const CANCELLED: &str = "cancelled by shutdown";
+
 pub struct CleanupJob {
     pub settings: CleanupJobSettings,
     /// Built at the first run (it needs the AWS clients of the context).
@@ -170,6 +173,7 @@ impl Job for CleanupJob {
                     }
                     out
                 }
+                Err(e) if e == CANCELLED => JobOutput::cancelled(),
                 Err(e) => JobOutput::failed(e),
             };
             self.last = Some(detail.clone());
@@ -258,7 +262,7 @@ pub struct CleanupView {
     pub states: BTreeMap<PlanState, i64>,
     /// (account id, action, outcome) → count.
     pub actions: BTreeMap<(String, String, String), u64>,
-    /// Allowed account ids: their action counters exist from 0.
+    /// Allowed account ids: their action counters and savings exist from 0.
     pub allowed: Vec<String>,
     /// Account id → (monthly rate, cumulative) of the done actions' savings.
     pub savings: BTreeMap<String, (Decimal, Decimal)>,
@@ -301,6 +305,11 @@ impl Render for CleanupView {
         );
 
         let savings = Family::<Labels, FloatGauge>::default();
+        for account in &self.allowed {
+            for period in ["monthly", "cumulative"] {
+                let _ = savings.get_or_create(&labels(&[("account", account), ("period", period)]));
+            }
+        }
         for (account, (monthly, cumulative)) in &self.savings {
             savings
                 .get_or_create(&labels(&[("account", account), ("period", "monthly")]))
@@ -375,6 +384,16 @@ impl<'a> Run<'a> {
         *self.d.refused.entry(reason.to_string()).or_default() += 1;
     }
 
+    /// Shutdown asked the run to stop: checked between plans, never within one (a plan's write or AWS call
+    /// that has begun is finished).
+    fn stopping(&self) -> Result<(), String> {
+        if self.ctx.cancel.is_cancelled() {
+            Err(CANCELLED.into())
+        } else {
+            Ok(())
+        }
+    }
+
     async fn go(&mut self) -> Result<(), String> {
         self.d.mode = Some(self.s.mode);
         let sources = self.s.rule_sources.clone();
@@ -395,10 +414,15 @@ impl<'a> Run<'a> {
         let open = store.open_cleanup_findings().await.map_err(e)?;
         let allowed: HashSet<String> =
             self.s.allowed_accounts.iter().filter_map(|a| account_id_of(a, &known)).collect();
+        // A configured name whose id is not known yet (the inventory has not resolved it, or its role could
+        // not be assumed) may be any plan's account: no plan is released for its account then. Acting still
+        // needs the account among the known allowed ones.
+        let allowed_all_known = allowed.len() == self.s.allowed_accounts.len();
         let by_arn: HashMap<&str, &CleanupCandidate> = candidates.iter().map(|c| (c.arn.as_str(), c)).collect();
 
         // 1. Plans under way whose resource stopped being a candidate are released.
         for p in store.plans(&PlanFilter::active()).await.map_err(e)? {
+            self.stopping()?;
             if p.state == PlanState::Acting {
                 continue;
             }
@@ -409,7 +433,7 @@ impl<'a> Run<'a> {
                 Some("no longer a cleanup candidate (tagged, exempted, protected or gone)".to_string())
             } else if let Some(k) = tags.and_then(|t| self.protected_by(t, &rules)) {
                 Some(format!("protected by the tag {k:?}"))
-            } else if !allowed.contains(&p.account_id) && self.s.mode != Mode::DryRun {
+            } else if !allowed.contains(&p.account_id) && allowed_all_known && self.s.mode != Mode::DryRun {
                 Some(format!("account {} is not among the allowed accounts", p.account_id))
             } else if self.s.denied(&p.arn, &p.account_id) {
                 Some("deny-listed".to_string())
@@ -491,6 +515,7 @@ impl<'a> Run<'a> {
         for p in
             store.plans(&PlanFilter { states: vec![PlanState::Candidate], ..PlanFilter::default() }).await.map_err(e)?
         {
+            self.stopping()?;
             if !allowed.contains(&p.account_id) {
                 continue;
             }
@@ -498,12 +523,14 @@ impl<'a> Run<'a> {
         }
 
         // 4. Tell the owners: first notices, then final warnings.
+        self.stopping()?;
         self.notify(&known).await.map_err(e)?;
 
         // 5. Act: actions begun earlier first (a crash, a snapshot still being taken), then what is due.
         let mut acting =
             store.plans(&PlanFilter { states: vec![PlanState::Acting], ..PlanFilter::default() }).await.map_err(e)?;
         for p in acting.drain(..) {
+            self.stopping()?;
             self.act(p, &rules, &known, false).await;
         }
         let ready = match self.s.mode {
@@ -520,6 +547,7 @@ impl<'a> Run<'a> {
             .collect();
         let due = self.within_limits(due, &allowed).await.map_err(e)?;
         for p in due {
+            self.stopping()?;
             self.act(p, &rules, &known, true).await;
         }
         Ok(())
@@ -683,6 +711,9 @@ impl<'a> Run<'a> {
     async fn unmark_leftovers(&mut self, known: &[(String, String)]) -> Result<(), StoreError> {
         let ended = PlanFilter { states: vec![PlanState::Released, PlanState::Rejected], ..PlanFilter::default() };
         for p in self.ctx.store.plans(&ended).await? {
+            if self.ctx.cancel.is_cancelled() {
+                break;
+            }
             if p.marked.is_some() && p.unmarked.is_none() {
                 self.unmark(&p, known).await;
             }
@@ -752,6 +783,9 @@ impl<'a> Run<'a> {
                 by_owner.entry(p.owner.as_str()).or_default().push(p);
             }
             for (owner, plans) in by_owner {
+                if self.ctx.cancel.is_cancelled() {
+                    return Ok(());
+                }
                 let digest = self.digest(owner, notice, &plans, known);
                 let results = notifier.send(&digest).await;
                 let mut sent = Vec::new();

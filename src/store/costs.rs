@@ -147,6 +147,22 @@ impl Store {
         }))
     }
 
+    /// The account names Cost Explorer gave with its costs by account: (account id, name).
+    pub async fn ce_account_names(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT account_id, name FROM ce_account_names ORDER BY account_id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("cost explorer account names"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("account_id").map_err(q("cost explorer account names"))?,
+                    r.try_get("name").map_err(q("cost explorer account names"))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Stored daily costs of one metric in `[from, to)`, ordered by day, dimension, key.
     pub async fn cost_days(
         &self,

@@ -2,6 +2,7 @@
 //! seed's truth file, configuration files, and the PostgreSQL URL for store tests.
 #![allow(dead_code)]
 
+pub mod channels;
 pub mod proxy;
 
 use std::collections::BTreeMap;
