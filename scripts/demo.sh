@@ -127,11 +127,11 @@ PY
         # The last complete week's cost report, from what the daemon stored (docs/reports.md).
         week=$(date -u -d '7 days ago' +%G-W%V)
         mkdir -p .testbed/reports
-        for format in markdown csv json; do
+        for format in html markdown csv json; do
             "${CARGO_TARGET_DIR:-target}/debug/cloudwarden" report weekly --config .testbed/demo.toml --week "$week" \
                 --format "$format" --output ".testbed/reports/weekly-$week.${format/markdown/md}" 2>/dev/null || true
         done
-        echo "weekly cost report of $week: .testbed/reports/weekly-$week.md (and .csv, .json)"
+        echo "weekly cost report of $week: .testbed/reports/weekly-$week.html (and .md, .csv, .json)"
         echo
         break
     fi

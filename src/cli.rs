@@ -104,7 +104,7 @@ pub enum ReportCommand {
         /// The ISO week, e.g. `2026-W49`; default: the last complete week (UTC).
         #[arg(long)]
         week: Option<String>,
-        /// `markdown`, `csv` or `json`.
+        /// `html`, `markdown`, `csv` or `json`.
         #[arg(long, default_value = "markdown")]
         format: String,
         /// Write the report here instead of to standard output.
@@ -179,7 +179,7 @@ pub fn main() -> ExitCode {
         }
         Command::Report { command: ReportCommand::Weekly { config, week, format, output } } => {
             let Some(format) = crate::report::Format::parse(&format) else {
-                eprintln!("error: --format {format:?}: expected markdown, csv or json");
+                eprintln!("error: --format {format:?}: expected html, markdown, csv or json");
                 return ExitCode::from(2);
             };
             let week = match week.as_deref().map(crate::report::Week::parse).transpose() {

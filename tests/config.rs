@@ -88,7 +88,7 @@ fn every_kind_of_error_has_file_line_and_field() {
     let e = errors("[[accounts]]\nname = \"a\"\n[[accounts]]\nname = 5\n");
     assert!(e[0].starts_with("cw.toml:4: accounts[1].name: invalid type"), "{e:?}");
     // Unknown section.
-    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `api`"]);
+    check("[sever]\nlisten = 1\n", &["cw.toml:1: sever: unknown section `sever`, expected one of `server`, `database`, `log`, `aws`, `accounts`, `collectors`, `rules`, `cleanup`, `reports`, `api`"]);
     // Bad enum value.
     let e = errors("[log]\nformat = \"xml\"\n");
     assert!(e[0].starts_with("cw.toml:2: log.format: unknown variant `xml`"), "{e:?}");

@@ -282,6 +282,13 @@ async fn the_weekly_report_of_the_focus_sample_matches_the_file_to_the_cent() {
         checked += 1;
 
         // The other formats say the same total.
+        let html =
+            cloudwarden(&["report", "weekly", "--config", config, "--week", &week.to_string(), "--format", "html"]);
+        let total = format!(">{}</div>", cloudwarden::report::text::usd(t));
+        assert!(
+            html.contains(&format!("id=\"total-this-week\" style=\"font-size:24px;font-weight:700\"{total}")),
+            "{html}"
+        );
         let md = cloudwarden(&["report", "weekly", "--config", config, "--week", &week.to_string()]);
         assert!(md.contains(&format!("| this week | {} |", cloudwarden::report::text::usd(t))), "{md}");
         let csv =

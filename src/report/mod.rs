@@ -7,6 +7,7 @@
 //! until a format prints it.
 
 mod gather;
+pub mod html;
 pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,6 +137,7 @@ pub(crate) fn check(
 /// A format the report is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    Html,
     Markdown,
     Csv,
     Json,
@@ -144,6 +146,7 @@ pub enum Format {
 impl Format {
     pub fn parse(s: &str) -> Option<Format> {
         match s {
+            "html" => Some(Format::Html),
             "markdown" | "md" => Some(Format::Markdown),
             "csv" => Some(Format::Csv),
             "json" => Some(Format::Json),
@@ -155,6 +158,7 @@ impl Format {
 /// `report` in `format`.
 pub fn render(report: &WeeklyReport, format: Format) -> anyhow::Result<String> {
     Ok(match format {
+        Format::Html => html::html(report).map_err(|e| anyhow::anyhow!("drawing the report's charts: {e}"))?,
         Format::Markdown => text::markdown(report),
         Format::Csv => text::csv(report)?,
         Format::Json => serde_json::to_string_pretty(report)? + "\n",

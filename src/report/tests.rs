@@ -184,3 +184,26 @@ fn money_prints_to_the_cent() {
     assert_eq!(signed_percent(Some(d("-4"))), "-4.0%");
     assert_eq!(usd(d("999.995")), "$1,000.00");
 }
+
+#[test]
+fn html_is_mail_safe_and_escapes_everything() {
+    let rows = vec![
+        row("2026-11-24", "111111111111", "<script>alert(1)</script>", &[("team", "a&b")], "USD", "3"),
+        row("2026-12-01", "111111111111", "<script>alert(1)</script>", &[("team", "a&b")], "USD", "1234.5"),
+        row("2026-12-02", "222222222222", "S3 \"quoted\"", &[], "USD", "2"),
+    ];
+    let r = build(&input("2026-W49", Costs::Detailed(rows))).unwrap();
+    let html = super::html::html(&r).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(!html.to_lowercase().contains("<script"), "nothing runs");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && html.contains("a&amp;b"));
+    assert!(html.contains("S3 &quot;quoted&quot;"));
+    // No stylesheet or external resource: every style is inline, nothing is fetched.
+    assert!(!html.contains("<style") && !html.contains("<link") && !html.contains("src="), "{html}");
+    assert_eq!(html.matches("<svg").count(), 2, "the daily chart and the movers");
+    assert!(html.contains("id=\"total-this-week\" style=\"font-size:24px;font-weight:700\">$1,236.50<"));
+    // A week without data still draws its (empty) chart and says there are no movers.
+    let empty = super::html::html(&build(&input("2026-W49", Costs::Detailed(Vec::new()))).unwrap()).unwrap();
+    assert_eq!(empty.matches("<svg").count(), 1);
+    assert!(empty.contains("Nothing changed against the week before."));
+}
