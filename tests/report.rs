@@ -404,3 +404,91 @@ async fn the_weekly_report_of_the_test_beds_cost_explorer_matches_the_seed() {
         estimated.len()
     );
 }
+
+/// Tag compliance week over week: what the rules recorded on the weeks' last evaluated days, per account.
+#[tokio::test]
+async fn tag_compliance_is_compared_with_the_week_before() {
+    use rules::tagging::Compliance;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("cw.db").display()), 2).await.unwrap();
+    let c = |account: &str, resource_type: &str, in_scope: u64, compliant: u64| Compliance {
+        account_id: account.into(),
+        resource_type: resource_type.into(),
+        resources: in_scope + 1,
+        untagged: 0,
+        in_scope,
+        compliant,
+        non_compliant_monthly_usd: Decimal::ZERO,
+    };
+    let week = Week::parse("2026-W49").unwrap();
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    // The week before: evaluated on Friday, then Saturday (the newer one counts); this week on Wednesday and
+    // after the week's end (not counted).
+    store.record_compliance(day("2026-11-27"), &[c("111111111111", "ec2:instance", 10, 1)]).await.unwrap();
+    store
+        .record_compliance(
+            day("2026-11-28"),
+            &[c("111111111111", "ec2:instance", 10, 5), c("111111111111", "s3:bucket", 10, 5)],
+        )
+        .await
+        .unwrap();
+    store
+        .record_compliance(
+            day("2026-12-02"),
+            &[
+                c("111111111111", "ec2:instance", 10, 8),
+                c("111111111111", "s3:bucket", 20, 10),
+                c("222222222222", "rds:db", 3, 3),
+            ],
+        )
+        .await
+        .unwrap();
+    store.record_compliance(day("2026-12-08"), &[c("111111111111", "ec2:instance", 10, 10)]).await.unwrap();
+    // The same day again replaces it.
+    store
+        .record_compliance(
+            day("2026-12-02"),
+            &[
+                c("111111111111", "ec2:instance", 10, 8),
+                c("111111111111", "s3:bucket", 20, 10),
+                c("222222222222", "rds:db", 3, 3),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let input = cloudwarden::report::gather(
+        &store,
+        week,
+        cloudwarden::report::CostSource::BillingFiles,
+        &[],
+        None,
+        false,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let r = cloudwarden::report::build(&input).unwrap();
+    let c = &r.compliance;
+    assert_eq!((c.as_of, c.previous_as_of), (Some(day("2026-12-02")), Some(day("2026-11-28"))));
+    let shown = |p: Option<Decimal>| p.map_or("-".to_string(), |p| p.to_string());
+    let got: Vec<String> = c
+        .accounts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}/{} {} {} {}",
+                a.account_id,
+                a.compliant,
+                a.in_scope,
+                shown(a.percent),
+                shown(a.previous_percent),
+                shown(a.change_points)
+            )
+        })
+        .collect();
+    assert_eq!(got, ["111111111111 18/30 60 50 10", "222222222222 3/3 100 - -"]);
+    let md = cloudwarden::report::text::markdown(&r);
+    assert!(md.contains("| 111111111111 | 30 | 60.0% | 50.0% | +10.0 pts |"), "{md}");
+    assert!(cloudwarden::report::html::html(&r).unwrap().contains("+10.0 pts"));
+}

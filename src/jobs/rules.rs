@@ -582,6 +582,10 @@ async fn evaluate(ctx: &JobContext, s: &RulesSettings) -> Result<(JobOutput, Rul
         }
         Err(e) => return Err(JobOutput::failed(format!("cannot record the findings: {e}"))),
     }
+    // The day's tag compliance, for the weekly report's week-over-week comparison.
+    if let Err(e) = ctx.store.record_compliance(now.date_naive(), &evaluation.tag_compliance).await {
+        return Err(JobOutput::failed(format!("cannot record the tag compliance: {e}")));
+    }
     Ok((JobOutput::new(RunOutcome::Success, detail.findings).with_detail(detail), RulesAggregates::of(evaluation)))
 }
 

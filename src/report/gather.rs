@@ -8,7 +8,10 @@ use rules::file::RuleFile;
 use rules::finding::FindingKind;
 use rust_decimal::Decimal;
 
-use super::{AnomalyLine, BudgetLine, CleanupWeek, CostRow, Costs, GroupedCosts, ReportInput, Week, AVERAGE_WEEKS};
+use super::{
+    AnomalyLine, BudgetLine, CleanupWeek, ComplianceLine, ComplianceWeek, CostRow, Costs, GroupedCosts, ReportInput,
+    Week, AVERAGE_WEEKS,
+};
 use crate::jobs::rules::{cost_days_needed, daily_costs};
 use crate::store::{FindingFilter, PlanFilter, PlanState, Store, StoreError};
 
@@ -171,6 +174,7 @@ pub async fn gather(
     }
 
     let cleanup = if cleanup { Some(cleanup_week(store, start, end).await?) } else { None };
+    let compliance = compliance_week(store, week, &account_names).await?;
 
     Ok(ReportInput {
         week,
@@ -182,8 +186,55 @@ pub async fn gather(
         tag_keys: tag_keys.to_vec(),
         anomalies,
         budgets,
+        compliance,
         cleanup,
     })
+}
+
+/// Per account: resources in scope and compliant, summed over the resource types of a day.
+fn per_account(days: &[crate::store::ComplianceDay]) -> BTreeMap<String, (i64, i64)> {
+    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for d in days {
+        let e = out.entry(d.account_id.clone()).or_default();
+        e.0 = e.0.saturating_add(d.in_scope);
+        e.1 = e.1.saturating_add(d.compliant);
+    }
+    out
+}
+
+fn percent_of(compliant: i64, in_scope: i64) -> Option<Decimal> {
+    (in_scope > 0).then(|| (Decimal::from(compliant) * Decimal::ONE_HUNDRED / Decimal::from(in_scope)).round_dp(2))
+}
+
+/// Tag compliance at the end of `week` and of the week before, per account.
+async fn compliance_week(
+    store: &Store,
+    week: Week,
+    names: &BTreeMap<String, String>,
+) -> Result<ComplianceWeek, StoreError> {
+    let now = store.compliance_as_of(week.end()).await?;
+    let before = store.compliance_as_of(week.previous().end()).await?;
+    let (as_of, previous_as_of) = (now.first().map(|d| d.day), before.first().map(|d| d.day));
+    let (now, before) = (per_account(&now), per_account(&before));
+    let accounts = now
+        .iter()
+        .map(|(account, (in_scope, compliant))| {
+            let percent = percent_of(*compliant, *in_scope);
+            let previous = before.get(account);
+            let previous_percent = previous.and_then(|(s, c)| percent_of(*c, *s));
+            ComplianceLine {
+                account_id: account.clone(),
+                account: names.get(account).cloned(),
+                in_scope: *in_scope,
+                compliant: *compliant,
+                percent,
+                previous_in_scope: previous.map(|(s, _)| *s),
+                previous_percent,
+                change_points: percent.zip(previous_percent).map(|(a, b)| a - b),
+            }
+        })
+        .collect();
+    Ok(ComplianceWeek { as_of, previous_as_of, accounts })
 }
 
 /// Cleanup's actions and savings of the week `start..=end`, and the plans under way at its end.

@@ -405,6 +405,40 @@ pub fn html(r: &WeeklyReport) -> Result<String, String> {
         o.push_str("</table>");
     }
 
+    let c = &r.compliance;
+    let _ = write!(o, "<h2 style=\"{H2}\">Tag compliance</h2>");
+    match c.as_of {
+        None => {
+            let _ = write!(o, "<p style=\"font-size:13px\">No tagging evaluation on or before {}.</p>", r.end);
+        }
+        Some(day) => {
+            let _ = write!(
+                o,
+                "<p style=\"font-size:13px;margin:0 0 6px 0\">Resources in scope of a tagging rule that comply with every rule, as of {day} against {}.</p>\
+                 <table role=\"presentation\" style=\"{TABLE}\"><tr><th style=\"{TH}\">account</th><th style=\"{TH_NUM}\">in scope</th>\
+                 <th style=\"{TH_NUM}\">compliant</th><th style=\"{TH_NUM}\">previous</th></tr>",
+                c.previous_as_of.map_or("no earlier evaluation".into(), |d| d.to_string())
+            );
+            for a in &c.accounts {
+                let style = match a.change_points {
+                    Some(p) if p < Decimal::ZERO => "color:#b00020",
+                    Some(p) if p > Decimal::ZERO => "color:#1b7f2a",
+                    _ => "",
+                };
+                let _ = write!(
+                    o,
+                    "<tr><td style=\"{TD}\">{}</td><td style=\"{TD_NUM}\">{}</td><td style=\"{TD_NUM}\">{}<br><span style=\"font-size:11px;{style}\">{}</span></td><td style=\"{TD_NUM}\">{}</td></tr>",
+                    escape(&account_label(&a.account_id, a.account.as_deref())),
+                    a.in_scope,
+                    share(a.percent),
+                    super::text::points(a.change_points),
+                    share(a.previous_percent)
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+
     if let Some(c) = &r.cleanup {
         let done: u64 = c.actions_done.values().sum();
         let _ = write!(

@@ -268,6 +268,31 @@ pub struct BudgetLine {
     pub status: String,
 }
 
+/// Tag compliance of one account at the end of the week and of the week before: the share of its resources
+/// in scope of a tagging rule that comply with every rule in scope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComplianceLine {
+    pub account_id: String,
+    pub account: Option<String>,
+    pub in_scope: i64,
+    pub compliant: i64,
+    /// `None` when no resource of the account is in scope.
+    pub percent: Option<Decimal>,
+    pub previous_in_scope: Option<i64>,
+    pub previous_percent: Option<Decimal>,
+    /// The change in percentage points.
+    pub change_points: Option<Decimal>,
+}
+
+/// Tag compliance at the week's end against the week before's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ComplianceWeek {
+    /// The day the figures are of (the newest evaluated day on or before the week's end); `None`: none yet.
+    pub as_of: Option<NaiveDate>,
+    pub previous_as_of: Option<NaiveDate>,
+    pub accounts: Vec<ComplianceLine>,
+}
+
 /// Cleanup's part of the week.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CleanupWeek {
@@ -300,6 +325,7 @@ pub struct ReportInput {
     pub tag_keys: Vec<String>,
     pub anomalies: Vec<AnomalyLine>,
     pub budgets: Vec<BudgetLine>,
+    pub compliance: ComplianceWeek,
     pub cleanup: Option<CleanupWeek>,
 }
 
@@ -415,6 +441,7 @@ pub struct WeeklyReport {
     pub other_currencies: Vec<CurrencyTotal>,
     pub anomalies: Vec<AnomalyLine>,
     pub budgets: Vec<BudgetLine>,
+    pub compliance: ComplianceWeek,
     pub cleanup: Option<CleanupWeek>,
     pub freshness: Freshness,
     /// What a reader must know to read the figures right (no data, one account, a tag nobody carries...).
@@ -730,6 +757,7 @@ pub fn build(input: &ReportInput) -> Result<WeeklyReport, Overflow> {
         other_currencies,
         anomalies,
         budgets: input.budgets.clone(),
+        compliance: input.compliance.clone(),
         cleanup: input.cleanup.clone(),
         freshness,
         notes,

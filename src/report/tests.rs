@@ -37,6 +37,7 @@ fn input(week: &str, costs: Costs) -> ReportInput {
         tag_keys: vec!["team".into()],
         anomalies: Vec::new(),
         budgets: Vec::new(),
+        compliance: ComplianceWeek::default(),
         cleanup: None,
     }
 }

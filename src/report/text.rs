@@ -49,6 +49,21 @@ pub fn share(p: Option<Decimal>) -> String {
     p.map_or("n/a".into(), |p| format!("{:.1}%", p.round_dp_with_strategy(1, RoundingStrategy::MidpointAwayFromZero)))
 }
 
+/// `+1.5 pts`, `-2.0 pts`, `n/a`.
+pub fn points(p: Option<Decimal>) -> String {
+    match p {
+        None => "n/a".into(),
+        Some(p) => {
+            let r = p.round_dp_with_strategy(1, RoundingStrategy::MidpointAwayFromZero);
+            if r > Decimal::ZERO {
+                format!("+{r:.1} pts")
+            } else {
+                format!("{r:.1} pts")
+            }
+        }
+    }
+}
+
 fn group_thousands(fixed: &str) -> String {
     let (int, frac) = fixed.split_once('.').unwrap_or((fixed, ""));
     let mut out = String::new();
@@ -231,6 +246,33 @@ pub fn markdown(r: &WeeklyReport) -> String {
         }
     }
 
+    let c = &r.compliance;
+    let _ = writeln!(out, "\n## Tag compliance\n");
+    match c.as_of {
+        None => {
+            let _ = writeln!(out, "No tagging evaluation on or before {}.", r.end);
+        }
+        Some(day) => {
+            let _ = writeln!(
+                out,
+                "Resources in scope of a tagging rule that comply with every rule, as of {day} against {}.\n",
+                c.previous_as_of.map_or("no earlier evaluation".into(), |d| d.to_string())
+            );
+            let _ = writeln!(out, "| account | in scope | compliant | previous | change |\n|---|---:|---:|---:|---:|");
+            for a in &c.accounts {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    cell(&account_label(&a.account_id, a.account.as_deref())),
+                    a.in_scope,
+                    share(a.percent),
+                    share(a.previous_percent),
+                    points(a.change_points)
+                );
+            }
+        }
+    }
+
     if let Some(c) = &r.cleanup {
         let _ = writeln!(out, "\n## Cleanup\n");
         let done: u64 = c.actions_done.values().sum();
@@ -338,6 +380,18 @@ pub fn csv(r: &WeeklyReport) -> Result<String, csv::Error> {
                 &pct(m.change_percent),
             ])?;
         }
+    }
+    for a in &r.compliance.accounts {
+        w.write_record([
+            r.week.as_str(),
+            "tag_compliance_percent",
+            &a.account_id,
+            a.account.as_deref().unwrap_or(""),
+            &pct(a.percent),
+            &pct(a.previous_percent),
+            &pct(a.change_points),
+            "",
+        ])?;
     }
     for c in &r.other_currencies {
         let change = c.this_week.checked_sub(c.previous_week).map(money).unwrap_or_default();

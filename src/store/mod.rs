@@ -7,6 +7,7 @@
 
 mod billing;
 mod cleanup;
+mod compliance;
 mod costs;
 mod findings;
 mod inventory;
@@ -25,6 +26,7 @@ pub use billing::{BillingFile, BillingGroup, BillingTotal};
 pub use cleanup::{
     ActionCount, Audit, AuditRow, CleanupCandidate, Exemption, NewPlan, Plan, PlanChange, PlanFilter, PlanState,
 };
+pub use compliance::ComplianceDay;
 pub use costs::{CostDay, CostFetchRow};
 pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
