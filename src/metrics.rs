@@ -80,10 +80,10 @@ impl Exposition {
         &mut self.root
     }
 
-    /// Families under their own names, already encoded as OpenMetrics text (whole lines, without `# EOF`):
-    /// written after those of [`Exposition::unprefixed`], in the order given, and shared, not copied.
-    pub fn encoded(&mut self, families: Bytes) {
-        self.encoded.push(families);
+    /// Families under their own names, already encoded as OpenMetrics text (segments of whole lines, without
+    /// `# EOF`): written after those of [`Exposition::unprefixed`], in the order given, and shared, not copied.
+    pub fn encoded(&mut self, families: &Rope) {
+        self.encoded.extend(families.clone());
     }
 
     /// The gauge family `cloudwarden_<name>` that several jobs fill.

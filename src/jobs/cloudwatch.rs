@@ -33,7 +33,7 @@ use crate::config::check::{
 };
 use crate::config::schema::{AnomalyEntry, CloudWatchSection};
 use crate::config::{Config, Job as Scheduled};
-use crate::metrics::{render_findings, Exposition};
+use crate::metrics::{render_findings, Exposition, Rope};
 use crate::store::{FindingCount, RunOutcome, StoreError};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 
@@ -109,7 +109,7 @@ impl Render for CloudWatchView {
     fn render(&self, out: &mut Exposition) {
         // Pass-through series keep their own `aws_` names. The largest families a daemon exports: encoded once
         // when the run published them, and shared by every rendering.
-        out.encoded(self.series.0.clone());
+        out.encoded(&self.series.0);
         if let Some(view) = &self.anomaly {
             view.render(out);
         }
@@ -120,19 +120,28 @@ impl Render for CloudWatchView {
 }
 
 /// A run's pass-through series as `/metrics` shows them: OpenMetrics gauge families (no `# EOF`), encoded
-/// once when the run publishes them. The structured series are not kept: a rendering shares these bytes, and
-/// both text formats share their sample lines.
+/// once when the run publishes them, in segments of whole lines. The structured series are not kept: a
+/// rendering shares these bytes, and both text formats share their sample lines.
 #[derive(Debug, Clone, Default)]
-pub struct PassThrough(Bytes);
+pub struct PassThrough(Rope);
+
+/// The size of a segment of encoded series. Each is allocated once at its full size and never grows, so
+/// encoding copies nothing and leaves no larger buffer behind (one contiguous body would grow by doubling).
+const SEGMENT_BYTES: usize = 1 << 20;
 
 impl PassThrough {
     pub fn encode(series: Vec<Series>) -> PassThrough {
+        PassThrough::encode_in(series, SEGMENT_BYTES)
+    }
+
+    fn encode_in(series: Vec<Series>, segment_bytes: usize) -> PassThrough {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Families(series)));
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = encode_registry(&mut text, &registry);
-        PassThrough(Bytes::from(text))
+        let mut out = Segments { done: Vec::new(), current: String::new(), segment_bytes };
+        // Writing to memory cannot fail.
+        let _ = encode_registry(&mut out, &registry);
+        out.seal();
+        PassThrough(Rope::new(out.done))
     }
 
     /// Bytes of the encoded families.
@@ -140,8 +149,57 @@ impl PassThrough {
         self.0.len()
     }
 
+    /// The encoded families, as segments of whole lines.
+    pub fn segments(&self) -> &[Bytes] {
+        self.0.segments()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Encoded text cut into segments of about `segment_bytes`, each ending at the end of a line.
+struct Segments {
+    done: Vec<Bytes>,
+    current: String,
+    segment_bytes: usize,
+}
+
+impl Segments {
+    /// Room for the encoder's writes that cross the segment's size (it writes in pieces of about 4 KiB), so
+    /// a segment does not grow for them.
+    const SLACK: usize = 8192;
+
+    /// Ends the current segment after its first `end` bytes; the rest begins the next one.
+    fn seal_at(&mut self, end: usize) {
+        let mut next = String::with_capacity(self.segment_bytes + Self::SLACK);
+        next.push_str(&self.current[end..]);
+        self.current.truncate(end);
+        let full = std::mem::replace(&mut self.current, next);
+        if !full.is_empty() {
+            self.done.push(Bytes::from(full));
+        }
+    }
+
+    fn seal(&mut self) {
+        self.seal_at(self.current.len());
+    }
+}
+
+impl std::fmt::Write for Segments {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(self.segment_bytes + Self::SLACK);
+        }
+        self.current.push_str(s);
+        // Full: the segment ends after the last whole line written.
+        if self.current.len() >= self.segment_bytes {
+            if let Some(i) = s.rfind('\n') {
+                self.seal_at(self.current.len() - s.len() + i + 1);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -904,7 +962,8 @@ mod tests {
         let before = String::from_utf8(each_rendering.openmetrics.to_vec()).unwrap();
         let after = String::from_utf8(published.openmetrics.to_vec()).unwrap();
         // The pass-through families come first, byte for byte; the rest is the same up to the order of series.
-        let pass = std::str::from_utf8(&view.series.0).unwrap();
+        let pass = String::from_utf8(view.series.0.to_vec()).unwrap();
+        let pass = pass.as_str();
         assert!(pass.len() > 100_000 && before.starts_with(pass) && after.starts_with(pass));
         assert_eq!(families(&after), families(&before));
         let text = String::from_utf8(published.text.to_vec()).unwrap();
@@ -917,10 +976,21 @@ mod tests {
             assert_eq!(back, plain.into_bytes());
         }
         // The published bytes are the rendering's, in both formats: shared, not copied.
-        let shared = view.series.0.as_ptr_range();
-        let within = |r: &crate::metrics::Rope| r.segments().iter().filter(|s| shared.contains(&s.as_ptr())).count();
-        assert_eq!(within(&published.openmetrics), 1);
+        let shared: Vec<_> = view.series.segments().iter().map(|s| s.as_ptr_range()).collect();
+        let within = |r: &Rope| r.segments().iter().filter(|s| shared.iter().any(|p| p.contains(&s.as_ptr()))).count();
+        assert_eq!(within(&published.openmetrics), view.series.segments().len());
         assert!(within(&published.text) >= 1);
+    }
+
+    #[test]
+    fn encoded_series_are_cut_into_segments_of_whole_lines_only() {
+        let whole = PassThrough::encode(pass_through());
+        assert_eq!(whole.segments().len(), 1, "the test series fit one segment");
+        let cut = PassThrough::encode_in(pass_through(), 4096);
+        assert!(cut.segments().len() > 50, "{}", cut.segments().len());
+        assert_eq!(cut.0.to_vec(), whole.0.to_vec());
+        assert!(cut.segments().iter().all(|s| s.ends_with(b"\n")));
+        assert_eq!(PassThrough::encode(Vec::new()).len(), 0);
     }
 
     #[test]
