@@ -1,10 +1,17 @@
 //! `/metrics`: each job renders its own metric families from the value it published, the runtime adds its self
 //! metrics, and the result is kept as shared bytes in both text formats, gzip-compressed once per rendering. A
 //! scrape never calls AWS and never touches the database: it is a reference count and a write.
+//!
+//! A body is a [`Rope`]: shared byte segments in order. The sample lines are the same in both formats, so the
+//! text format is the OpenMetrics segments with their `# HELP`, `# TYPE`, `# UNIT` and `# EOF` lines written
+//! again, its long runs of sample lines slices of the same bytes. A job that publishes many series encodes
+//! them once when it publishes them ([`Exposition::encoded`]); every rendering shares those bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::ops::Range;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use chrono::NaiveDate;
@@ -37,10 +44,12 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// One rendering under way: the `cloudwarden_` families, pass-through families under their own names, and
-/// the gauge families that more than one job fills (each job sets its own series in them).
+/// One rendering under way: the `cloudwarden_` families, pass-through families under their own names (in a
+/// registry, or already encoded), and the gauge families that more than one job fills (each job sets its own
+/// series in them).
 pub struct Exposition {
     root: Registry,
+    encoded: Vec<Bytes>,
     own: Registry,
     shared: BTreeMap<&'static str, (&'static str, Family<Labels, Gauge>)>,
 }
@@ -53,7 +62,12 @@ impl Default for Exposition {
 
 impl Exposition {
     pub fn new() -> Exposition {
-        Exposition { root: Registry::default(), own: Registry::with_prefix("cloudwarden"), shared: BTreeMap::new() }
+        Exposition {
+            root: Registry::default(),
+            encoded: Vec::new(),
+            own: Registry::with_prefix("cloudwarden"),
+            shared: BTreeMap::new(),
+        }
     }
 
     /// Families named `cloudwarden_<name>`.
@@ -66,6 +80,12 @@ impl Exposition {
         &mut self.root
     }
 
+    /// Families under their own names, already encoded as OpenMetrics text (segments of whole lines, without
+    /// `# EOF`): written after those of [`Exposition::unprefixed`], in the order given, and shared, not copied.
+    pub fn encoded(&mut self, families: &Rope) {
+        self.encoded.extend(families.clone());
+    }
+
     /// The gauge family `cloudwarden_<name>` that several jobs fill.
     pub fn shared_gauge(&mut self, name: &'static str, help: &'static str) -> &Family<Labels, Gauge> {
         &self.shared.entry(name).or_insert_with(|| (help, Family::default())).1
@@ -76,44 +96,208 @@ impl Exposition {
         for (name, (help, family)) in std::mem::take(&mut self.shared) {
             self.own.register(name, help, family);
         }
-        let mut om = String::new();
+        let (mut head, mut tail) = (String::new(), String::new());
         // Writing to a String cannot fail.
-        let _ = encode_registry(&mut om, &self.root);
-        let _ = encode_registry(&mut om, &self.own);
-        let _ = encode_eof(&mut om);
-        // The body is kept for the whole rendering: without the growth slack.
-        om.shrink_to_fit();
-        Rendered::of(om)
+        let _ = encode_registry(&mut head, &self.root);
+        let _ = encode_registry(&mut tail, &self.own);
+        let _ = encode_eof(&mut tail);
+        let mut segments = vec![Bytes::from(head)];
+        segments.append(&mut self.encoded);
+        segments.push(Bytes::from(tail));
+        Rendered::of_segments(segments)
     }
 }
 
-/// A rendered `/metrics` body in both formats, each also gzip-compressed, as shared bytes.
+/// A body as shared byte segments, in order: cloning it, or writing it out, copies none of them.
+#[derive(Debug, Clone, Default)]
+pub struct Rope {
+    segments: Arc<[Bytes]>,
+    len: usize,
+}
+
+impl Rope {
+    /// The body made of `segments` (empty ones left out).
+    pub fn new(segments: Vec<Bytes>) -> Rope {
+        let segments: Arc<[Bytes]> = segments.into_iter().filter(|s| !s.is_empty()).collect();
+        Rope { len: segments.iter().map(Bytes::len).sum(), segments }
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn segments(&self) -> &[Bytes] {
+        &self.segments
+    }
+
+    /// A contiguous copy of the body (tests and tools; a scrape writes the segments).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.segments.concat()
+    }
+}
+
+impl From<Bytes> for Rope {
+    fn from(body: Bytes) -> Rope {
+        Rope::new(vec![body])
+    }
+}
+
+/// The segments of a [`Rope`], each a shared clone.
+pub struct Segments {
+    rope: Rope,
+    next: usize,
+}
+
+impl Iterator for Segments {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let segment = self.rope.segments.get(self.next)?.clone();
+        self.next += 1;
+        Some(segment)
+    }
+}
+
+impl IntoIterator for Rope {
+    type Item = Bytes;
+    type IntoIter = Segments;
+
+    fn into_iter(self) -> Segments {
+        Segments { rope: self, next: 0 }
+    }
+}
+
+/// A rendered `/metrics` body in both formats, each also gzip-compressed, as shared bytes. The two formats
+/// share the segments of their sample lines.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
-    pub openmetrics: Bytes,
+    pub openmetrics: Rope,
     pub openmetrics_gzip: Bytes,
-    pub text: Bytes,
+    pub text: Rope,
     pub text_gzip: Bytes,
 }
 
 impl Rendered {
+    /// The rendering of one contiguous OpenMetrics body.
     pub fn of(openmetrics: String) -> Rendered {
-        let text = to_text_format(&openmetrics);
-        Rendered {
-            openmetrics_gzip: gzip(openmetrics.as_bytes()),
-            text_gzip: gzip(text.as_bytes()),
-            openmetrics: Bytes::from(openmetrics),
-            text: Bytes::from(text),
-        }
+        Rendered::of_segments(vec![Bytes::from(openmetrics)])
+    }
+
+    /// The rendering of an OpenMetrics body given as segments of whole lines.
+    pub fn of_segments(openmetrics: Vec<Bytes>) -> Rendered {
+        let openmetrics = Rope::new(openmetrics);
+        let text = Rope::new(text_segments(openmetrics.segments(), SHARED_RUN_MIN));
+        Rendered { openmetrics_gzip: gzip(&openmetrics), text_gzip: gzip(&text), openmetrics, text }
     }
 }
 
 /// Gzip at the fastest level: a scrape body compresses about tenfold even so, and this runs once per rendering.
-fn gzip(body: &[u8]) -> Bytes {
+fn gzip(body: &Rope) -> Bytes {
     let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
-    // Writing to a Vec cannot fail.
-    let _ = enc.write_all(body);
+    for segment in body.segments() {
+        // Writing to a Vec cannot fail.
+        let _ = enc.write_all(segment);
+    }
     Bytes::from(enc.finish().unwrap_or_default())
+}
+
+/// Runs of sample lines at least this long are shared between the two formats; shorter ones are copied into
+/// the text format's own segments (fewer, larger segments; the copies are small).
+const SHARED_RUN_MIN: usize = 16 * 1024;
+
+/// The Prometheus text format of an OpenMetrics body given as segments of whole lines, as segments: the
+/// metadata lines written again as [`to_text_format`] writes them, runs of sample lines of at least
+/// `shared_min` bytes as slices of the OpenMetrics segments, shorter ones copied.
+fn text_segments(openmetrics: &[Bytes], shared_min: usize) -> Vec<Bytes> {
+    // Bodies are encoded from Strings; a segment that is not UTF-8 all the same is passed on whole.
+    let texts: Vec<Option<&str>> = openmetrics.iter().map(|s| std::str::from_utf8(s).ok()).collect();
+    let counters = counter_names(texts.iter().flatten().flat_map(|t| metadata_lines(t).map(|(line, _)| line)));
+    let mut out = TextSegments { done: Vec::new(), pending: String::new(), shared_min };
+    for (segment, text) in openmetrics.iter().zip(&texts) {
+        let Some(text) = text else {
+            out.share(segment, 0..segment.len());
+            continue;
+        };
+        let mut samples_from = 0;
+        for (line, at) in metadata_lines(text) {
+            out.share_or_copy(segment, text, samples_from..at.start);
+            if let Some(line) = text_metadata_line(line, &counters) {
+                out.pending.push_str(&line);
+            }
+            samples_from = at.end;
+        }
+        out.share_or_copy(segment, text, samples_from..text.len());
+    }
+    out.flush();
+    out.done
+}
+
+/// The text format's segments as they are made: those done, and the copied bytes of the next one.
+struct TextSegments {
+    done: Vec<Bytes>,
+    pending: String,
+    shared_min: usize,
+}
+
+impl TextSegments {
+    fn share_or_copy(&mut self, segment: &Bytes, text: &str, run: Range<usize>) {
+        if run.len() >= self.shared_min {
+            self.share(segment, run);
+        } else {
+            self.pending.push_str(&text[run]);
+        }
+    }
+
+    fn share(&mut self, segment: &Bytes, run: Range<usize>) {
+        self.flush();
+        self.done.push(segment.slice(run));
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.done.push(Bytes::from(std::mem::take(&mut self.pending)));
+        }
+    }
+}
+
+/// The lines of `text` that start with `#`, each without its line end (as [`str::lines`] gives it), with the
+/// range it takes, line end included.
+fn metadata_lines(text: &str) -> impl Iterator<Item = (&str, Range<usize>)> {
+    let first = text.starts_with('#').then_some(0);
+    first.into_iter().chain(text.match_indices("\n#").map(|(i, _)| i + 1)).map(|start| {
+        let end = text[start..].find('\n').map_or(text.len(), |e| start + e + 1);
+        let line = &text[start..end];
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        (line.strip_suffix('\r').unwrap_or(line), start..end)
+    })
+}
+
+/// The names of the counter families among these lines (`# TYPE <name> counter`).
+fn counter_names<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    lines.filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect()
+}
+
+/// A metadata line of an OpenMetrics body as the text format has it, line end included; `None` for the lines
+/// it leaves out (`# UNIT`, `# EOF`).
+fn text_metadata_line(line: &str, counters: &BTreeSet<&str>) -> Option<String> {
+    if line == "# EOF" || line.starts_with("# UNIT ") {
+        return None;
+    }
+    let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+    Some(match meta {
+        Some((prefix, rest)) => {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let suffix = if counters.contains(name) { "_total" } else { "" };
+            let tail = if prefix == "# TYPE " && tail == "unknown" { "untyped" } else { tail };
+            format!("{prefix}{name}{suffix} {tail}\n")
+        }
+        None => format!("{line}\n"),
+    })
 }
 
 /// One `cloudwarden_cost_usd` series: a window's cost of one group.
@@ -290,26 +474,17 @@ pub fn render_findings(
 /// read OpenMetrics (`promtool check metrics`): a counter's `# HELP` and `# TYPE` name its `_total` series, type
 /// `unknown` is `untyped`, and the OpenMetrics-only lines (`# UNIT`, `# EOF`) are left out. Samples are the
 /// same in both formats.
+///
+/// Renderings convert their segments (the same lines, shared sample lines); this converts one contiguous body.
 pub fn to_text_format(openmetrics: &str) -> String {
-    let counters: BTreeSet<&str> =
-        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let counters = counter_names(openmetrics.lines());
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
-        match meta {
-            Some((prefix, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let suffix = if counters.contains(name) { "_total" } else { "" };
-                let tail = if prefix == "# TYPE " && tail == "unknown" { "untyped" } else { tail };
-                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
+        if line.starts_with('#') {
+            out.extend(text_metadata_line(line, &counters));
+        } else {
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out
@@ -402,11 +577,11 @@ mod tests {
         pass.get_or_create(&labels(&[("region", "eu-west-1")])).set(0.5);
         out.unprefixed().register("aws_ec2_cpuutilization_average", "CloudWatch AWS/EC2 CPUUtilization", pass);
         let r = out.finish();
-        let om = std::str::from_utf8(&r.openmetrics).unwrap();
+        let om = String::from_utf8(r.openmetrics.to_vec()).unwrap();
         assert!(om.ends_with("# EOF\n"), "{om}");
         assert_eq!(om.matches("# EOF").count(), 1, "{om}");
-        let text = std::str::from_utf8(&r.text).unwrap();
-        assert_eq!(text, to_text_format(om));
+        let text = String::from_utf8(r.text.to_vec()).unwrap();
+        assert_eq!(text, to_text_format(&om));
         // Every series belongs to the family the last # TYPE line named, which has a # HELP line.
         let mut family = String::new();
         let mut helped = BTreeSet::new();
@@ -436,7 +611,52 @@ mod tests {
         for (plain, gz) in [(&r.openmetrics, &r.openmetrics_gzip), (&r.text, &r.text_gzip)] {
             let mut back = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back).unwrap();
-            assert_eq!(&back[..], &plain[..]);
+            assert_eq!(back, plain.to_vec());
         }
+    }
+
+    const BODY: &str = "# HELP a_runs Runs.\n# TYPE a_runs counter\na_runs_total{x=\"1\"} 3\na_runs_total{x=\"2\"} 4\n\
+        # HELP b_ratio A share.\n# TYPE b_ratio gauge\n# UNIT b_ratio ratio\nb_ratio 0.5\n\
+        # HELP c_odd Something.\n# TYPE c_odd unknown\nc_odd{v=\"# HELP in a value\"} 1\nc_odd{v=\"2\"} 2\n\
+        # TYPE d_late counter\n# HELP d_late Help after type.\nd_late_total 1\n# EOF\n";
+
+    /// The body cut into segments of whole lines at the given line numbers.
+    fn cut(body: &str, at: &[usize]) -> Vec<Bytes> {
+        let lines: Vec<&str> = body.split_inclusive('\n').collect();
+        let mut bounds = vec![0];
+        bounds.extend(at.iter().copied().filter(|&n| n > 0 && n < lines.len()));
+        bounds.push(lines.len());
+        bounds.windows(2).map(|w| Bytes::from(lines[w[0]..w[1]].concat())).collect()
+    }
+
+    #[test]
+    fn the_text_format_of_segments_is_that_of_the_whole_body_wherever_it_is_cut() {
+        let lines = BODY.lines().count();
+        let want = to_text_format(BODY);
+        for shared_min in [0, 1, 20, usize::MAX] {
+            for first in 0..=lines {
+                for second in first..=lines {
+                    let om = cut(BODY, &[first, second]);
+                    let text = Rope::new(text_segments(&om, shared_min)).to_vec();
+                    assert_eq!(String::from_utf8(text).unwrap(), want, "cut at {first}, {second}, {shared_min}");
+                }
+            }
+        }
+        let r = Rendered::of_segments(cut(BODY, &[3, 9]));
+        assert_eq!(r.openmetrics.to_vec(), BODY.as_bytes());
+        assert_eq!(r.text.to_vec(), want.as_bytes());
+    }
+
+    #[test]
+    fn long_runs_of_samples_are_shared_between_the_formats() {
+        let samples: String = (0..2000).map(|i| format!("aws_x{{i=\"{i}\"}} {i}\n")).collect();
+        let body = format!("# HELP aws_x X.\n# TYPE aws_x gauge\n{samples}# EOF\n");
+        let r = Rendered::of(body);
+        let om = r.openmetrics.segments()[0].as_ptr_range();
+        let shared: Vec<&Bytes> = r.text.segments().iter().filter(|s| om.contains(&s.as_ptr())).collect();
+        assert_eq!(shared.len(), 1, "{:?}", r.text.segments().len());
+        assert_eq!(&shared[0][..], samples.as_bytes());
+        assert_eq!(r.text.len(), r.text.to_vec().len());
+        assert_eq!(r.text.segments().len(), 2, "the help and type lines, then the shared samples");
     }
 }

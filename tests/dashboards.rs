@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use cloudwarden::billing::BillingView;
 use cloudwarden::jobs::billing_files::{BillingCounters, BillingPublished};
 use cloudwarden::jobs::cleanup::{CleanupView, Mode};
-use cloudwarden::jobs::cloudwatch::Series;
+use cloudwarden::jobs::cloudwatch::{PassThrough, Series};
 use cloudwarden::jobs::rules::{RulesAggregates, RulesView};
 use cloudwarden::jobs::Render;
 use cloudwarden::metrics::{render_self, Exposition};
@@ -207,7 +207,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     .render(&mut out);
     let findings = vec![FindingCount { kind: FindingKind::Tagging, severity: Severity::Warning, open: 1 }];
     cloudwarden::jobs::cloudwatch::CloudWatchView {
-        series: Arc::new(series),
+        series: PassThrough::encode(series),
         findings: Some(findings.clone()),
         anomaly: Some(Arc::new(cloudwarden::jobs::metric_anomaly::AnomalyView {
             scores: vec![(

@@ -2,7 +2,8 @@
 //! runs them in batches of 500 per (period, window) group, and keeps the newest datapoint of each as a
 //! series for `/metrics`. Discovery selects resources from the stored inventory by type and tags, so
 //! untagged resources are queried too. The series a job scores for anomalies get every point of their window,
-//! fed to their detectors by [`super::metric_anomaly`].
+//! fed to their detectors by [`super::metric_anomaly`]. A run's series are published encoded ([`PassThrough`]):
+//! the bytes every `/metrics` rendering shares.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -15,11 +16,14 @@ use rules::finding::FindingKind;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use futures::future::BoxFuture;
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode_registry;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use tracing::warn;
 
 use super::metric_anomaly::{AnomalyView, Fed, MetricAnomalies, SeriesSpec};
@@ -29,7 +33,7 @@ use crate::config::check::{
 };
 use crate::config::schema::{AnomalyEntry, CloudWatchSection};
 use crate::config::{Config, Job as Scheduled};
-use crate::metrics::{render_findings, Exposition};
+use crate::metrics::{render_findings, Exposition, Rope};
 use crate::store::{FindingCount, RunOutcome, StoreError};
 use rules::anomaly::metric::detector::DEFAULT_THRESHOLD;
 
@@ -39,7 +43,7 @@ pub fn register(config: &Config) -> Option<Registration> {
     let j = config.cloudwatch.as_ref()?;
     let job = CloudWatch {
         settings: j.settings.clone(),
-        series: Arc::new(Vec::new()),
+        series: PassThrough::default(),
         anomalies: Arc::new(Mutex::new(MetricAnomalies::default())),
         anomaly_view: None,
     };
@@ -48,8 +52,8 @@ pub fn register(config: &Config) -> Option<Registration> {
 
 pub struct CloudWatch {
     pub settings: CloudWatchSettings,
-    /// The newest series (pass-through metrics and resource info), kept when a run fails.
-    series: Arc<Vec<Series>>,
+    /// The newest series (pass-through metrics and resource info), encoded; kept when a run fails.
+    series: PassThrough,
     /// The detectors of the scored series (fed in a blocking task).
     anomalies: Arc<Mutex<MetricAnomalies>>,
     /// Their scores and counters after the newest run.
@@ -96,16 +100,16 @@ impl Job for CloudWatch {
 /// What `/metrics` shows of CloudWatch: the pass-through series, the anomaly scores and the open
 /// `metric_anomaly` findings.
 pub struct CloudWatchView {
-    pub series: Arc<Vec<Series>>,
+    pub series: PassThrough,
     pub anomaly: Option<Arc<AnomalyView>>,
     pub findings: Option<Vec<FindingCount>>,
 }
 
 impl Render for CloudWatchView {
     fn render(&self, out: &mut Exposition) {
-        // Pass-through series keep their own `aws_` names. They are encoded straight from the published
-        // series (no per-series copy of the labels into a registry): the largest families a daemon exports.
-        out.unprefixed().register_collector(Box::new(PassThrough(self.series.clone())));
+        // Pass-through series keep their own `aws_` names. The largest families a daemon exports: encoded once
+        // when the run published them, and shared by every rendering.
+        out.encoded(&self.series.0);
         if let Some(view) = &self.anomaly {
             view.render(out);
         }
@@ -115,11 +119,95 @@ impl Render for CloudWatchView {
     }
 }
 
-/// The CloudWatch pass-through series as gauge families, grouped by name, written as they are encoded.
-#[derive(Debug)]
-struct PassThrough(Arc<Vec<Series>>);
+/// A run's pass-through series as `/metrics` shows them: OpenMetrics gauge families (no `# EOF`), encoded
+/// once when the run publishes them, in segments of whole lines. The structured series are not kept: a
+/// rendering shares these bytes, and both text formats share their sample lines.
+#[derive(Debug, Clone, Default)]
+pub struct PassThrough(Rope);
 
-impl Collector for PassThrough {
+/// The size of a segment of encoded series. Each is allocated once at its full size and never grows, so
+/// encoding copies nothing and leaves no larger buffer behind (one contiguous body would grow by doubling).
+const SEGMENT_BYTES: usize = 1 << 20;
+
+impl PassThrough {
+    pub fn encode(series: Vec<Series>) -> PassThrough {
+        PassThrough::encode_in(series, SEGMENT_BYTES)
+    }
+
+    fn encode_in(series: Vec<Series>, segment_bytes: usize) -> PassThrough {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Families(series)));
+        let mut out = Segments { done: Vec::new(), current: String::new(), segment_bytes };
+        // Writing to memory cannot fail.
+        let _ = encode_registry(&mut out, &registry);
+        out.seal();
+        PassThrough(Rope::new(out.done))
+    }
+
+    /// Bytes of the encoded families.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The encoded families, as segments of whole lines.
+    pub fn segments(&self) -> &[Bytes] {
+        self.0.segments()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Encoded text cut into segments of about `segment_bytes`, each ending at the end of a line.
+struct Segments {
+    done: Vec<Bytes>,
+    current: String,
+    segment_bytes: usize,
+}
+
+impl Segments {
+    /// Room for the encoder's writes that cross the segment's size (it writes in pieces of about 4 KiB), so
+    /// a segment does not grow for them.
+    const SLACK: usize = 8192;
+
+    /// Ends the current segment after its first `end` bytes; the rest begins the next one.
+    fn seal_at(&mut self, end: usize) {
+        let mut next = String::with_capacity(self.segment_bytes + Self::SLACK);
+        next.push_str(&self.current[end..]);
+        self.current.truncate(end);
+        let full = std::mem::replace(&mut self.current, next);
+        if !full.is_empty() {
+            self.done.push(Bytes::from(full));
+        }
+    }
+
+    fn seal(&mut self) {
+        self.seal_at(self.current.len());
+    }
+}
+
+impl std::fmt::Write for Segments {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(self.segment_bytes + Self::SLACK);
+        }
+        self.current.push_str(s);
+        // Full: the segment ends after the last whole line written.
+        if self.current.len() >= self.segment_bytes {
+            if let Some(i) = s.rfind('\n') {
+                self.seal_at(self.current.len() - s.len() + i + 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pass-through series as gauge families, grouped by name, written as they are encoded.
+#[derive(Debug)]
+struct Families(Vec<Series>);
+
+impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut families: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
         for s in self.0.iter() {
@@ -509,7 +597,15 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
     }
     if outcome != RunOutcome::Failed {
         series.extend(info);
-        job.series = Arc::new(series);
+        // Encoding hundreds of thousands of series takes a while: off the runtime's threads.
+        match tokio::task::spawn_blocking(move || PassThrough::encode(series)).await {
+            Ok(encoded) => job.series = encoded,
+            Err(e) => match e.try_into_panic() {
+                // A panic is the run's (the runtime counts it as a failed run).
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => return JobOutput::cancelled(),
+            },
+        }
     }
     let mut out = JobOutput::new(outcome, detail.series).with_detail(detail);
     out.failures = failures;
@@ -793,6 +889,108 @@ mod tests {
         assert!(selected(&tags, &sel(&[("team", "*")])));
         assert!(!selected(&tags, &sel(&[("team", "data")])));
         assert!(!selected(&tags, &sel(&[("env", "*")])));
+    }
+
+    /// Pass-through series as the job builds them: four families, label values to escape, every kind of
+    /// value, and label sets repeated (the last value written wins).
+    fn pass_through() -> Vec<Series> {
+        let mut intern = Interner::default();
+        let values = [0.0, -1.5, 1e300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.1, 123456789.0, 1e-9, 42.0];
+        let names = [
+            ("aws_ec2_cpuutilization_average", "CloudWatch AWS/EC2 CPUUtilization Average"),
+            ("aws_rds_free_storage_space_minimum", "help with \\ backslash and \"quotes\""),
+            ("aws_resource_info", "Resources selected by CloudWatch discovery jobs, with their exported tags"),
+            ("aws_a_b", "x"),
+        ];
+        (0..3000usize)
+            .map(|i| {
+                let (name, help) = names[(i * 7) % names.len()];
+                let team =
+                    ["plain", "quo\"te", "back\\slash", "new\nline", "ünïcode", "", "# HELP x y", "\n# EOF"][i % 8];
+                let n = if i % 10 == 9 { i - 5 } else { i };
+                let labels = [
+                    ("account".to_string(), format!("{:012}", n % 17)),
+                    ("region".to_string(), ["us-east-1", "eu-west-1", "ap-southeast-2"][i % 3].to_string()),
+                    ("dimension_instance_id".to_string(), format!("i-{n:017x}")),
+                    ("tag_team".to_string(), team.to_string()),
+                ];
+                Series {
+                    name: intern.get(name),
+                    help: intern.get(help),
+                    labels: intern.labels(&labels),
+                    value: values[i % values.len()],
+                }
+            })
+            .collect()
+    }
+
+    /// A body's families in order, each its metadata lines and its sample lines sorted: the registries'
+    /// families write their series in no fixed order.
+    fn families(body: &str) -> Vec<(Vec<&str>, Vec<&str>)> {
+        let mut out: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+        for line in body.lines() {
+            match out.last_mut() {
+                Some((_, samples)) if !line.starts_with('#') => samples.push(line),
+                Some((meta, samples)) if samples.is_empty() => meta.push(line),
+                _ => out.push((vec![line], Vec::new())),
+            }
+        }
+        out.iter_mut().for_each(|(_, samples)| samples.sort_unstable());
+        out
+    }
+
+    #[test]
+    fn published_series_render_as_the_series_encoded_at_each_rendering_did() {
+        let findings = Some(vec![FindingCount {
+            kind: FindingKind::MetricAnomaly,
+            severity: rules::finding::Severity::Warning,
+            open: 2,
+        }]);
+        let render = |view: &dyn Fn(&mut Exposition)| {
+            let mut out = Exposition::new();
+            crate::metrics::render_self(&mut out, &[], &BTreeMap::new(), 12);
+            view(&mut out);
+            out.finish()
+        };
+        // As every rendering encoded the series before they were published encoded.
+        let each_rendering = render(&|out| {
+            out.unprefixed().register_collector(Box::new(Families(pass_through())));
+            render_findings(out, findings.as_deref().unwrap(), |kind| kind == FindingKind::MetricAnomaly);
+        });
+        let view = CloudWatchView { series: PassThrough::encode(pass_through()), anomaly: None, findings };
+        let published = render(&|out| view.render(out));
+        let before = String::from_utf8(each_rendering.openmetrics.to_vec()).unwrap();
+        let after = String::from_utf8(published.openmetrics.to_vec()).unwrap();
+        // The pass-through families come first, byte for byte; the rest is the same up to the order of series.
+        let pass = String::from_utf8(view.series.0.to_vec()).unwrap();
+        let pass = pass.as_str();
+        assert!(pass.len() > 100_000 && before.starts_with(pass) && after.starts_with(pass));
+        assert_eq!(families(&after), families(&before));
+        let text = String::from_utf8(published.text.to_vec()).unwrap();
+        assert_eq!(text, crate::metrics::to_text_format(&after));
+        assert!(text.starts_with(pass), "the sample lines of gauges are the same in both formats");
+        assert_eq!(families(&text), families(&crate::metrics::to_text_format(&before)));
+        for (gz, plain) in [(&published.openmetrics_gzip, after), (&published.text_gzip, text)] {
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back).unwrap();
+            assert_eq!(back, plain.into_bytes());
+        }
+        // The published bytes are the rendering's, in both formats: shared, not copied.
+        let shared: Vec<_> = view.series.segments().iter().map(|s| s.as_ptr_range()).collect();
+        let within = |r: &Rope| r.segments().iter().filter(|s| shared.iter().any(|p| p.contains(&s.as_ptr()))).count();
+        assert_eq!(within(&published.openmetrics), view.series.segments().len());
+        assert!(within(&published.text) >= 1);
+    }
+
+    #[test]
+    fn encoded_series_are_cut_into_segments_of_whole_lines_only() {
+        let whole = PassThrough::encode(pass_through());
+        assert_eq!(whole.segments().len(), 1, "the test series fit one segment");
+        let cut = PassThrough::encode_in(pass_through(), 4096);
+        assert!(cut.segments().len() > 50, "{}", cut.segments().len());
+        assert_eq!(cut.0.to_vec(), whole.0.to_vec());
+        assert!(cut.segments().iter().all(|s| s.ends_with(b"\n")));
+        assert_eq!(PassThrough::encode(Vec::new()).len(), 0);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 mod cleanup;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::config::{ApiToken, Scope};
-use crate::metrics::{Rendered, CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::metrics::{Rendered, Rope, CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::runtime::{Clock, Runtime};
 use crate::store::{FindingFilter, Store, StoredFinding};
 
@@ -81,7 +83,7 @@ impl AppState {
 
     /// A copy of the latest OpenMetrics body, as text (for tests and tools; scrapes share the bytes).
     pub fn metrics(&self) -> String {
-        String::from_utf8_lossy(&self.rendered().openmetrics).into_owned()
+        String::from_utf8_lossy(&self.rendered().openmetrics.to_vec()).into_owned()
     }
 
     pub fn set_ready(&self) {
@@ -115,26 +117,35 @@ pub fn app(state: AppState) -> Router {
 
 /// OpenMetrics, unless the request accepts the Prometheus text format and not OpenMetrics
 /// (`curl -H 'Accept: text/plain' ... | promtool check metrics`); gzip when the request accepts it. Both are
-/// already rendered: the response shares the bytes.
+/// already rendered: the response shares the bytes (the segments of a plain body are written in turn).
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.scrapes.fetch_add(1, Ordering::Relaxed);
     let rendered = state.rendered();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let text = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
     let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or(""));
-    let (content_type, body) = match (text, gzip) {
-        (false, false) => (CONTENT_TYPE, &rendered.openmetrics),
-        (false, true) => (CONTENT_TYPE, &rendered.openmetrics_gzip),
-        (true, false) => (TEXT_CONTENT_TYPE, &rendered.text),
-        (true, true) => (TEXT_CONTENT_TYPE, &rendered.text_gzip),
+    let content_type = if text { TEXT_CONTENT_TYPE } else { CONTENT_TYPE };
+    let (length, body) = match (text, gzip) {
+        (false, false) => rope_body(&rendered.openmetrics),
+        (false, true) => (rendered.openmetrics_gzip.len(), Body::from(rendered.openmetrics_gzip.clone())),
+        (true, false) => rope_body(&rendered.text),
+        (true, true) => (rendered.text_gzip.len(), Body::from(rendered.text_gzip.clone())),
     };
-    let mut response = ([(header::CONTENT_TYPE, content_type)], body.clone()).into_response();
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     let h = response.headers_mut();
+    // A body of several segments has no length of its own: without the header it would go out chunked.
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     h.insert(header::VARY, HeaderValue::from_static("accept, accept-encoding"));
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
+}
+
+/// A response body writing the segments of `rope` in turn, and its length.
+fn rope_body(rope: &Rope) -> (usize, Body) {
+    let segments = rope.clone().into_iter().map(Ok::<_, Infallible>);
+    (rope.len(), Body::from_stream(futures::stream::iter(segments)))
 }
 
 /// Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*`, without `q=0`).
@@ -364,7 +375,6 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -394,6 +404,47 @@ mod tests {
             let content_type = res.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
             let body = res.into_body().collect().await.unwrap().to_bytes();
             assert_eq!((content_type.as_str(), std::str::from_utf8(&body).unwrap()), want, "Accept: {accept:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_several_segments_is_served_whole_with_its_length_plain_or_gzip() {
+        let parts = [
+            "# HELP x_ratio A share.\n# TYPE x_ratio gauge\n",
+            "x_ratio{a=\"1\"} 0.5\n",
+            "x_ratio{a=\"2\"} 1\n# EOF\n",
+        ];
+        let rendered =
+            Rendered::of_segments(parts.iter().map(|p| axum::body::Bytes::from_static(p.as_bytes())).collect());
+        assert_eq!(rendered.openmetrics.segments().len(), 3);
+        let state = AppState::default();
+        state.set_metrics(rendered);
+        let openmetrics = parts.concat();
+        let text = crate::metrics::to_text_format(&openmetrics);
+        for (accept, gzip, want) in [
+            ("application/openmetrics-text", false, &openmetrics),
+            ("application/openmetrics-text", true, &openmetrics),
+            ("text/plain", false, &text),
+            ("text/plain", true, &text),
+        ] {
+            let mut req = Request::get("/metrics").header(header::ACCEPT, accept);
+            if gzip {
+                req = req.header(header::ACCEPT_ENCODING, "gzip");
+            }
+            let res = app(state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(res.headers().get(header::CONTENT_ENCODING).is_some(), gzip, "{accept} {gzip}");
+            let length: usize = res.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(length, body.len(), "{accept} {gzip}");
+            let body = match gzip {
+                true => {
+                    let mut plain = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+                    plain
+                }
+                false => body.to_vec(),
+            };
+            assert_eq!(String::from_utf8(body).unwrap(), *want, "{accept} {gzip}");
         }
     }
 }
