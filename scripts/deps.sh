@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the test suite needs besides Rust and the moto test-bed (scripts/testbed.sh): promtool and amtool, from
-# the Debian packages prometheus and prometheus-alertmanager, for the monitoring bundle's tests.
+# the Debian packages prometheus and prometheus-alertmanager, for the monitoring bundle's tests, and Debian's
+# chromium, for the weekly report's checks in a headless browser.
 #
-# Does nothing when both are there. Installs them when we are root on a Debian-like system (apt-get install
+# Does nothing when all three are there. Installs them when we are root on a Debian-like system (apt-get install
 # first, apt-get update and again only if that fails); otherwise says what to install and exits 0 (the
 # monitoring tests then say they are skipped, or fail under CI=true).
 #
@@ -11,13 +12,13 @@
 # also left disabled. Used by .ci/run and scripts/test.sh.
 set -euo pipefail
 
-packages=(prometheus prometheus-alertmanager)
+packages=(prometheus prometheus-alertmanager chromium)
 
-if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then
+if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
     exit 0
 fi
 if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "deps: promtool or amtool is missing: install the Debian packages ${packages[*]} (as root: scripts/deps.sh)" >&2
+    echo "deps: promtool, amtool or chromium is missing: install the Debian packages ${packages[*]} (as root: scripts/deps.sh)" >&2
     exit 0
 fi
 
@@ -40,5 +41,5 @@ fi
 if [[ -d /run/systemd/system ]]; then
     systemctl disable --now prometheus prometheus-alertmanager >/dev/null 2>&1 || true
 fi
-command -v promtool >/dev/null && command -v amtool >/dev/null
-echo "deps: $(promtool --version 2>&1 | head -n1)"
+command -v promtool >/dev/null && command -v amtool >/dev/null && command -v chromium >/dev/null
+echo "deps: $(promtool --version 2>&1 | head -n1); $(chromium --version 2>/dev/null | head -n1)"

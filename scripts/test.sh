@@ -33,11 +33,12 @@ FAST_SKIP=(
     digest_mail_over_implicit_tls_and_untrusted_relays   # notify: aiosmtpd (test-bed venv)
     digest_published_to_an_sns_topic_reaches_its_queue   # notify: moto
     the_weekly_report_of_the_test_beds_cost_explorer_matches_the_seed # report: moto
+    the_html_report_fits_600_and_1200_pixels_in_a_headless_browser   # report: chromium
 )
 
 if [[ "$fast" == false ]]; then
     scripts/testbed.sh install
-    scripts/deps.sh || echo "test.sh: could not install promtool/amtool; the monitoring rules tests will say why" >&2
+    scripts/deps.sh || echo "test.sh: could not install promtool/amtool/chromium; the tests that need them will say why" >&2
 
     # tests/dashboards.rs checks the Grafana dashboards with tsc against @grafana/schema (two npm packages,
     # pinned in dashboards/typecheck/package-lock.json). Without npm, or when the install fails, that test is

@@ -492,3 +492,140 @@ async fn tag_compliance_is_compared_with_the_week_before() {
     assert!(md.contains("| 111111111111 | 30 | 60.0% | 50.0% | +10.0 pts |"), "{md}");
     assert!(cloudwarden::report::html::html(&r).unwrap().contains("+10.0 pts"));
 }
+
+/// The browser for the HTML checks: Debian's `chromium` (scripts/deps.sh installs it). Without it: a skip,
+/// or under `CI=true` a failure.
+fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("which").arg(name).output() {
+            if out.status.success() {
+                return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            }
+        }
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but chromium is missing: run scripts/deps.sh as root (scripts/test.sh does it)"
+    );
+    eprintln!("SKIPPED: the HTML report's browser checks (no chromium; install it with scripts/deps.sh)");
+    None
+}
+
+/// The report's HTML in a real headless browser, 600 and 1200 px wide: no horizontal overflow, each chart's
+/// SVG laid out with a non-empty box, and the total shown equal to the JSON's; a screenshot at each width.
+#[test]
+fn the_html_report_fits_600_and_1200_pixels_in_a_headless_browser() {
+    let Some(chromium) = chromium() else { return };
+    use cloudwarden::report::{build, html, text, CostRow, Costs, ReportInput};
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let services = [
+        "Amazon Elastic Compute Cloud - Compute",
+        "Amazon Relational Database Service",
+        "Amazon Simple Storage Service",
+        "AmazonCloudWatch",
+        "EC2 - Other",
+        "Amazon Elastic Container Service for Kubernetes",
+        "AWS Key Management Service",
+    ];
+    let mut rows = Vec::new();
+    for d in 0..35u64 {
+        for (i, s) in services.iter().enumerate() {
+            for account in ["111111111111", "222222222222"] {
+                rows.push(CostRow {
+                    day: day("2026-10-27") + Days::new(d),
+                    account_id: Some(account.into()),
+                    service: Some(s.to_string()),
+                    tags: Some(BTreeMap::from([("team".to_string(), format!("team-{}", i % 3))])),
+                    currency: "USD".into(),
+                    amount: Decimal::from((i as u64 + 1) * 10 + d % 7) / Decimal::from(3),
+                });
+            }
+        }
+    }
+    let input = ReportInput {
+        week: Week::parse("2026-W49").unwrap(),
+        generated_at: chrono::Utc::now(),
+        source: "billing_files",
+        costs: Costs::Detailed(rows),
+        estimated_days: Default::default(),
+        account_names: BTreeMap::from([("111111111111".into(), "production-workloads-with-a-long-name".into())]),
+        tag_keys: vec!["team".into()],
+        anomalies: Vec::new(),
+        budgets: Vec::new(),
+        compliance: Default::default(),
+        cleanup: None,
+    };
+    let report = build(&input).unwrap();
+    let page = html::html(&report).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("report.html");
+    std::fs::write(&plain, &page).unwrap();
+    // The same page with a measuring script at its end (the report itself has none).
+    let measure = r#"<script>
+(function () {
+  var d = document.documentElement;
+  var svgs = Array.prototype.map.call(document.querySelectorAll('svg'), function (s) {
+    var r = s.getBoundingClientRect(), b = s.getBBox();
+    return [r.width, r.height, b.width, b.height];
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = JSON.stringify({ scroll: d.scrollWidth, inner: window.innerWidth, svgs: svgs,
+    total: document.getElementById('total-this-week').textContent });
+  document.body.appendChild(pre);
+})();
+</script></body>"#;
+    let measured = dir.path().join("measured.html");
+    std::fs::write(&measured, page.replace("</body>", measure)).unwrap();
+    let total = text::usd(report.total.this_week);
+    for width in [600, 1200] {
+        let out = Command::new(&chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=2000"])
+            .arg(format!("--window-size={width},2000"))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", measured.display()))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let start = dom.find("<pre id=\"measured\">").unwrap_or_else(|| panic!("no measurement at {width} px:\n{dom}"));
+        let json = &dom[start + "<pre id=\"measured\">".len()..];
+        let json = json[..json.find("</pre>").unwrap()]
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        let m: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert_eq!(m["inner"], width, "{m}");
+        assert!(m["scroll"].as_i64().unwrap() <= width, "horizontal overflow at {width} px: {m}");
+        let svgs = m["svgs"].as_array().unwrap();
+        assert_eq!(svgs.len(), 2, "{m}");
+        for b in svgs {
+            assert!(
+                b.as_array().unwrap().iter().all(|v| v.as_f64().unwrap() > 0.0),
+                "an empty chart at {width} px: {m}"
+            );
+        }
+        assert_eq!(m["total"], total.as_str(), "the total shown at {width} px");
+
+        let png = dir.path().join(format!("report-{width}.png"));
+        let status = Command::new(&chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+            .arg(format!("--window-size={width},2400"))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", plain.display()))
+            .output()
+            .unwrap();
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {width} px ({e}): {status:?}"));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "screenshot at {width} px: {} bytes",
+            bytes.len()
+        );
+        eprintln!(
+            "{width} px: page {} px wide, charts {:?}, total {total}, screenshot {} KiB",
+            m["scroll"],
+            svgs,
+            bytes.len() / 1024
+        );
+    }
+}
