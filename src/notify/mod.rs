@@ -5,7 +5,7 @@
 //! email through an SMTP relay, a Slack-compatible webhook, an SNS topic. A failing channel never stops the
 //! others; the caller decides what counts as notified (at least one channel delivered).
 
-mod render;
+pub(crate) mod render;
 mod settings;
 mod smtp;
 mod sns;

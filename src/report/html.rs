@@ -8,8 +8,9 @@ use plotters::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use super::text::{account_label, mover_label, share, signed_percent, signed_usd, usd};
+use super::text::{account_label, day_list, mover_label, share, signed_percent, signed_usd, usd};
 use super::{Line, Mover, WeeklyReport};
+use crate::notify::render::escape_html as escape;
 
 /// The charts' drawing size; they scale down to the width they are shown at.
 const CHART_WIDTH: u32 = 640;
@@ -27,22 +28,6 @@ const SERIES: [RGBColor; 6] = [
 ];
 const UP: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const DOWN: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn f64_of(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
@@ -456,20 +441,13 @@ pub fn html(r: &WeeklyReport) -> Result<String, String> {
     }
 
     let f = &r.freshness;
-    let days = |d: &[chrono::NaiveDate]| {
-        if d.is_empty() {
-            "none".to_string()
-        } else {
-            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-        }
-    };
     let _ = write!(
         o,
         "<h2 style=\"{H2}\">Data freshness</h2><ul style=\"font-size:13px;margin:0;padding-left:20px\">\
          <li>Newest day with costs: {}</li><li>Days of the week without data: {}</li><li>Days AWS still estimates: {}</li></ul>",
         f.newest_day.map_or("none".into(), |d| d.to_string()),
-        days(&f.missing_days),
-        days(&f.estimated_days)
+        day_list(&f.missing_days),
+        day_list(&f.estimated_days)
     );
     o.push_str("<p style=\"font-size:11px;color:#777;margin-top:24px\">Built by cloudwarden from the costs it stored; amounts are exact to the cent.</p></div></body></html>\n");
     Ok(o)

@@ -12,12 +12,8 @@ pub fn cents(amount: Decimal) -> Decimal {
     amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// `$1,234.50`, `-$3.20`.
-pub fn usd(amount: Decimal) -> String {
-    let c = cents(amount);
-    let sign = if c.is_sign_negative() && !c.is_zero() { "-" } else { "" };
-    format!("{sign}${}", group_thousands(&format!("{:.2}", c.abs())))
-}
+/// `$1,234.50`, `-$3.20`: the notifications' money format.
+pub use crate::notify::render::usd;
 
 /// `+$12.00`, `-$3.20`, `$0.00`.
 pub fn signed_usd(amount: Decimal) -> String {
@@ -64,19 +60,12 @@ pub fn points(p: Option<Decimal>) -> String {
     }
 }
 
-fn group_thousands(fixed: &str) -> String {
-    let (int, frac) = fixed.split_once('.').unwrap_or((fixed, ""));
-    let mut out = String::new();
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if frac.is_empty() {
-        out
+/// Days as `2026-12-01, 2026-12-02`, or `none`.
+pub fn day_list(days: &[chrono::NaiveDate]) -> String {
+    if days.is_empty() {
+        "none".to_string()
     } else {
-        format!("{out}.{frac}")
+        days.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -301,15 +290,8 @@ pub fn markdown(r: &WeeklyReport) -> String {
     let f = &r.freshness;
     let _ = writeln!(out, "\n## Data freshness\n");
     let _ = writeln!(out, "- Newest day with costs: {}", f.newest_day.map_or("none".into(), |d| d.to_string()));
-    let days = |d: &[chrono::NaiveDate]| {
-        if d.is_empty() {
-            "none".to_string()
-        } else {
-            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-        }
-    };
-    let _ = writeln!(out, "- Days of the week without data: {}", days(&f.missing_days));
-    let _ = writeln!(out, "- Days of the week still estimated by AWS: {}", days(&f.estimated_days));
+    let _ = writeln!(out, "- Days of the week without data: {}", day_list(&f.missing_days));
+    let _ = writeln!(out, "- Days of the week still estimated by AWS: {}", day_list(&f.estimated_days));
     out
 }
 
