@@ -81,6 +81,15 @@ fallback = "platform"
 [cleanup.notify.contacts.platform]
 sns_topic_arn = "$topic"
 
+# The weekly cost report of the last complete week, delivered by the daemon to .testbed/reports/ (a
+# directory next to this file) once Cost Explorer has been read; in production, on Mondays at 08:00 UTC
+# by email, webhook or S3 too (docs/reports.md).
+[reports.weekly]
+
+[reports.weekly.deliveries.demo]
+kind = "directory"
+path = "reports"
+
 [api]
 tokens = ["\${CLOUDWARDEN_API_TOKEN}"]
 
@@ -103,38 +112,43 @@ echo
 daemon=$!
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; scripts/testbed.sh stop "$PORT" >/dev/null 2>&1 || true' EXIT
 trap 'exit 130' INT TERM
-# Cleanup plans appear after two rules evaluations (about two minutes): show how to approve one.
+# The week's report is delivered once Cost Explorer has been read (within a minute or so); cleanup plans
+# appear after two rules evaluations (about two minutes). Show each when it is there.
+week=$(date -u -d '7 days ago' +%G-W%V)
+report=".testbed/reports/weekly-$week.html"
 plans="http://$LISTEN/api/v1/cleanup?state=notified&limit=1"
-for _ in $(seq 1 120); do
+shown_report="" shown_plan=""
+for _ in $(seq 1 150); do
     kill -0 "$daemon" 2>/dev/null || break
-    id=$(.venv/bin/python - "$plans" "$CLOUDWARDEN_APPROVE_TOKEN" <<'PY' 2>/dev/null || true
+    if [ -z "$shown_report" ] && [ -s "$report" ]; then
+        shown_report=1
+        echo
+        echo "weekly cost report of $week, delivered by the daemon: $report (and .md, .csv, .json)"
+        echo "  (any week: ${CARGO_TARGET_DIR:-target}/debug/cloudwarden report weekly --config .testbed/demo.toml --week $week --format html)"
+        echo
+    fi
+    if [ -z "$shown_plan" ]; then
+        id=$(.venv/bin/python - "$plans" "$CLOUDWARDEN_APPROVE_TOKEN" <<'PY' 2>/dev/null || true
 import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
 plans = json.load(urllib.request.urlopen(req, timeout=5))["plans"]
 print(plans[0]["id"] if plans else "")
 PY
 )
-    if [ -n "$id" ]; then
-        echo
-        echo "cleanup (approve mode): plans are marked and their owners told; list them, and approve one:"
-        echo "  export CLOUDWARDEN_API_TOKEN=$CLOUDWARDEN_API_TOKEN CLOUDWARDEN_APPROVE_TOKEN=$CLOUDWARDEN_APPROVE_TOKEN"
-        echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup plan --config .testbed/demo.toml"
-        echo "  curl -s -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' 'http://$LISTEN/api/v1/cleanup?state=notified'"
-        echo "  curl -s -X POST -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' -d '{\"comment\": \"demo\"}' http://$LISTEN/api/v1/cleanup/$id/approve"
-        echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup history --config .testbed/demo.toml"
-        echo "(an approved plan is acted on at its due date; see docs/cleanup.md)"
-        echo
-        # The last complete week's cost report, from what the daemon stored (docs/reports.md).
-        week=$(date -u -d '7 days ago' +%G-W%V)
-        mkdir -p .testbed/reports
-        for format in html markdown csv json; do
-            "${CARGO_TARGET_DIR:-target}/debug/cloudwarden" report weekly --config .testbed/demo.toml --week "$week" \
-                --format "$format" --output ".testbed/reports/weekly-$week.${format/markdown/md}" 2>/dev/null || true
-        done
-        echo "weekly cost report of $week: .testbed/reports/weekly-$week.html (and .md, .csv, .json)"
-        echo
-        break
+        if [ -n "$id" ]; then
+            shown_plan=1
+            echo
+            echo "cleanup (approve mode): plans are marked and their owners told; list them, and approve one:"
+            echo "  export CLOUDWARDEN_API_TOKEN=$CLOUDWARDEN_API_TOKEN CLOUDWARDEN_APPROVE_TOKEN=$CLOUDWARDEN_APPROVE_TOKEN"
+            echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup plan --config .testbed/demo.toml"
+            echo "  curl -s -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' 'http://$LISTEN/api/v1/cleanup?state=notified'"
+            echo "  curl -s -X POST -H 'Authorization: Bearer $CLOUDWARDEN_APPROVE_TOKEN' -d '{\"comment\": \"demo\"}' http://$LISTEN/api/v1/cleanup/$id/approve"
+            echo "  ${CARGO_TARGET_DIR:-target}/debug/cloudwarden cleanup history --config .testbed/demo.toml"
+            echo "(an approved plan is acted on at its due date; see docs/cleanup.md)"
+            echo
+        fi
     fi
+    [ -n "$shown_report" ] && [ -n "$shown_plan" ] && break
     sleep 2
 done
 wait "$daemon"

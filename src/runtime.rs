@@ -304,7 +304,7 @@ impl Runtime {
             Ok(out) => (out, false),
             Err(panic) => (JobOutput::failed(format!("panic: {}", panic_message(&panic))), true),
         };
-        let JobOutput { outcome, items, failures, mut error, mut detail, published } = out;
+        let JobOutput { outcome, items, failures, mut error, mut detail, published, retry_at } = out;
         if error.is_none() && !failures.is_empty() {
             let shown: Vec<String> = failures
                 .iter()
@@ -363,7 +363,13 @@ impl Runtime {
                 RunOutcome::Failed => st.consecutive_failures = st.consecutive_failures.saturating_add(1),
                 RunOutcome::Cancelled | RunOutcome::Running => {}
             }
-            st.next_run = Some(next_run(&slot.schedule, ended, st.consecutive_failures));
+            let mut next = next_run(&slot.schedule, ended, st.consecutive_failures);
+            if let Some(retry) = retry_at {
+                // Never sooner than a second from now: a job asking for "at once" cannot spin.
+                let soonest = ended.checked_add_signed(chrono::Duration::seconds(1)).unwrap_or(ended);
+                next = next.min(retry.max(soonest));
+            }
+            st.next_run = Some(next);
             if panicked {
                 st.panics += 1;
             }

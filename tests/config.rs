@@ -511,8 +511,108 @@ fn the_weekly_report_names_a_configured_cost_source() {
     // The default source is the configured one.
     let c = config::parse("cw.toml", "[collectors.cost_explorer]\n\n[reports.weekly]\ntag_keys = [\"env\"]\n", &no_env)
         .unwrap();
-    assert_eq!(
-        c.weekly_report,
-        Some(WeeklyReportSettings { cost_source: CostSource::CostExplorer, tag_keys: vec!["env".into()] })
+    let w: &WeeklyReportSettings = c.weekly_report.as_ref().unwrap();
+    assert_eq!((w.cost_source, w.tag_keys.as_slice()), (CostSource::CostExplorer, ["env".to_string()].as_slice()));
+    // Without deliveries nothing is scheduled; the defaults are Monday 08:00 UTC, every format, six hours.
+    assert!(w.deliveries.is_empty());
+    assert_eq!(w.schedule.to_string(), "cron \"0 0 8 * * Mon\"");
+    assert_eq!(w.formats.len(), 4);
+    assert_eq!(w.wait_for_data.as_secs(), 21600);
+}
+
+#[test]
+fn weekly_report_deliveries_are_checked() {
+    use cloudwarden::report::deliver::Target;
+    check(
+        r#"[collectors.cost_explorer]
+
+[reports.weekly]
+cron = "0 8 * * Funday"
+formats = ["html", "pdf", "html"]
+link = "ftp://reports.example.com/{week}"
+
+[reports.weekly.deliveries.Finance]
+kind = "email"
+to = ["not-an-address"]
+
+[reports.weekly.deliveries.chat]
+kind = "webhook"
+
+[reports.weekly.deliveries.archive]
+kind = "s3"
+bucket = "Bad_Bucket"
+account = "nobody"
+
+[reports.weekly.deliveries.files]
+kind = "directory"
+bucket = "reports"
+
+[reports.weekly.deliveries.fax]
+kind = "fax"
+"#,
+        &[
+            "cw.toml:4: reports.weekly.cron: invalid cron expression \"0 8 * * Funday\": 'Funday' is not a valid day of the week",
+            "cw.toml:5: reports.weekly.formats[1]: unknown format \"pdf\", expected `html`, `markdown`, `csv` or `json`",
+            "cw.toml:5: reports.weekly.formats[2]: \"html\" is listed twice",
+            "cw.toml:6: reports.weekly.link: not an http(s) URL: \"ftp://reports.example.com/{week}\"",
+            "cw.toml:8: reports.weekly.deliveries.Finance: \"Finance\": a delivery's name is 1 to 64 of a-z, 0-9, - and _",
+            "cw.toml:8: reports.weekly.deliveries.Finance: email needs a relay: configure [reports.weekly.smtp] (or [cleanup.notify.smtp])",
+            "cw.toml:10: reports.weekly.deliveries.Finance.to[0]: not an email address: \"not-an-address\"",
+            "cw.toml:12: reports.weekly.deliveries.chat: a webhook delivery needs `url`",
+            "cw.toml:17: reports.weekly.deliveries.archive.bucket: not an S3 bucket name: \"Bad_Bucket\"",
+            "cw.toml:18: reports.weekly.deliveries.archive.account: no [[accounts]] entry is named \"nobody\"",
+            "cw.toml:20: reports.weekly.deliveries.files: bucket does not apply to a `directory` delivery",
+            "cw.toml:25: reports.weekly.deliveries.fax.kind: unknown kind \"fax\", expected `email`, `webhook`, `s3` or `directory`",
+        ],
     );
+    let c = config::parse(
+        "cw.toml",
+        r#"[collectors.billing_files]
+sources = ["bills/"]
+
+[reports.weekly]
+formats = ["html", "csv"]
+
+[reports.weekly.smtp]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+from = "cloudwarden@example.com"
+
+[reports.weekly.deliveries.finance]
+kind = "email"
+to = ["finance@example.com", "cfo@example.com"]
+
+[reports.weekly.deliveries.chat]
+kind = "webhook"
+url = "${HOOK}"
+
+[reports.weekly.deliveries.archive]
+kind = "s3"
+bucket = "reports-bucket"
+
+[reports.weekly.deliveries.files]
+kind = "directory"
+path = "out"
+"#,
+        &|v: &str| (v == "HOOK").then(|| "http://127.0.0.1:9/hook".to_string()),
+    )
+    .unwrap();
+    let w = c.weekly_report.unwrap();
+    let kinds: Vec<(&str, &str)> = w.deliveries.iter().map(|d| (d.name.as_str(), d.target.kind())).collect();
+    assert_eq!(kinds, [("archive", "s3"), ("chat", "webhook"), ("files", "directory"), ("finance", "email")]);
+    match &w.deliveries[0].target {
+        Target::S3 { bucket, prefix, account, region } => {
+            assert_eq!(
+                (bucket.as_str(), prefix.as_str(), account.as_str(), region.as_str()),
+                ("reports-bucket", "cloudwarden/reports/", "default", "us-east-1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &w.deliveries[3].target {
+        Target::Email { to, smtp } => assert_eq!((to.len(), smtp.port), (2, 2525)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.formats.len(), 2);
 }

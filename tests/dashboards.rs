@@ -304,6 +304,12 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         notifications: BTreeMap::from([(("webhook".to_string(), "sent"), 2)]),
     }
     .render(&mut out);
+    cloudwarden::jobs::weekly_report::ReportView {
+        deliveries: vec!["finance".into()],
+        counts: BTreeMap::from([(("finance".to_string(), "success"), 1)]),
+        last_success: Some(t),
+    }
+    .render(&mut out);
     let rendered = out.finish();
     let text = String::from_utf8(rendered.openmetrics.to_vec()).unwrap();
     let mut families = BTreeMap::<String, BTreeSet<String>>::new();
@@ -326,6 +332,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         include_str!("../src/jobs/billing_files.rs"),
         include_str!("../src/jobs/rules.rs"),
         include_str!("../src/jobs/cleanup.rs"),
+        include_str!("../src/jobs/weekly_report.rs"),
     ];
     let registered: Vec<&str> = sources
         .iter()

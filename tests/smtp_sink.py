@@ -7,7 +7,7 @@ a directory, for the test to read back.
 is plain text. With `--login`, AUTH is required and only that user and password are accepted. Each message
 becomes `DIR/NNNN.eml` (the data as received) and `DIR/NNNN.json` (envelope sender, recipients, whether the
 connection was encrypted, the user who logged in, and the message as Python's email package reads it:
-headers decoded, each MIME part's type and decoded content), written before the server answers 250, so a client that
+headers decoded, each MIME part's type and decoded content, nested parts, attachments' file names), written before the server answers 250, so a client that
 has its answer finds them. The line `ready` on standard output says the server accepts connections; it runs
 until it is killed or its standard input closes.
 """
@@ -24,6 +24,17 @@ import sys
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def describe(part):
+    """A MIME part as the test reads it: its type and decoded content, its file name when it is an attachment,
+    and the parts of a nested multipart (an alternative inside a message with attachments)."""
+    if part.is_multipart():
+        return {"content_type": part.get_content_type(), "parts": [describe(p) for p in part.iter_parts()]}
+    out = {"content_type": part.get_content_type(), "content": part.get_content()}
+    if part.get_filename():
+        out["filename"] = part.get_filename()
+    return out
 
 
 class Sink:
@@ -47,7 +58,7 @@ class Sink:
         meta["headers"] = {k.lower(): str(v) for k, v in msg.items()}
         meta["content_type"] = msg.get_content_type()
         parts = list(msg.iter_parts()) if msg.is_multipart() else [msg]
-        meta["parts"] = [{"content_type": p.get_content_type(), "content": p.get_content()} for p in parts]
+        meta["parts"] = [describe(p) for p in parts]
         # The message first, its envelope last: a test that sees the .json finds the .eml complete.
         with open(base + ".eml.tmp", "wb") as f:
             f.write(envelope.original_content)

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use cloudwarden::store::{RunOutcome, Store};
+use cloudwarden::store::{DeliveryState, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
 use rules::finding::{Finding, FindingKind, Severity};
 use sqlx::{Connection, Executor};
@@ -143,6 +143,66 @@ async fn suite(url: &str) {
         .await
         .unwrap();
     assert_eq!(w.upserted, 1234);
+
+    // Report deliveries: opened once per week and delivery; a delivered row never changes again.
+    let t4 = t3 + Duration::hours(1);
+    let rows = store
+        .open_report_deliveries("weekly", "2026-W44", &[("mail", "email"), ("files", "directory")], t4)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.delivery.as_str(), r.state)).collect::<Vec<_>>(),
+        [("files", DeliveryState::Pending), ("mail", DeliveryState::Pending)]
+    );
+    assert!(store.record_report_attempt("weekly", "2026-W44", "mail", t4, Err("relay refused")).await.unwrap());
+    assert!(store.record_report_attempt("weekly", "2026-W44", "files", t4, Ok(("/srv/r", None))).await.unwrap());
+    let t5 = t4 + Duration::minutes(1);
+    assert!(store
+        .record_report_attempt("weekly", "2026-W44", "mail", t5, Ok(("a@example.com", Some("250 OK"))))
+        .await
+        .unwrap());
+    // Delivered: a later attempt (success or failure) changes nothing; an unknown delivery neither.
+    assert!(!store.record_report_attempt("weekly", "2026-W44", "mail", t5, Err("late")).await.unwrap());
+    assert!(!store.record_report_attempt("weekly", "2026-W44", "nobody", t5, Ok(("x", None))).await.unwrap());
+    // Opening again (a restart, a new delivery) keeps what is there.
+    let rows = store
+        .open_report_deliveries(
+            "weekly",
+            "2026-W44",
+            &[("mail", "email"), ("files", "directory"), ("chat", "webhook")],
+            t5,
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.delivery.as_str(),
+                r.state,
+                r.attempts,
+                r.first_seen,
+                r.delivered,
+                r.last_error.as_deref(),
+                r.response.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("chat", DeliveryState::Pending, 0, t5, None, None, None),
+            ("files", DeliveryState::Delivered, 1, t4, Some(t4), None, None),
+            ("mail", DeliveryState::Delivered, 2, t4, Some(t5), None, Some("250 OK")),
+        ]
+    );
+    store.open_report_deliveries("weekly", "2026-W45", &[("mail", "email")], t5).await.unwrap();
+    let all = store.report_deliveries("weekly", None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.period.as_str()).collect::<Vec<_>>(),
+        ["2026-W45", "2026-W44", "2026-W44", "2026-W44"]
+    );
+    assert!(store.report_deliveries("monthly", None).await.unwrap().is_empty());
     store.close().await;
 }
 

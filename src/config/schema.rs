@@ -122,6 +122,54 @@ pub struct WeeklyReportSection {
     /// Tag keys the report groups spend by, e.g. `["team", "env"]`.
     #[serde(default)]
     pub tag_keys: Vec<String>,
+    /// When the daemon builds and delivers the report of the last complete week, in UTC (default
+    /// `0 8 * * Mon`, Monday 08:00). Used only when deliveries are configured.
+    pub cron: Option<String>,
+    /// The formats written by the `s3` and `directory` deliveries: `html`, `markdown`, `csv`, `json`
+    /// (default all four).
+    pub formats: Option<Vec<String>>,
+    /// How long a due report waits for its cost source to have run since the week ended, in seconds
+    /// (default 21600, six hours); after that it is built from what is stored, its freshness stated.
+    #[serde(default = "default_wait_for_data_secs")]
+    pub wait_for_data_secs: u64,
+    /// A link to the report shown by webhook deliveries; `{week}` becomes the week, e.g.
+    /// `https://reports.example.com/weekly/{week}.html`.
+    pub link: Option<String>,
+    /// The relay email deliveries use; default `[cleanup.notify.smtp]`.
+    pub smtp: Option<crate::notify::SmtpSection>,
+    /// The deliveries, by name: `[reports.weekly.deliveries.<name>]`.
+    #[serde(default)]
+    pub deliveries: std::collections::BTreeMap<String, DeliverySection>,
+}
+
+fn default_wait_for_data_secs() -> u64 {
+    21600
+}
+
+/// `[reports.weekly.deliveries.<name>]`: one place the report goes to. `kind` says which, and which of the
+/// other keys apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// `email`, `webhook`, `s3` or `directory`.
+    pub kind: String,
+    /// email: the recipients, all on one message.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// webhook: a Slack-compatible incoming webhook URL (a secret: `${VAR}` reads it from the environment).
+    pub url: Option<String>,
+    /// webhook: timeout of the request, connecting included, in seconds (default 10).
+    pub timeout_secs: Option<u64>,
+    /// s3: the bucket.
+    pub bucket: Option<String>,
+    /// s3: the key prefix (default `cloudwarden/reports/`).
+    pub prefix: Option<String>,
+    /// s3: the `[[accounts]]` entry whose credentials upload (default the first).
+    pub account: Option<String>,
+    /// s3: the bucket's region (default the first inventory region, else us-east-1).
+    pub region: Option<String>,
+    /// directory: where the files are written, relative to the configuration file's directory.
+    pub path: Option<String>,
 }
 
 /// `[cleanup]`: acting on the rules' cleanup candidates: mark, notify, wait, re-check, act, verify.

@@ -168,10 +168,10 @@ pub fn parse(
         r.settings.ignored_tags.push(c.settings.mark_tag.clone());
     }
 
-    let weekly_report = reports
-        .weekly
-        .as_ref()
-        .and_then(|w| crate::report::check(&mut cx, w, billing_files.is_some(), cost_explorer.is_some()));
+    let weekly_report = reports.weekly.as_ref().and_then(|w| {
+        let smtp = cleanup.as_ref().and_then(|c| c.settings.notify.as_ref()).and_then(|n| n.smtp.as_ref());
+        crate::report::check(&mut cx, w, &shared, (billing_files.is_some(), cost_explorer.is_some()), smtp)
+    });
 
     let mut tokens = Vec::new();
     let check_token = |cx: &mut Checker<'_>, at: &[Seg], t: &str| {

@@ -17,6 +17,7 @@ pub mod logs;
 pub mod metric_anomaly;
 pub mod rules;
 pub mod terraform;
+pub mod weekly_report;
 
 use std::any::Any;
 use std::fmt;
@@ -52,6 +53,7 @@ pub fn registered(config: &Config) -> Vec<Registration> {
         billing_files::register(config),
         rules::register(config),
         cleanup::register(config),
+        weekly_report::register(config),
     ]
     .into_iter()
     .flatten()
@@ -153,6 +155,8 @@ pub struct JobOutput {
     /// The new value for `/metrics`; `None` keeps the previous one.
     #[serde(skip)]
     pub published: Option<Published>,
+    /// Run again no later than this (work left that is worth retrying before the next scheduled run).
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl fmt::Debug for JobOutput {
@@ -164,13 +168,22 @@ impl fmt::Debug for JobOutput {
             .field("error", &self.error)
             .field("detail", &self.detail)
             .field("published", &self.published.is_some())
+            .field("retry_at", &self.retry_at)
             .finish()
     }
 }
 
 impl JobOutput {
     pub fn new(outcome: RunOutcome, items: u64) -> JobOutput {
-        JobOutput { outcome, items, failures: Vec::new(), error: None, detail: Detail::none(), published: None }
+        JobOutput {
+            outcome,
+            items,
+            failures: Vec::new(),
+            error: None,
+            detail: Detail::none(),
+            published: None,
+            retry_at: None,
+        }
     }
 
     pub fn failed(error: impl Into<String>) -> JobOutput {
@@ -183,6 +196,12 @@ impl JobOutput {
 
     pub fn with_detail<T: Serialize + fmt::Debug + Send + Sync + 'static>(mut self, detail: T) -> JobOutput {
         self.detail = Detail::new(detail);
+        self
+    }
+
+    /// Asks to run again no later than `t`.
+    pub fn retry_at(mut self, t: DateTime<Utc>) -> JobOutput {
+        self.retry_at = Some(t);
         self
     }
 

@@ -7,9 +7,9 @@
 
 pub(crate) mod render;
 mod settings;
-mod smtp;
+pub(crate) mod smtp;
 mod sns;
-mod webhook;
+pub(crate) mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use render::{
     action_words, escape_html, escape_slack, render, subject_within, usd, Message, SHORT_SUBJECT_CHARS, SLACK_MAX_ITEMS,
 };
-pub(crate) use settings::check;
+pub(crate) use settings::{check, check_smtp, webhook_target};
 pub use settings::{
     is_email, Contact, ContactSection, NotifySection, NotifySettings, Secret, SmtpSection, SmtpSettings, SmtpTls,
     SnsTarget,

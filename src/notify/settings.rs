@@ -331,7 +331,12 @@ fn timeout(cx: &mut Checker<'_>, path: &[Seg], secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
-fn check_smtp(cx: &mut Checker<'_>, base: &[Seg], s: &SmtpSection, shared: &Shared<'_>) -> Option<SmtpSettings> {
+pub(crate) fn check_smtp(
+    cx: &mut Checker<'_>,
+    base: &[Seg],
+    s: &SmtpSection,
+    shared: &Shared<'_>,
+) -> Option<SmtpSettings> {
     let errors = cx.errors.len();
     if s.host.trim().is_empty() || s.host.chars().any(|c| c.is_whitespace() || c == '/') {
         cx.error(&key(base, "host"), format!("not a host name or address: {:?}", s.host));

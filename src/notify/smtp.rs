@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -17,26 +18,73 @@ pub(super) async fn send(
     to: &[String],
     message: &Message,
 ) -> Result<Delivery, NotifyError> {
-    let fail = |failure| NotifyError::Email { contact: contact.to_string(), failure };
+    let mail = Mail { subject: &message.subject, text: &message.text, html: &message.html, ..Mail::default() };
+    let sent = send_mail(smtp, to, &mail)
+        .await
+        .map_err(|failure| NotifyError::Email { contact: contact.to_string(), failure })?;
+    Ok(Delivery {
+        channel: Channel::Email,
+        contact: contact.to_string(),
+        target: to.join(", "),
+        message_id: Some(sent.message_id),
+        response: Some(sent.response),
+    })
+}
+
+/// One email: a text and an HTML alternative, and attachments.
+#[derive(Debug, Default)]
+pub(crate) struct Mail<'a> {
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub html: &'a str,
+    /// (file name, content type, content).
+    pub attachments: Vec<(String, &'static str, Vec<u8>)>,
+    /// The `Message-ID`'s left part, when the same message may be sent again (a retry after a crash): a
+    /// receiver can then tell the copies apart. Default: unique to this process and time.
+    pub id: Option<String>,
+}
+
+/// What the relay said to a sent email.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    pub message_id: String,
+    /// The relay's last reply.
+    pub response: String,
+}
+
+/// Sends `mail` to `to` through the relay.
+pub(crate) async fn send_mail(smtp: &SmtpSettings, to: &[String], mail: &Mail<'_>) -> Result<Sent, EmailFailure> {
     let relay = format!("{}:{}", smtp.host, smtp.port);
-    let from: Mailbox = smtp.from.parse().map_err(|e| fail(EmailFailure::Message(format!("sender: {e}"))))?;
-    let message_id = message_id(from.email.domain());
-    let mut builder =
-        lettre::Message::builder().from(from).subject(&message.subject).message_id(Some(message_id.clone()));
+    let from: Mailbox = smtp.from.parse().map_err(|e| EmailFailure::Message(format!("sender: {e}")))?;
+    let message_id = match &mail.id {
+        Some(id) => format!("<{id}@{}>", from.email.domain()),
+        None => message_id(from.email.domain()),
+    };
+    let mut builder = lettre::Message::builder().from(from).subject(mail.subject).message_id(Some(message_id.clone()));
     for address in to {
         let mailbox: Mailbox =
-            address.parse().map_err(|e| fail(EmailFailure::Message(format!("recipient {address:?}: {e}"))))?;
+            address.parse().map_err(|e| EmailFailure::Message(format!("recipient {address:?}: {e}")))?;
         builder = builder.to(mailbox);
     }
-    let email = builder
-        .multipart(MultiPart::alternative_plain_html(message.text.clone(), message.html.clone()))
-        .map_err(|e| fail(EmailFailure::Message(e.to_string())))?;
+    let body = MultiPart::alternative_plain_html(mail.text.to_string(), mail.html.to_string());
+    let email = if mail.attachments.is_empty() {
+        builder.multipart(body)
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for (name, content_type, content) in &mail.attachments {
+            let content_type = ContentType::parse(content_type)
+                .map_err(|e| EmailFailure::Message(format!("attachment {name:?}: {e}")))?;
+            mixed = mixed.singlepart(Attachment::new(name.clone()).body(content.clone(), content_type));
+        }
+        builder.multipart(mixed)
+    }
+    .map_err(|e| EmailFailure::Message(e.to_string()))?;
 
     let tls = match smtp.tls {
         SmtpTls::None => Tls::None,
         mode => {
-            let params = tls_parameters(smtp)
-                .map_err(|e| fail(EmailFailure::Tls { relay: relay.clone(), message: chain(&e) }))?;
+            let params =
+                tls_parameters(smtp).map_err(|e| EmailFailure::Tls { relay: relay.clone(), message: chain(&e) })?;
             if mode == SmtpTls::Tls {
                 Tls::Wrapper(params)
             } else {
@@ -56,7 +104,7 @@ pub(super) async fn send(
     let response = transport.build().send(email).await.map_err(|e| {
         let message = chain(&e);
         let relay = relay.clone();
-        fail(if e.is_timeout() {
+        if e.is_timeout() {
             EmailFailure::Timeout { relay, message }
         } else if is_tls(&e) {
             EmailFailure::Tls { relay, message }
@@ -64,16 +112,10 @@ pub(super) async fn send(
             EmailFailure::Refused { relay, message }
         } else {
             EmailFailure::Transport { relay, message }
-        })
+        }
     })?;
     let reply: Vec<&str> = response.message().collect();
-    Ok(Delivery {
-        channel: Channel::Email,
-        contact: contact.to_string(),
-        target: to.join(", "),
-        message_id: Some(message_id),
-        response: Some(format!("{} {}", response.code(), reply.join(" ")).trim().to_string()),
-    })
+    Ok(Sent { message_id, response: format!("{} {}", response.code(), reply.join(" ")).trim().to_string() })
 }
 
 /// Whether a failure was TLS's: lettre says so, or a rustls error is among its sources (a certificate that

@@ -18,13 +18,13 @@ use super::{chain, Channel, Delivery, Message, NotifyError, Secret, WebhookFailu
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const SHOWN_BODY_CHARS: usize = 200;
 
-pub(super) struct Client {
+pub(crate) struct Client {
     http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Client {
     /// A client for `http://` and `https://` URLs; connecting times out after `connect_timeout`.
-    pub(super) fn new(connect_timeout: Duration) -> Client {
+    pub(crate) fn new(connect_timeout: Duration) -> Client {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match builder.with_provider_and_native_roots(provider.clone()) {
@@ -55,15 +55,35 @@ impl Client {
         contact: &str,
         message: &Message,
     ) -> Result<Delivery, NotifyError> {
+        match self.post_json(url, timeout, &message.slack).await {
+            Ok(posted) => Ok(Delivery {
+                channel: Channel::Webhook,
+                contact: contact.to_string(),
+                target: posted.target,
+                message_id: None,
+                response: Some(posted.response),
+            }),
+            Err((target, failure)) => Err(NotifyError::Webhook { contact: contact.to_string(), target, failure }),
+        }
+    }
+
+    /// POSTs `body` as JSON to `url`; the whole exchange times out after `timeout`. A failure comes with
+    /// what may be shown of the URL.
+    pub(crate) async fn post_json(
+        &self,
+        url: &Secret,
+        timeout: Duration,
+        body: &serde_json::Value,
+    ) -> Result<Posted, (String, WebhookFailure)> {
         // Checked when the configuration was loaded; what may be shown of the URL.
         let target = webhook_target(url.expose()).unwrap_or_else(|_| "invalid URL".into());
-        let fail = |failure| NotifyError::Webhook { contact: contact.to_string(), target: target.clone(), failure };
+        let fail = |failure| (target.clone(), failure);
         // Error texts never show the URL, which is a secret.
         let redact = |text: String| text.replace(url.expose(), &target);
         let request = http::Request::post(url.expose())
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("cloudwarden/", env!("CARGO_PKG_VERSION")))
-            .body(Full::new(Bytes::from(message.slack.to_string())))
+            .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| fail(WebhookFailure::Transport(redact(format!("cannot build the request: {}", chain(&e))))))?;
         let exchange = async {
             let response =
@@ -84,14 +104,16 @@ impl Client {
         if !status.is_success() {
             return Err(fail(WebhookFailure::Status { status: status.as_u16(), body }));
         }
-        Ok(Delivery {
-            channel: Channel::Webhook,
-            contact: contact.to_string(),
-            target: target.clone(),
-            message_id: None,
-            response: Some(format!("{} {body}", status.as_u16()).trim().to_string()),
-        })
+        Ok(Posted { response: format!("{} {body}", status.as_u16()).trim().to_string(), target })
     }
+}
+
+/// A webhook that answered 2xx.
+pub(crate) struct Posted {
+    /// The URL's scheme and host.
+    pub target: String,
+    /// The status and the start of the body.
+    pub response: String,
 }
 
 /// The start of a body, on one line.

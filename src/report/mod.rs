@@ -6,6 +6,7 @@
 //! format renders ([`text`]: Markdown and CSV; JSON is its serialization). Money stays an exact decimal
 //! until a format prints it.
 
+pub mod deliver;
 mod gather;
 pub mod html;
 pub mod text;
@@ -83,20 +84,48 @@ impl std::fmt::Display for Week {
 }
 
 /// `[reports.weekly]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WeeklyReportSettings {
     pub cost_source: CostSource,
     pub tag_keys: Vec<String>,
+    /// When the report job runs (default Monday 08:00 UTC).
+    pub schedule: crate::config::Schedule,
+    /// The formats the `s3` and `directory` deliveries write.
+    pub formats: Vec<Format>,
+    /// How long a due report waits for its cost source to have run since the week ended.
+    pub wait_for_data: std::time::Duration,
+    /// The link webhook messages show; `{week}` becomes the week.
+    pub link: Option<String>,
+    /// Where the report goes; none: the report is only built on demand (`cloudwarden report weekly`).
+    pub deliveries: Vec<deliver::Delivery>,
 }
 
-/// Checks `[reports.weekly]`: the cost source is one of the configured collectors', and the tag keys are
-/// distinct and not empty.
+impl WeeklyReportSettings {
+    /// The settings of a report built on demand from `cost_source`, without a schedule or deliveries.
+    pub fn on_demand(cost_source: CostSource, tag_keys: Vec<String>) -> WeeklyReportSettings {
+        WeeklyReportSettings {
+            cost_source,
+            tag_keys,
+            schedule: crate::config::Schedule::Every(std::time::Duration::from_secs(7 * 86400)),
+            formats: vec![Format::Html, Format::Markdown, Format::Csv, Format::Json],
+            wait_for_data: std::time::Duration::ZERO,
+            link: None,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
+/// Checks `[reports.weekly]`: the cost source is one of the configured collectors', the tag keys are
+/// distinct and not empty, the schedule, formats and deliveries are sound. Email deliveries without a relay
+/// of their own use `fallback_smtp`.
 pub(crate) fn check(
     cx: &mut Checker<'_>,
     s: &WeeklyReportSection,
-    billing_files: bool,
-    cost_explorer: bool,
+    shared: &crate::config::check::Shared<'_>,
+    sources: (bool, bool),
+    fallback_smtp: Option<&crate::notify::SmtpSettings>,
 ) -> Option<WeeklyReportSettings> {
+    let (billing_files, cost_explorer) = sources;
     let base = [Seg::Key("reports"), Seg::Key("weekly")];
     let at = key(&base, "cost_source");
     let cost_source = match s.cost_source.as_deref() {
@@ -131,7 +160,24 @@ pub(crate) fn check(
             cx.error(&at, format!("{k:?} is listed twice"));
         }
     }
-    Some(WeeklyReportSettings { cost_source: cost_source?, tag_keys: s.tag_keys.clone() })
+    let schedule = cx.schedule(&base, None, Some(s.cron.as_deref().unwrap_or(deliver::DEFAULT_CRON)), 0);
+    let wait_at = key(&base, "wait_for_data_secs");
+    cx.at_most(&wait_at, s.wait_for_data_secs.into(), 7 * 86400, false);
+    if let Some(link) = &s.link {
+        if !(link.starts_with("https://") || link.starts_with("http://")) {
+            cx.error(&key(&base, "link"), format!("not an http(s) URL: {link:?}"));
+        }
+    }
+    let (formats, deliveries) = deliver::check(cx, s, shared, fallback_smtp);
+    Some(WeeklyReportSettings {
+        cost_source: cost_source?,
+        tag_keys: s.tag_keys.clone(),
+        schedule: schedule?,
+        formats,
+        wait_for_data: std::time::Duration::from_secs(s.wait_for_data_secs),
+        link: s.link.clone(),
+        deliveries,
+    })
 }
 
 /// A format the report is written in.
@@ -171,37 +217,43 @@ pub fn render(report: &WeeklyReport, format: Format) -> anyhow::Result<String> {
 pub async fn weekly(config: &crate::config::Config, week: Week, now: DateTime<Utc>) -> anyhow::Result<WeeklyReport> {
     let settings = match &config.weekly_report {
         Some(s) => s.clone(),
-        None if config.billing_files.is_some() => {
-            WeeklyReportSettings { cost_source: CostSource::BillingFiles, tag_keys: Vec::new() }
-        }
-        None if config.cost_explorer.is_some() => {
-            WeeklyReportSettings { cost_source: CostSource::CostExplorer, tag_keys: Vec::new() }
-        }
+        None if config.billing_files.is_some() => WeeklyReportSettings::on_demand(CostSource::BillingFiles, Vec::new()),
+        None if config.cost_explorer.is_some() => WeeklyReportSettings::on_demand(CostSource::CostExplorer, Vec::new()),
         None => anyhow::bail!(
             "no cost source: configure [collectors.billing_files] or [collectors.cost_explorer] (and [reports.weekly])"
         ),
     };
     let rules = match &config.rules {
-        Some(r) => {
-            let sources = r.settings.sources.clone();
-            let loaded = tokio::task::spawn_blocking(move || crate::jobs::rules::read_rule_files(&sources))
-                .await?
-                .map_err(|problems| {
-                    anyhow::anyhow!(
-                        "the rule files: {}",
-                        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
-                    )
-                })?;
-            Some(loaded.rules)
-        }
+        Some(r) => Some(read_rules(r.settings.sources.clone()).await?),
         None => None,
     };
     let store = crate::store::Store::connect(&config.database.url, 2).await?;
-    let input =
-        gather(&store, week, settings.cost_source, &settings.tag_keys, rules.as_ref(), config.cleanup.is_some(), now)
-            .await;
+    let report = from_store(&store, week, &settings, rules.as_ref(), config.cleanup.is_some(), now).await;
     store.close().await;
-    Ok(build(&input?)?)
+    report
+}
+
+/// The rules the report finds budgets in, read from the rule files.
+pub async fn read_rules(sources: Vec<crate::jobs::rules::RuleSource>) -> anyhow::Result<rules::file::RuleFile> {
+    let loaded = tokio::task::spawn_blocking(move || crate::jobs::rules::read_rule_files(&sources)).await?.map_err(
+        |problems| {
+            anyhow::anyhow!("the rule files: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+        },
+    )?;
+    Ok(loaded.rules)
+}
+
+/// The weekly report of `week` from `store`.
+pub async fn from_store(
+    store: &crate::store::Store,
+    week: Week,
+    settings: &WeeklyReportSettings,
+    rules: Option<&rules::file::RuleFile>,
+    cleanup_enabled: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<WeeklyReport> {
+    let input = gather(store, week, settings.cost_source, &settings.tag_keys, rules, cleanup_enabled, now).await?;
+    Ok(build(&input)?)
 }
 
 /// One cost as the store holds it: billing files give every field; Cost Explorer gives one grouping per

@@ -12,6 +12,7 @@ mod costs;
 mod findings;
 mod inventory;
 mod logs;
+mod reports;
 mod runs;
 mod terraform;
 
@@ -31,6 +32,7 @@ pub use costs::{CostDay, CostFetchRow};
 pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, StoredFinding};
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
+pub use reports::{DeliveryRecord, DeliveryState};
 pub use runs::{RunOutcome, RunRow};
 pub use terraform::StoredTfResource;
 

@@ -9,6 +9,7 @@ pub mod costexplorer;
 mod error;
 pub mod inventory;
 pub mod logs;
+pub mod s3;
 pub mod sns;
 
 use std::sync::Arc;
