@@ -23,7 +23,7 @@ fi
 # The fast tier: whole integration test binaries that start no moto server and run no promtool, amtool,
 # Prometheus or npm, plus the tests of binaries that do but whose other tests need nothing (those that
 # need moto or npm are skipped by name, below).
-FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards notify report rules_daemon runtime store terraform)
+FAST_TESTS=(anomaly_cli billing_daemon billing_files config dashboards notify report rules_daemon runtime server store terraform)
 FAST_SKIP=(
     s3_prefix_through_moto                               # billing_files: moto
     s3_objects_and_prefixes                              # terraform: moto

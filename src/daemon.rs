@@ -25,6 +25,9 @@ pub struct Daemon {
     pub runtime: Arc<Runtime>,
 }
 
+/// Database connections the HTTP API may hold at once, apart from the jobs' pool.
+pub const API_CONNECTIONS: u32 = 2;
+
 impl Daemon {
     /// Opens the database (applying migrations), prepares the AWS clients and the jobs the configuration
     /// enables, and renders `/metrics` from what the database holds. Makes no AWS call.
@@ -40,7 +43,13 @@ impl Daemon {
             warn!(runs = closed, "closed runs left open by an earlier process as failed");
         }
         let aws = AwsContext::new(&config.aws).await;
-        let state = AppState::default().with_api(store.clone(), config.api.tokens.clone(), clock.clone());
+        // The API has a pool of its own: slow API clients wait for each other, never for the jobs' queries.
+        let api_store = if config.api.tokens.is_empty() {
+            store.clone()
+        } else {
+            Store::connect(&config.database.url, API_CONNECTIONS).await?
+        };
+        let state = AppState::default().with_api(api_store, config.api.tokens.clone(), clock.clone());
         Daemon::assemble(config, store, aws, state, jobs::registered, clock).await
     }
 
@@ -56,7 +65,7 @@ impl Daemon {
         let jobs = register(&config);
         let runtime = Runtime::new(store.clone(), aws.clone(), clock, state.clone(), jobs).await?;
         let runtime = Arc::new(runtime);
-        let state = state.with_status(runtime.clone());
+        let state = state.with_status(runtime.clone()).with_metrics_token(config.server.metrics_token.clone());
         Ok(Daemon { config: Arc::new(config), store, aws, state, runtime })
     }
 
@@ -78,9 +87,10 @@ impl Daemon {
 
     /// Serves HTTP and runs every enabled job until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (addr, server) = server::serve(self.config.listen, self.state.clone(), shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen on {}", self.config.listen))?;
+        let (addr, server) =
+            server::serve(self.config.listen, self.state.clone(), self.config.server.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("cannot listen on {}", self.config.listen))?;
         info!(%addr, "serving /metrics, /healthz, /readyz, /status and /api/v1/findings");
         let jobs = tokio::spawn(self.runtime.clone().run(shutdown.clone()));
         shutdown.cancelled().await;

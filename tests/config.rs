@@ -616,3 +616,38 @@ path = "out"
     }
     assert_eq!(w.formats.len(), 2);
 }
+
+#[test]
+fn server_limits_token_and_tls_are_checked() {
+    check(
+        "[server]\nheader_read_timeout_secs = 0\nrequest_timeout_secs = 7200\nmax_connections = 0\nmetrics_token = \"short\"\ntls_cert = \"cert.pem\"\n",
+        &[
+            "cw.toml:2: server.header_read_timeout_secs: must be at least 1",
+            "cw.toml:3: server.request_timeout_secs: must be at most 3600 (1 hour)",
+            "cw.toml:4: server.max_connections: must be between 1 and 100000",
+            "cw.toml:5: server.metrics_token: must be at least 16 characters long",
+            "cw.toml:6: server.tls_cert: tls_cert needs tls_key",
+        ],
+    );
+    let errs = errors("[server]\ntls_cert = \"missing-cert.pem\"\ntls_key = \"missing-key.pem\"\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("cw.toml:2: server.tls_cert: cannot read missing-cert.pem"), "{errs:?}");
+    assert!(
+        errs[1].starts_with("cw.toml:3: server.tls_key: cannot read a PEM private key from missing-key.pem"),
+        "{errs:?}"
+    );
+    // The token may come from the environment, and is never shown.
+    let c = config::parse("cw.toml", "[server]\nmetrics_token = \"${TOKEN}\"\n", &|v: &str| {
+        (v == "TOKEN").then(|| "from-the-environment-0123".to_string())
+    })
+    .unwrap();
+    assert_eq!(c.server.metrics_token.as_deref(), Some("from-the-environment-0123"));
+    assert!(!format!("{c:?}").contains("from-the-environment-0123"));
+    // The defaults.
+    let c = config::parse("cw.toml", "", &no_env).unwrap();
+    assert_eq!(
+        (c.server.header_read_timeout.as_secs(), c.server.request_timeout.as_secs(), c.server.max_connections),
+        (10, 30, 512)
+    );
+    assert!(c.server.tls.is_none() && c.server.metrics_token.is_none());
+}

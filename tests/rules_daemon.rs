@@ -337,8 +337,12 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert!(!body.contains(TOKEN));
     let (status, _, body) = get(state, "/api/v1/findings", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(page["next_cursor"].is_null(), "one page: {body}");
+    let mut list: Vec<serde_json::Value> = page["findings"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
+    // Pages are in id order; this test reads them by kind.
+    list.sort_by_key(|f| f["kind"] != "tagging");
     let tagging = &list[0];
     assert_eq!(tagging["kind"], "tagging");
     assert_eq!(tagging["rule"], "ownership");
@@ -357,7 +361,8 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert_eq!(saving, rust_decimal::Decimal::new(8, 0), "{}", list[1]);
     let (status, _, body) = get(state, "/api/v1/findings?kind=cleanup", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = page["findings"].as_array().unwrap();
     assert_eq!(list.iter().map(|f| f["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["cleanup"]);
     let (status, _, body) = get(state, "/api/v1/findings?kind=tagz", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -380,9 +385,10 @@ async fn the_rules_job_keeps_findings_with_their_history_and_feeds_metrics_and_t
     assert!(samples(&daemon, "cloudwarden_findings{").await.iter().all(|l| l.ends_with(" 0")));
     assert!(samples(&daemon, "cloudwarden_tag_compliance_ratio").await.iter().all(|l| l.ends_with(" 1.0")));
     let (_, _, body) = get(state, "/api/v1/findings", Some(TOKEN)).await;
-    assert_eq!(body, "[]");
+    assert_eq!(body, r#"{"findings":[],"next_cursor":null}"#);
     let (_, _, body) = get(state, "/api/v1/findings?kind=tagging&include_resolved=true", Some(TOKEN)).await;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = page["findings"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["resolved_at"], "2026-01-20T11:00:00Z");
     assert_eq!(list[0]["age_secs"], 7200);

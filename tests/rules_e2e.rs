@@ -225,7 +225,8 @@ tokens = ["${{CW_TOKEN}}"]
     for kind in ["tagging", "budget", "cost_anomaly", "cleanup", "drift"] {
         let (status, list) = api(&daemon, &format!("/api/v1/findings?kind={kind}"), Some(TOKEN)).await;
         assert_eq!(status, StatusCode::OK, "{list}");
-        let got: BTreeSet<Key> = list
+        assert!(list["next_cursor"].is_null(), "one page");
+        let got: BTreeSet<Key> = list["findings"]
             .as_array()
             .unwrap()
             .iter()
@@ -259,7 +260,8 @@ tokens = ["${{CW_TOKEN}}"]
     assert_eq!(open_findings(&daemon).await, want_after);
     // Resolved at the second run, first sighting (and so its age) kept.
     let (_, list) = api(&daemon, "/api/v1/findings?kind=tagging&include_resolved=true", Some(TOKEN)).await;
-    let rows: Vec<&Value> = list.as_array().unwrap().iter().filter(|f| f["subject"] == fixed.as_str()).collect();
+    let rows: Vec<&Value> =
+        list["findings"].as_array().unwrap().iter().filter(|f| f["subject"] == fixed.as_str()).collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let secs = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap().timestamp();
     assert_eq!(secs(&rows[0]["first_seen"]), t1.timestamp());

@@ -28,6 +28,8 @@ pub use schema::LogFormat;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The HTTP server's limits, token and TLS.
+    pub server: crate::server::ServerSettings,
     pub database: DatabaseConfig,
     pub log_format: LogFormat,
     pub aws: AwsSettings,

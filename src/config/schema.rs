@@ -3,19 +3,64 @@
 
 use serde::Deserialize;
 
-/// `[server]`: the HTTP server serving `/metrics`, `/healthz` and `/readyz`.
+/// `[server]`: the HTTP server serving `/metrics`, `/healthz`, `/readyz`, `/status` and the API.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// Address and port to listen on, e.g. `127.0.0.1:9464` or `[::]:9464`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// A connection must send a request's headers (and finish the TLS handshake) within this many seconds
+    /// of connecting or of its previous response (default 10).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A request is answered `503` when it takes longer than this many seconds (default 30).
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Connections served at once; more are closed as soon as they are accepted (default 512).
+    #[serde(default = "default_server_max_connections")]
+    pub max_connections: usize,
+    /// At shutdown, requests in flight get this many seconds to finish (default 10).
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// A bearer token `/metrics` and `/status` require (Prometheus' `authorization` setting); `${VAR}` reads
+    /// it from the environment. Unset: they are open. `/healthz` and `/readyz` are always open.
+    pub metrics_token: Option<String>,
+    /// TLS: a PEM certificate chain and its PEM private key, both or neither; relative to the configuration
+    /// file's directory. Unset: plain HTTP.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { listen: default_listen() }
+        ServerSection {
+            listen: default_listen(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
+            max_connections: default_server_max_connections(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            metrics_token: None,
+            tls_cert: None,
+            tls_key: None,
+        }
     }
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+
+fn default_server_max_connections() -> usize {
+    512
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    10
 }
 
 fn default_listen() -> String {

@@ -77,6 +77,8 @@ pub fn parse(
         }
     };
 
+    let server_settings = crate::server::listen::check(&mut cx, &server, base);
+
     let db_path = [Seg::Key("database"), Seg::Key("url")];
     let url = cx.expand(&db_path, &database.url);
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -220,6 +222,7 @@ pub fn parse(
     }
     Ok(Config {
         listen: listen.expect("validated"),
+        server: server_settings,
         database: DatabaseConfig { url, max_connections: database.max_connections },
         log_format: log.format,
         aws: AwsSettings {

@@ -192,11 +192,19 @@ fn lines_table(out: &mut String, lines: &[Line], label: impl Fn(&Line) -> String
             signed_percent(l.change_percent)
         );
     };
+    let (lines, hidden) = super::text::shown_lines(lines);
     for l in lines {
         row(out, &label(l), l);
     }
     if let Some(l) = extra {
         row(out, &l.key, l);
+    }
+    if hidden > 0 {
+        let _ = write!(
+            out,
+            "<tr><td style=\"{TD};color:#666;font-size:12px\" colspan=\"4\">{}</td></tr>",
+            escape(&super::text::hidden_note(hidden))
+        );
     }
     out.push_str("</table>");
 }

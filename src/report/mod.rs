@@ -500,9 +500,10 @@ pub struct WeeklyReport {
     pub notes: Vec<String>,
 }
 
-/// `change / base` in percent, when `base` is not zero.
+/// `change / base` in percent, when `base` is at least half a cent.
 fn percent(change: Decimal, base: Decimal) -> Option<Decimal> {
-    if base.is_zero() {
+    // Against less than half a cent a percentage is noise (a change of a cent shown as +100000%).
+    if text::cents(base).is_zero() {
         return None;
     }
     change.checked_div(base).and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED))

@@ -208,3 +208,33 @@ fn html_is_mail_safe_and_escapes_everything() {
     assert_eq!(empty.matches("<svg").count(), 1);
     assert!(empty.contains("Nothing changed against the week before."));
 }
+
+#[test]
+fn lines_under_half_a_cent_are_counted_not_listed() {
+    let rows = vec![
+        row("2026-11-24", "111111111111", "EC2", &[], "USD", "3"),
+        row("2026-12-01", "111111111111", "EC2", &[], "USD", "4"),
+        // Sub-cent lines, as billing exports have by the hundred.
+        row("2026-11-24", "111111111111", "KMS", &[], "USD", "0.0000042"),
+        row("2026-12-01", "111111111111", "KMS", &[], "USD", "0.004"),
+        row("2026-12-01", "111111111111", "SQS", &[], "USD", "0.001"),
+        // A cent against a sub-cent week: the change is shown, a percentage is not.
+        row("2026-11-24", "111111111111", "Lambda", &[], "USD", "0.00001"),
+        row("2026-12-01", "111111111111", "Lambda", &[], "USD", "-0.01"),
+    ];
+    let r = build(&input("2026-W49", Costs::Detailed(rows))).unwrap();
+    // The JSON keeps every line, exact.
+    assert_eq!(r.by_service.len(), 4);
+    let lambda = r.by_service.iter().find(|l| l.key == "Lambda").unwrap();
+    assert_eq!((lambda.change, lambda.change_percent), (d("-0.01001"), None));
+    let (shown, hidden) = super::text::shown_lines(&r.by_service);
+    assert_eq!((shown.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), hidden), (vec!["EC2", "Lambda"], 2));
+    let md = markdown(&r);
+    assert!(md.contains("| Lambda | -$0.01 | $0.00 | -$0.01 | n/a |"), "{md}");
+    assert!(!md.contains("| KMS |") && md.contains("| …and 2 more under half a cent in both weeks | | | | |"), "{md}");
+    let html = super::html::html(&r).unwrap();
+    assert!(!html.contains(">KMS</td>") && html.contains(">Lambda</td>"), "no table row for KMS");
+    assert!(html.contains("…and 2 more under half a cent in both weeks"));
+    // The CSV is for machines: every line.
+    assert!(csv(&r).unwrap().contains(",service,KMS,"));
+}

@@ -90,8 +90,22 @@ pub fn mover_label(m: &Mover) -> String {
     }
 }
 
+/// The lines a reader sees: those with at least a cent in either week once rounded, and how many others
+/// there are (the JSON and CSV keep every line).
+pub fn shown_lines(lines: &[Line]) -> (Vec<&Line>, usize) {
+    let (shown, hidden): (Vec<&Line>, Vec<&Line>) =
+        lines.iter().partition(|l| !cents(l.this_week).is_zero() || !cents(l.previous_week).is_zero());
+    (shown, hidden.len())
+}
+
+/// `…and 12 more under half a cent in both weeks`.
+pub fn hidden_note(hidden: usize) -> String {
+    format!("…and {hidden} more under half a cent in both weeks")
+}
+
 fn line_rows(out: &mut String, lines: &[Line], label: impl Fn(&Line) -> String) {
     let _ = writeln!(out, "| | this week | previous week | change | |\n|---|---:|---:|---:|---:|");
+    let (lines, hidden) = shown_lines(lines);
     for l in lines {
         let _ = writeln!(
             out,
@@ -102,6 +116,9 @@ fn line_rows(out: &mut String, lines: &[Line], label: impl Fn(&Line) -> String) 
             signed_usd(l.change),
             signed_percent(l.change_percent)
         );
+    }
+    if hidden > 0 {
+        let _ = writeln!(out, "| {} | | | | |", hidden_note(hidden));
     }
 }
 

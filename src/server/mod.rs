@@ -4,6 +4,7 @@
 //! database.
 
 mod cleanup;
+pub mod listen;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use crate::metrics::{Rendered, Rope, CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::runtime::{Clock, Runtime};
 use crate::store::{FindingFilter, Store, StoredFinding};
 
+pub use listen::ServerSettings;
+
 /// State shared between the collection loop (writer) and the HTTP handlers (readers).
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
@@ -41,6 +44,8 @@ pub struct AppState {
     api: Option<Arc<Api>>,
     /// The jobs `/status` lists; `None` before the runtime exists.
     status: Option<Arc<Runtime>>,
+    /// The bearer token `/metrics` and `/status` require; `None`: open.
+    metrics_token: Option<Arc<str>>,
 }
 
 /// The API's database, accepted tokens and clock.
@@ -64,6 +69,29 @@ impl AppState {
         let tokens: Vec<ApiToken> = tokens.into_iter().filter(|t| !t.token.is_empty()).collect();
         self.api = (!tokens.is_empty()).then(|| Arc::new(Api { store, tokens, clock }));
         self
+    }
+
+    /// Requires `token` (as `Authorization: Bearer ...`) on `/metrics` and `/status`.
+    pub fn with_metrics_token(mut self, token: Option<String>) -> AppState {
+        self.metrics_token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        self
+    }
+
+    /// Whether the request may read `/metrics` and `/status`.
+    fn metrics_allowed(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.metrics_token else { return Ok(()) };
+        let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
+        let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+        match value.trim().split_once(' ') {
+            Some((scheme, given)) if scheme.eq_ignore_ascii_case("bearer") => {
+                if constant_time_eq(token.as_bytes(), given.trim().as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(ApiError::InvalidToken)
+                }
+            }
+            _ => Err(ApiError::MissingToken),
+        }
     }
 
     /// Lists the jobs of `runtime` on `/status`.
@@ -119,6 +147,9 @@ pub fn app(state: AppState) -> Router {
 /// (`curl -H 'Accept: text/plain' ... | promtool check metrics`); gzip when the request accepts it. Both are
 /// already rendered: the response shares the bytes (the segments of a plain body are written in turn).
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.metrics_allowed(&headers) {
+        return e.into_response();
+    }
     state.scrapes.fetch_add(1, Ordering::Relaxed);
     let rendered = state.rendered();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -159,7 +190,10 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
 }
 
 /// Every job: its schedule, last outcome and reason, last success, next run and panics (JSON).
-async fn status(State(state): State<AppState>) -> Response {
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.metrics_allowed(&headers) {
+        return e.into_response();
+    }
     let jobs = state.status.as_ref().map(|rt| rt.status()).unwrap_or_default();
     Json(StatusBody { ready: state.is_ready(), jobs }).into_response()
 }
@@ -291,6 +325,36 @@ struct FindingsParams {
     /// Resolved findings too (default false).
     #[serde(default)]
     include_resolved: bool,
+    /// Findings per page (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
+    limit: Option<usize>,
+    /// Where the previous page ended, as its `next_cursor` said.
+    cursor: Option<String>,
+}
+
+/// Findings per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 500;
+/// The most findings one page holds.
+pub const MAX_PAGE: usize = 5000;
+
+/// A cursor as clients see it: opaque, and checked when it comes back.
+fn encode_cursor(id: i64) -> String {
+    format!("f1.{id:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<i64> {
+    let hex = cursor.strip_prefix("f1.")?;
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    i64::from_str_radix(hex, 16).ok().filter(|id| *id >= 0)
+}
+
+/// One page of findings and where the next one starts.
+#[derive(Debug, Serialize)]
+struct FindingsPage {
+    findings: Vec<FindingOut>,
+    /// `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 /// One finding as the API shows it.
@@ -342,7 +406,7 @@ async fn list_findings(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<FindingsParams>, QueryRejection>,
-) -> Result<Json<Vec<FindingOut>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (api, _) = authorize(&state, &headers, Scope::Read)?;
     let Query(params) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let kind = match params.kind.as_deref() {
@@ -352,24 +416,65 @@ async fn list_findings(
             ApiError::BadRequest(format!("unknown kind {k:?}: expected one of {}", known.join(", ")))
         })?),
     };
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let after = match params.cursor.as_deref() {
+        None => 0,
+        Some(c) => decode_cursor(c)
+            .ok_or_else(|| ApiError::BadRequest("invalid cursor: pass the next_cursor of the previous page".into()))?,
+    };
     let filter = FindingFilter { kind, include_resolved: params.include_resolved };
-    let found = api.store.findings(filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    // One more than the page: whether there is a next page, without counting.
+    let mut found =
+        api.store.findings_page(filter, after, limit + 1).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_cursor = if more { found.last().map(|f| encode_cursor(f.id)) } else { None };
     let now = api.clock.now();
-    Ok(Json(found.into_iter().map(|f| FindingOut::of(f, now)).collect()))
+    let page = FindingsPage { findings: found.into_iter().map(|f| FindingOut::of(f, now)).collect(), next_cursor };
+    let link = page.next_cursor.as_ref().map(|c| {
+        let mut query = vec![format!("limit={limit}"), format!("cursor={c}")];
+        if let Some(k) = kind {
+            query.insert(0, format!("kind={}", k.as_str()));
+        }
+        if params.include_resolved {
+            query.push("include_resolved=true".into());
+        }
+        format!("</api/v1/findings?{}>; rel=\"next\"", query.join("&"))
+    });
+    let mut response = Json(page).into_response();
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
-/// Binds `addr` and serves until `shutdown` is cancelled, then lets requests in flight finish.
+/// Binds `addr` and serves [`app`] until `shutdown` is cancelled, within `settings` (connection cap,
+/// header-read and request timeouts, TLS; see [`listen`]), then lets requests in flight finish within the
+/// shutdown grace.
 pub async fn serve(
     addr: SocketAddr,
     state: AppState,
+    settings: ServerSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-    });
-    Ok((local, handle))
+    let router = with_request_timeout(app(state), settings.request_timeout);
+    listen::bind(addr, router, settings, shutdown).await
+}
+
+/// `router` answering `503` to a request that takes longer than `timeout`.
+pub fn with_request_timeout(router: Router, timeout: std::time::Duration) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: "the request took too long" }))
+                    .into_response(),
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -378,6 +483,17 @@ mod tests {
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        for id in [0, 1, 255, i64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
+        }
+        for bad in ["", "f1.", "f1.-1", "f1.FF", "f2.10", "10", "f1.10000000000000000", "f1.zz", "f1.8000000000000000"]
+        {
+            assert_eq!(decode_cursor(bad), None, "{bad:?}");
+        }
+    }
 
     #[tokio::test]
     async fn metrics_are_openmetrics_unless_only_the_text_format_is_accepted() {

@@ -81,6 +81,33 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
 
+/// A finding row as stored.
+fn stored_finding(r: &sqlx::any::AnyRow) -> Result<StoredFinding, StoreError> {
+    const WHAT: &str = "list findings";
+    let kind: String = r.try_get("kind").map_err(q(WHAT))?;
+    let severity: String = r.try_get("severity").map_err(q(WHAT))?;
+    let money: Option<String> = r.try_get("monthly_usd").map_err(q(WHAT))?;
+    let details: String = r.try_get("details").map_err(q(WHAT))?;
+    Ok(StoredFinding {
+        id: r.try_get("id").map_err(q(WHAT))?,
+        kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
+        rule: r.try_get("rule").map_err(q(WHAT))?,
+        subject: r.try_get("subject").map_err(q(WHAT))?,
+        account_id: r.try_get("account_id").map_err(q(WHAT))?,
+        region: r.try_get("region").map_err(q(WHAT))?,
+        resource_type: r.try_get("resource_type").map_err(q(WHAT))?,
+        severity: Severity::parse(&severity).ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
+        message: r.try_get("message").map_err(q(WHAT))?,
+        monthly_usd: money
+            .map(|m| Decimal::from_str(&m).map_err(|e| corrupt("finding monthly_usd")(format!("{m:?}: {e}"))))
+            .transpose()?,
+        details: serde_json::from_str(&details).map_err(|e| corrupt("finding details")(e.to_string()))?,
+        first_seen: from_ms(r.try_get("first_seen_ms").map_err(q(WHAT))?),
+        last_seen: from_ms(r.try_get("last_seen_ms").map_err(q(WHAT))?),
+        resolved_at: r.try_get::<Option<i64>, _>("resolved_at_ms").map_err(q(WHAT))?.map(from_ms),
+    })
+}
+
 fn insert_sql(rows: usize, backend: Backend) -> String {
     let mut sql = insert_values(
         "INSERT INTO findings (kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
@@ -241,41 +268,42 @@ impl Store {
             query = query.bind(kind.as_str());
         }
         let rows = query.fetch_all(self.pool()).await.map_err(q(WHAT))?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind").map_err(q(WHAT))?;
-                let severity: String = r.try_get("severity").map_err(q(WHAT))?;
-                let money: Option<String> = r.try_get("monthly_usd").map_err(q(WHAT))?;
-                let details: String = r.try_get("details").map_err(q(WHAT))?;
-                Ok(StoredFinding {
-                    id: r.try_get("id").map_err(q(WHAT))?,
-                    kind: FindingKind::parse(&kind).ok_or_else(|| corrupt("finding kind")(kind.clone()))?,
-                    rule: r.try_get("rule").map_err(q(WHAT))?,
-                    subject: r.try_get("subject").map_err(q(WHAT))?,
-                    account_id: r.try_get("account_id").map_err(q(WHAT))?,
-                    region: r.try_get("region").map_err(q(WHAT))?,
-                    resource_type: r.try_get("resource_type").map_err(q(WHAT))?,
-                    severity: Severity::parse(&severity)
-                        .ok_or_else(|| corrupt("finding severity")(severity.clone()))?,
-                    message: r.try_get("message").map_err(q(WHAT))?,
-                    monthly_usd: money
-                        .map(|m| {
-                            Decimal::from_str(&m).map_err(|e| corrupt("finding monthly_usd")(format!("{m:?}: {e}")))
-                        })
-                        .transpose()?,
-                    details: serde_json::from_str(&details).map_err(|e| corrupt("finding details")(e.to_string()))?,
-                    first_seen: from_ms(r.try_get("first_seen_ms").map_err(q(WHAT))?),
-                    last_seen: from_ms(r.try_get("last_seen_ms").map_err(q(WHAT))?),
-                    resolved_at: r.try_get::<Option<i64>, _>(13).map_err(q(WHAT))?.map(from_ms),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut out = rows.iter().map(stored_finding).collect::<Result<Vec<_>, StoreError>>()?;
         // The SQL order is by the kind's text; the API's is the engine's.
         out.sort_by(|a, b| {
             (a.kind, &a.rule, &a.subject, a.first_seen, a.id).cmp(&(b.kind, &b.rule, &b.subject, b.first_seen, b.id))
         });
         Ok(out)
+    }
+
+    /// One page of findings in id order: those matching `filter` with an id above `after`, at most `limit`.
+    /// Ids never change, so paging by id sees every row that existed throughout exactly once, whatever is
+    /// written between pages. Reads only the page.
+    pub async fn findings_page(
+        &self,
+        filter: FindingFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredFinding>, StoreError> {
+        let mut conditions = vec!["id > $1".to_string()];
+        if !filter.include_resolved {
+            conditions.push("resolved_at_ms IS NULL".to_string());
+        }
+        if filter.kind.is_some() {
+            conditions.push("kind = $2".to_string());
+        }
+        let sql = format!(
+            "SELECT id, kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, details, \
+             first_seen_ms, last_seen_ms, resolved_at_ms FROM findings WHERE {} ORDER BY id LIMIT {}",
+            conditions.join(" AND "),
+            limit
+        );
+        let mut query = sqlx::query(&sql).bind(after);
+        if let Some(kind) = filter.kind {
+            query = query.bind(kind.as_str());
+        }
+        let rows = query.fetch_all(self.pool()).await.map_err(q("list findings"))?;
+        rows.iter().map(stored_finding).collect()
     }
 
     /// Open findings per kind and severity (only the pairs that have some), ordered.
