@@ -507,9 +507,33 @@ impl Runtime {
         if tasks.is_empty() {
             warn!("no job is enabled; serving what the database holds");
         }
+        tasks.push(tokio::spawn(Self::beat(self.store.clone(), self.clock.clone(), shutdown.clone())));
         for t in tasks {
             if let Err(e) = t.await {
                 error!(error = %e, "a job's schedule task ended abnormally");
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Until `shutdown`: every [`crate::store::HEARTBEAT`], marks this process's open runs alive, and closes
+    /// the runs of processes that stopped beating (a daemon killed while another one shares the database).
+    async fn beat(store: Store, clock: Clock, shutdown: CancellationToken) {
+        loop {
+            let next = clock.now() + chrono::Duration::from_std(crate::store::HEARTBEAT).unwrap_or_default();
+            tokio::select! {
+                _ = clock.sleep_until(next) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let now = clock.now();
+            if let Err(error) = store.heartbeat(now).await {
+                warn!(%error, "cannot mark the open runs alive");
+            }
+            match store.close_abandoned_runs(now).await {
+                Ok(0) => {}
+                Ok(closed) => warn!(runs = closed, "closed runs whose process stopped as failed"),
+                Err(error) => warn!(%error, "cannot close abandoned runs"),
             }
         }
     }

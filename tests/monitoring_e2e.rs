@@ -756,10 +756,12 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
          log_group = \"{log_group}\"\nname = \"errors\"\npattern = \"ERROR\"\n\n\
          [collectors.terraform]\nsources = [\"{}\"]\ninterval_secs = 600\n\n\
          [rules]\nfiles = [\"{}\"]\ninterval_secs = 30\n\n\
-         [cleanup]\nmode = \"dry-run\"\ninterval_secs = 30\nallowed_accounts = [{}]\n",
+         [cleanup]\nmode = \"dry-run\"\ninterval_secs = 30\nallowed_accounts = [{}]\n\n\
+         [reports.weekly]\n\n[reports.weekly.deliveries.archive]\nkind = \"directory\"\npath = \"{}\"\n",
         tfstate.display(),
         rules_path.display(),
-        parsed.accounts.iter().map(|a| format!("\"{}\"", a.name)).collect::<Vec<_>>().join(", ")
+        parsed.accounts.iter().map(|a| format!("\"{}\"", a.name)).collect::<Vec<_>>().join(", "),
+        dir.path().join("reports").display()
     );
     // The seed queues Cost Explorer's answers by service and by account; the third request, by the `team`
     // tag, gets each day's total split over two team values and spend without the tag (`team$`).

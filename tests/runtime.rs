@@ -238,8 +238,9 @@ async fn a_run_the_process_died_in_is_run_again_at_the_restart() {
     store.begin_run("flaky", t0() + chrono::Duration::minutes(5)).await.unwrap();
     store.close().await;
 
-    // Restarted at t0 + 6 min: the dead run is closed as failed, and the job runs at once.
-    let start = t0() + chrono::Duration::minutes(6);
+    // Restarted at t0 + 7 min (the dead process has not beaten for two minutes): the dead run is closed as
+    // failed, and the job runs at once.
+    let start = t0() + chrono::Duration::minutes(7);
     let store = Store::connect(&format!("sqlite://{db}"), 1).await.unwrap();
     assert_eq!(store.close_abandoned_runs(start).await.unwrap(), 1);
     store.close().await;
@@ -262,4 +263,69 @@ async fn wait_until_scheduled(d: &Daemon) {
     while d.runtime.status()[0].next_run.is_none() {
         tokio::task::yield_now().await;
     }
+}
+
+/// A job that stays in its run until released.
+struct Stuck {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Job for Stuck {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+
+    fn run<'a>(&'a mut self, _ctx: &'a JobContext) -> BoxFuture<'a, JobOutput> {
+        Box::pin(async move {
+            self.started.notify_one();
+            self.release.notified().await;
+            JobOutput::new(RunOutcome::Success, 1)
+        })
+    }
+}
+
+/// A second process started against the database of a live daemon (`collect --once`, a second instance)
+/// leaves the live daemon's open run alone, however long it takes, because the daemon keeps it beating; the
+/// run of a daemon that stopped beating is closed as abandoned, by the next process or the live one.
+#[tokio::test]
+async fn a_second_process_never_closes_a_live_daemons_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cw.db").display().to_string();
+    let (started, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let config = config(&db);
+    let store = Store::connect(&config.database.url, 2).await.unwrap();
+    let aws = AwsContext::new(&config.aws).await;
+    let job = Stuck { started: started.clone(), release: release.clone() };
+    let register = move |_: &Config| vec![Registration::new(Schedule::Every(Duration::from_secs(300)), job)];
+    let clock = Clock::manual(t0());
+    let live = Daemon::assemble(config, store, aws, AppState::default(), register, clock.clone()).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(live.runtime.clone().run(shutdown.clone()));
+    started.notified().await;
+    let open = || async {
+        live.store.runs("stuck", 10).await.unwrap().into_iter().filter(|r| r.outcome == RunOutcome::Running).count()
+    };
+    assert_eq!(open().await, 1);
+
+    // Ten minutes into the run, in 30-second steps: the live daemon beats all along.
+    for _ in 0..20 {
+        clock.advance(Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A second process starts now: the daemon's run is alive.
+    let other = Store::connect(&format!("sqlite://{db}"), 1).await.unwrap();
+    assert_eq!(other.close_abandoned_runs(clock.now()).await.unwrap(), 0, "a live run is never closed");
+    assert_eq!(open().await, 1);
+
+    // The daemon stops beating (its process is gone, the run never ends): 90 s later the run is abandoned.
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(other.close_abandoned_runs(clock.now() + chrono::Duration::seconds(60)).await.unwrap(), 0);
+    assert_eq!(other.close_abandoned_runs(clock.now() + chrono::Duration::seconds(100)).await.unwrap(), 1);
+    let rows = other.runs("stuck", 10).await.unwrap();
+    assert_eq!(rows[0].outcome, RunOutcome::Failed);
+    assert!(rows[0].error.as_deref().unwrap().starts_with("abandoned"), "{rows:?}");
+    release.notify_one();
+    task.await.unwrap();
 }

@@ -90,9 +90,24 @@ async fn suite(url: &str) {
     store.finish_run(run, t1 + Duration::seconds(3), RunOutcome::Success, 12, 4, None).await.unwrap();
     store.close().await;
 
-    // A restart keeps everything; a run left open by the dead process is closed as failed.
+    // A second process on the same database leaves the first one's open run alone while it beats...
+    let second = Store::connect(url, 2).await.unwrap();
+    assert_eq!(second.close_abandoned_runs(t1 + Duration::seconds(5)).await.unwrap(), 0, "the run is young");
+    let beating = Store::connect(url, 2).await.unwrap();
+    // (a handle of its own opens its own runs; the first process's heartbeat is what counts)
+    assert_eq!(beating.heartbeat(t1 + Duration::seconds(80)).await.unwrap(), 0, "not its run");
+    assert_eq!(second.close_abandoned_runs(t1 + Duration::seconds(60)).await.unwrap(), 0, "within 90 s");
+    let own = second.begin_run("terraform", t1).await.unwrap();
+    // ...and never closes its own, however old.
+    assert_eq!(second.close_abandoned_runs(t1 + Duration::hours(1)).await.unwrap(), 1, "only the other one");
+    assert_eq!(second.heartbeat(t1 + Duration::hours(1)).await.unwrap(), 1);
+    second.finish_run(own, t1 + Duration::hours(1), RunOutcome::Failed, 0, 0, Some("test")).await.unwrap();
+    second.close().await;
+    beating.close().await;
+
+    // A restart keeps everything; the run left open by the dead process was closed as failed.
     let store = Store::connect(url, 2).await.unwrap();
-    assert_eq!(store.close_abandoned_runs(t1 + Duration::seconds(5)).await.unwrap(), 1);
+    assert_eq!(store.close_abandoned_runs(t1 + Duration::hours(2)).await.unwrap(), 0, "already closed");
     let runs = store.runs("inventory", 10).await.unwrap();
     assert_eq!(
         runs.iter().map(|r| (r.id, r.outcome)).collect::<Vec<_>>(),

@@ -180,9 +180,32 @@ impl<'a> Checker<'a> {
 
     /// Replaces `${VAR}` with the environment variable VAR; a missing variable is an error at `path`.
     pub fn expand(&mut self, path: &[Seg], value: &str) -> String {
+        self.expand_with(path, value, |_| false)
+    }
+
+    /// [`Checker::expand`] for a URL: a variable inside the URL's user information (`user:password@`) or its
+    /// query is percent-encoded, so a password holding `@`, `/`, `:` or `%` stays a password
+    /// (`postgres://app:${PGPASSWORD}@db/cw`); anywhere else (a whole URL, a host, a file path) it is taken
+    /// as it is.
+    pub fn expand_url(&mut self, path: &[Seg], value: &str) -> String {
+        let scheme_end = value.find("://").map(|i| i + 3);
+        let userinfo = scheme_end.and_then(|s| {
+            let authority_end = value[s..].find(['/', '?']).map_or(value.len(), |e| s + e);
+            value[s..authority_end].rfind('@').map(|at| s..s + at)
+        });
+        let query = value.find('?');
+        self.expand_with(path, value, |offset| {
+            userinfo.as_ref().is_some_and(|u| u.contains(&offset)) || query.is_some_and(|q| offset > q)
+        })
+    }
+
+    /// Replaces each `${NAME}`; `encode(offset)` says whether the reference at byte `offset` of `value` is
+    /// percent-encoded.
+    fn expand_with(&mut self, path: &[Seg], value: &str, encode: impl Fn(usize) -> bool) -> String {
         let mut out = String::new();
         let mut rest = value;
         while let Some(start) = rest.find("${") {
+            let offset = value.len() - rest.len() + start;
             out.push_str(&rest[..start]);
             let Some(len) = rest[start + 2..].find('}') else {
                 self.error(path, "unterminated ${ in value");
@@ -190,6 +213,7 @@ impl<'a> Checker<'a> {
             };
             let name = &rest[start + 2..start + 2 + len];
             match (self.env)(name) {
+                Some(v) if encode(offset) => out.push_str(&percent_encode(&v)),
                 Some(v) => out.push_str(&v),
                 None => self.error(path, format!("environment variable {name} is not set")),
             }
@@ -324,4 +348,17 @@ fn human(secs: u64) -> String {
         s => (s, "second"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `s` with every byte outside RFC 3986's unreserved characters percent-encoded.
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

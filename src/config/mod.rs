@@ -117,10 +117,20 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::store::redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// A collector's settings and when it runs.

@@ -80,7 +80,7 @@ pub fn parse(
     let server_settings = crate::server::listen::check(&mut cx, &server, base);
 
     let db_path = [Seg::Key("database"), Seg::Key("url")];
-    let url = cx.expand(&db_path, &database.url);
+    let url = cx.expand_url(&db_path, &database.url);
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         cx.error(&db_path, "expected a sqlite://PATH or postgres://... URL");
     }
@@ -88,7 +88,8 @@ pub fn parse(
         cx.error(&[Seg::Key("database"), Seg::Key("max_connections")], "must be at least 1");
     }
 
-    let endpoint_url = aws.endpoint_url.as_deref().map(|u| cx.expand(&[Seg::Key("aws"), Seg::Key("endpoint_url")], u));
+    let endpoint_url =
+        aws.endpoint_url.as_deref().map(|u| cx.expand_url(&[Seg::Key("aws"), Seg::Key("endpoint_url")], u));
     if let Some(u) = &endpoint_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             cx.error(

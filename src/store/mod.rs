@@ -33,7 +33,7 @@ pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, Sto
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use reports::{DeliveryRecord, DeliveryState};
-pub use runs::{RunOutcome, RunRow};
+pub use runs::{RunOutcome, RunRow, ABANDONED_AFTER, HEARTBEAT};
 pub use terraform::StoredTfResource;
 
 /// Which database a URL points at.
@@ -115,20 +115,50 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// This handle's name on the run rows it opens (see [`Store::heartbeat`]); each `connect` has its own.
+    instance: std::sync::Arc<str>,
 }
 
-/// Removes the password from a URL before it is shown anywhere.
+/// A name for this connection of this process, unique among the processes sharing a database: the process
+/// id, the time and a count of the connections it made.
+fn instance_name() -> std::sync::Arc<str> {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{:x}-{n}", std::process::id(), nanos).into()
+}
+
+/// Removes the password from a URL before it is shown anywhere: the one after `user:` and before the last
+/// `@`, and the value of every `password` query parameter (`?password=...`, `&password=...`, any case).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
+                Some(c) => format!("{}{}:***{}", &base[..s + 3], &creds[..c], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => {
+                    format!("{k}=***")
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 impl Store {
@@ -179,7 +209,7 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { url: shown, source })?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, instance: instance_name() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -227,6 +257,17 @@ mod tests {
         assert_eq!(redact("postgres://app:s3cret@db:5432/cw"), "postgres://app:***@db:5432/cw");
         assert_eq!(redact("postgres://app@db/cw"), "postgres://app@db/cw");
         assert_eq!(redact("sqlite://cloudwarden.db"), "sqlite://cloudwarden.db");
+        // A password holding `@` or `:`, and passwords in the query.
+        assert_eq!(redact("postgres://app:p@ss:w0rd@db/cw"), "postgres://app:***@db/cw");
+        assert_eq!(
+            redact("postgres://db/cw?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/cw?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://a:b@db/cw?PASSWORD=x&sslpassword=y"),
+            "postgres://a:***@db/cw?PASSWORD=***&sslpassword=***"
+        );
+        assert_eq!(redact("postgres://db/cw?passwordless=1"), "postgres://db/cw?passwordless=1");
     }
 
     #[test]

@@ -62,15 +62,22 @@ pub struct RunRow {
 /// The error of a run the process died in.
 const ABANDONED: &str = "abandoned: the daemon stopped before the run finished";
 
+/// How often a process says its open runs are alive.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+/// An open run whose process has not beaten for this long is abandoned (three missed heartbeats).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(90);
+
 impl Store {
     /// Opens a run row; returns its id.
     pub async fn begin_run(&self, collector: &str, started_at: DateTime<Utc>) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO collection_runs (collector, started_at_ms, outcome) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO collection_runs (collector, started_at_ms, outcome, instance, heartbeat_ms) \
+             VALUES ($1, $2, $3, $4, $2) RETURNING id",
         )
         .bind(collector)
         .bind(ms(started_at))
         .bind(RunOutcome::Running.as_str())
+        .bind(&*self.instance)
         .fetch_one(self.pool())
         .await
         .map_err(q("begin run"))?;
@@ -103,17 +110,40 @@ impl Store {
         Ok(())
     }
 
-    /// Runs that never finished (the process died) are closed as failed; called at start-up.
+    /// Says that this process is alive: its open runs get `now` as their heartbeat. The runtime calls it
+    /// every [`HEARTBEAT`].
+    pub async fn heartbeat(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE collection_runs SET heartbeat_ms = $1 WHERE instance = $2 AND outcome = $3 AND ended_at_ms IS NULL",
+        )
+        .bind(ms(now))
+        .bind(&*self.instance)
+        .bind(RunOutcome::Running.as_str())
+        .execute(self.pool())
+        .await
+        .map_err(q("run heartbeat"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs that never finished because their process died are closed as failed (`abandoned`): open runs of
+    /// other processes whose heartbeat (or start, for rows without one) is older than [`ABANDONED_AFTER`].
+    /// A live process's runs are never touched, so a second instance or `collect --once` started against
+    /// a database a daemon uses leaves the daemon's runs alone. Called at start-up and with each heartbeat.
     pub async fn close_abandoned_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4")
-                .bind(ms(now))
-                .bind(RunOutcome::Failed.as_str())
-                .bind(ABANDONED)
-                .bind(RunOutcome::Running.as_str())
-                .execute(self.pool())
-                .await
-                .map_err(q("close abandoned runs"))?;
+        let stale = ms(now) - i64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE collection_runs SET ended_at_ms = $1, outcome = $2, error = $3 WHERE outcome = $4 \
+             AND (instance IS NULL OR instance <> $5) AND COALESCE(heartbeat_ms, started_at_ms) < $6",
+        )
+        .bind(ms(now))
+        .bind(RunOutcome::Failed.as_str())
+        .bind(ABANDONED)
+        .bind(RunOutcome::Running.as_str())
+        .bind(&*self.instance)
+        .bind(stale)
+        .execute(self.pool())
+        .await
+        .map_err(q("close abandoned runs"))?;
         Ok(done.rows_affected())
     }
 

@@ -8,11 +8,20 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_credential_types::Credentials;
 
-#[derive(Debug)]
 pub struct AssumeRole {
     pub client: aws_sdk_sts::Client,
     pub role_arn: String,
     pub external_id: Option<String>,
+}
+
+impl std::fmt::Debug for AssumeRole {
+    /// Never shows the external id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl AssumeRole {

@@ -25,7 +25,7 @@ use self::calls::{ApiCallRecorder, ApiCallStats};
 pub use self::error::{AwsError, AwsErrorKind};
 
 /// One account cloudwarden reads from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AccountSpec {
     /// A name for logs and metrics; the account id comes from STS.
     pub name: String,
@@ -33,6 +33,17 @@ pub struct AccountSpec {
     pub role_arn: Option<String>,
     /// External id for the assume-role call, if the role's trust policy asks for one.
     pub external_id: Option<String>,
+}
+
+impl std::fmt::Debug for AccountSpec {
+    /// Never shows the external id, which a role's trust policy may treat as a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSpec")
+            .field("name", &self.name)
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// How cloudwarden talks to AWS.
