@@ -35,7 +35,7 @@ pub enum FileStatus {
     Unchanged,
     /// Not loaded; any earlier version stays as it was.
     Failed {
-        /// Bounded: `read`, `unknown_schema`, `malformed_row`, `store`.
+        /// Bounded: `read`, `unknown_schema`, `malformed_row`, `limit`, `store`.
         kind: &'static str,
         error: String,
     },

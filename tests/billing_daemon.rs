@@ -170,7 +170,7 @@ async fn amounts_beyond_one_quadrillion_are_malformed_and_never_crash_the_window
     common::aws_test_env();
     let ctx = AwsContext::new(&AwsSettings::default()).await;
     let source = BillingSource::parse(&path.display().to_string()).unwrap();
-    let [fail, skip] = [false, true].map(|skip_malformed| ReadOptions { skip_malformed });
+    let [fail, skip] = [false, true].map(|skip_malformed| ReadOptions { skip_malformed, ..ReadOptions::default() });
     let load = |opts| load_billing(&store, &ctx, &ctx.accounts[0], "us-east-1", std::slice::from_ref(&source), opts);
     let uri = std::fs::canonicalize(&path).unwrap().display().to_string();
 

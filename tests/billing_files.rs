@@ -288,7 +288,15 @@ async fn local_context() -> AwsContext {
 
 async fn load(store: &Store, ctx: &AwsContext, sources: &[&str], skip_malformed: bool) -> LoadReport {
     let sources: Vec<BillingSource> = sources.iter().map(|s| BillingSource::parse(s).unwrap()).collect();
-    load_billing(store, ctx, &ctx.accounts[0], "us-east-1", &sources, &ReadOptions { skip_malformed }).await
+    load_billing(
+        store,
+        ctx,
+        &ctx.accounts[0],
+        "us-east-1",
+        &sources,
+        &ReadOptions { skip_malformed, ..ReadOptions::default() },
+    )
+    .await
 }
 
 fn sqlite_url(dir: &Path, name: &str) -> String {

@@ -651,3 +651,20 @@ fn server_limits_token_and_tls_are_checked() {
     );
     assert!(c.server.tls.is_none() && c.server.metrics_token.is_none());
 }
+
+#[test]
+fn billing_file_bounds_are_checked() {
+    check(
+        "[collectors.billing_files]\nsources = [\"bills/\"]\nmax_record_bytes = 10\nmax_decompressed_bytes = 5\nmax_keys = 0\n",
+        &[
+            "cw.toml:3: collectors.billing_files.max_record_bytes: must be at least 1024",
+            "cw.toml:4: collectors.billing_files.max_decompressed_bytes: must be at least 1048576",
+            "cw.toml:5: collectors.billing_files.max_keys: must be at least 1",
+        ],
+    );
+    let c = config::parse("cw.toml", "[collectors.billing_files]\nsources = [\"bills/\"]\nmax_keys = 5000\n", &no_env)
+        .unwrap();
+    let limits = c.billing_files.unwrap().settings.limits;
+    assert_eq!((limits.max_record_bytes, limits.max_keys), (1 << 20, 5000));
+    assert_eq!(limits.max_decompressed_bytes, 256 << 30);
+}

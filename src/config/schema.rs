@@ -457,6 +457,13 @@ pub struct BillingFilesSection {
     /// malformed rows are skipped and counted, and the rest of the file is loaded.
     #[serde(default)]
     pub skip_malformed: bool,
+    /// The longest CSV record, in bytes (default 1 MiB): a longer one (an unterminated quote) fails its file
+    /// with its line.
+    pub max_record_bytes: Option<u64>,
+    /// The most bytes one file may decompress to (default 256 GiB).
+    pub max_decompressed_bytes: Option<u64>,
+    /// The most distinct daily cost keys one file may roll up to (default 20,000,000).
+    pub max_keys: Option<usize>,
     /// Tag keys whose values become `cloudwarden_billing_cost_usd{scope="tag"}` series.
     #[serde(default)]
     pub tag_keys: Vec<String>,

@@ -139,8 +139,8 @@ impl Render for BillingPublished {
 }
 
 /// Every failure kind a load reports (a bounded label set).
-pub const FAILURE_KINDS: [&str; 7] =
-    ["invalid_source", "no_match", "list", "read", "unknown_schema", "malformed_row", "store"];
+pub const FAILURE_KINDS: [&str; 8] =
+    ["invalid_source", "no_match", "list", "read", "unknown_schema", "malformed_row", "limit", "store"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BillingFilesSettings {
@@ -150,6 +150,8 @@ pub struct BillingFilesSettings {
     /// The export bucket's region.
     pub region: String,
     pub skip_malformed: bool,
+    /// The bounds on one file's work.
+    pub limits: collector::billing::Limits,
     /// Tag keys exported as `scope="tag"` cost series.
     pub tag_keys: Vec<String>,
     /// Per-resource cost series for at most this many resources; `None`: off.
@@ -204,7 +206,7 @@ async fn run(ctx: &JobContext, s: &BillingFilesSettings) -> (JobOutput, Vec<&'st
         Ok(a) => a,
         Err(e) => return (JobOutput::failed(e), Vec::new()),
     };
-    let opts = ReadOptions { skip_malformed: s.skip_malformed };
+    let opts = ReadOptions { skip_malformed: s.skip_malformed, limits: s.limits };
     let report = load_billing_until(&ctx.store, &ctx.aws, account, &s.region, &s.sources, &opts, &ctx.cancel).await;
     let failures = failures(&s.account, &report);
     let detail = BillingFilesDetail::of(&report);
@@ -323,12 +325,32 @@ pub(crate) fn check(
         cx.error(&key(&base, "max_resource_series"), "must be at least 1 when resource_costs is on");
     }
     let region = s.region.clone().unwrap_or_else(|| shared.home_region.to_string());
+    let defaults = collector::billing::Limits::default();
+    let mut at_least = |name: &'static str, v: Option<u64>, min: u64, default: u64| {
+        let v = v.unwrap_or(default);
+        if v < min {
+            cx.error(&key(&base, name), format!("must be at least {min}"));
+        }
+        v
+    };
+    let limits = collector::billing::Limits {
+        max_record_bytes: at_least("max_record_bytes", s.max_record_bytes, 1024, defaults.max_record_bytes),
+        max_decompressed_bytes: at_least(
+            "max_decompressed_bytes",
+            s.max_decompressed_bytes,
+            1 << 20,
+            defaults.max_decompressed_bytes,
+        ),
+        max_keys: usize::try_from(at_least("max_keys", s.max_keys.map(|k| k as u64), 1, defaults.max_keys as u64))
+            .unwrap_or(usize::MAX),
+    };
     let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 3600)?;
     let settings = BillingFilesSettings {
         sources,
         account: account?,
         region,
         skip_malformed: s.skip_malformed,
+        limits,
         tag_keys: s.tag_keys.clone(),
         resource_costs: s.resource_costs.then_some(s.max_resource_series),
     };

@@ -88,6 +88,11 @@ impl Default for Aggregator {
 }
 
 impl Aggregator {
+    /// The distinct keys rolled up so far.
+    pub fn keys(&self) -> usize {
+        self.sums.len()
+    }
+
     /// Adds one row. Fails only if a sum would leave the decimal range (about 7.9e28), leaving the sums as they
     /// were.
     pub fn add(&mut self, v: RowValues<'_>) -> Result<(), ValueError> {

@@ -29,11 +29,25 @@ pub enum BillingError {
     UnknownSchema { uri: String, reason: SchemaError },
     #[error("{0}")]
     Row(RowError),
+    /// The file breaks a bound on one file's work ([`super::Limits`]); nothing of it is stored.
+    #[error("{uri}: {what}; the file is not loaded")]
+    Limit { uri: String, what: LimitBreach },
+}
+
+/// Which bound a file broke, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitBreach {
+    #[error("line {line}: a record longer than {max} bytes (an unterminated quote?)")]
+    Record { line: u64, max: u64 },
+    #[error("more than {max} bytes once decompressed")]
+    Decompressed { max: u64 },
+    #[error("more than {max} distinct daily cost keys")]
+    Keys { max: usize },
 }
 
 impl BillingError {
     /// The bounded kind of the error, for metric labels: `invalid_source`, `no_match`, `list`, `read`,
-    /// `unknown_schema` or `malformed_row`.
+    /// `unknown_schema`, `malformed_row` or `limit`.
     pub fn as_kind(&self) -> &'static str {
         match self {
             BillingError::InvalidSource { .. } => "invalid_source",
@@ -42,6 +56,7 @@ impl BillingError {
             BillingError::Read { .. } | BillingError::Decode { .. } => "read",
             BillingError::UnknownSchema { .. } => "unknown_schema",
             BillingError::Row(_) => "malformed_row",
+            BillingError::Limit { .. } => "limit",
         }
     }
 }

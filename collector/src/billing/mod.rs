@@ -40,7 +40,7 @@ use crate::aws::{AccountConfig, AwsContext};
 use crate::source::SourceError;
 
 pub use self::csv::read_csv;
-pub use self::error::{BillingError, Location, RowError, SchemaError, ValueError};
+pub use self::error::{BillingError, LimitBreach, Location, RowError, SchemaError, ValueError};
 pub use self::source::{list_files, BillingSource};
 
 /// How a billing file is encoded, from its name.
@@ -126,6 +126,37 @@ pub struct ReadOptions {
     /// `false` (the default): one malformed row fails the whole file. `true`: malformed rows are skipped and
     /// counted, and the rest of the file is kept.
     pub skip_malformed: bool,
+    /// The bounds on one file's work.
+    pub limits: Limits,
+}
+
+/// Bounds on the work one file may cause, so that a broken or hostile export file fails alone, with a clear
+/// error, instead of taking the daemon's memory. The defaults pass a real 1 GiB CUR export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest CSV record, in bytes: a record over it (an unterminated quote swallowing the rest of the
+    /// file) fails the file with its line.
+    pub max_record_bytes: u64,
+    /// The most bytes one CSV file may decompress to (or hold, uncompressed).
+    pub max_decompressed_bytes: u64,
+    /// The most distinct (day, account, service, resource, tags, ...) keys one file may roll up to.
+    pub max_keys: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+    pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 256 << 30;
+    pub const DEFAULT_MAX_KEYS: usize = 20_000_000;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_record_bytes: Limits::DEFAULT_MAX_RECORD_BYTES,
+            max_decompressed_bytes: Limits::DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_keys: Limits::DEFAULT_MAX_KEYS,
+        }
+    }
 }
 
 /// Cost of one day, rolled up from every row with the same key.

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 
 use super::aggregate::Aggregator;
 use super::schema::{parse_decimal, Cell, Mapping, RowSource};
-use super::{BillingError, FileCosts, Location, ReadOptions, RowError, ValueError, SKIPPED_EXAMPLES};
+use super::{BillingError, FileCosts, LimitBreach, Location, ReadOptions, RowError, ValueError, SKIPPED_EXAMPLES};
 
 /// How an INT64 column holds a timestamp, when it does (nanosecond timestamps reach the record API as plain
 /// integers).
@@ -167,6 +167,10 @@ pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<
                 Ok(values) => agg.add(values).map_err(|problem| (None, problem)),
                 Err((col, problem)) => Err((Some(col), problem)),
             };
+            if agg.keys() > opts.limits.max_keys {
+                let what = LimitBreach::Keys { max: opts.limits.max_keys };
+                return Err(BillingError::Limit { uri: uri.to_string(), what });
+            }
             if let Err((col, problem)) = result {
                 let err = RowError {
                     uri: uri.to_string(),

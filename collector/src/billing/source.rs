@@ -2,9 +2,8 @@
 //! their fingerprints, and streaming an S3 object into a reader.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use super::{read_csv, BillingError, FileCosts, FileFormat, FileRef, ReadOptions};
@@ -169,23 +168,6 @@ async fn list_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<
         .collect())
 }
 
-/// A temporary file removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new() -> TempFile {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TempFile(std::env::temp_dir().join(format!("cloudwarden-billing-{}-{n}.parquet", std::process::id())))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Reads one S3 object: CSV streamed straight into the parser, Parquet through a temporary file. The
 /// object must still have the ETag it was listed with; if it changed meanwhile, the read fails and the next
 /// run picks up the new version.
@@ -210,14 +192,18 @@ pub(super) async fn read_s3(
         FileFormat::CsvGz => read_csv(reader, &uri, true, &opts),
         FileFormat::Parquet => {
             let io_err = |e: io::Error| BillingError::Read { uri: uri.clone(), error: SourceError::from_reader(e) };
-            let temp = TempFile::new();
-            let mut out = std::fs::File::create(&temp.0).map_err(io_err)?;
-            let mut reader = reader;
-            io::copy(&mut reader, &mut out).map_err(io_err)?;
+            // An unnamed file in the temporary folder (created with O_TMPFILE or unlinked at once): no name to
+            // guess or to plant a symlink at, and gone on every path, a panic or a kill included.
+            let mut out = tempfile::tempfile().map_err(io_err)?;
+            let max = opts.limits.max_decompressed_bytes;
+            let copied = io::copy(&mut reader.take(max.saturating_add(1)), &mut out).map_err(io_err)?;
+            if copied > max {
+                let what = super::LimitBreach::Decompressed { max };
+                return Err(BillingError::Limit { uri: uri.clone(), what });
+            }
             out.flush().map_err(io_err)?;
-            drop(out);
-            let file = std::fs::File::open(&temp.0).map_err(io_err)?;
-            super::parquet::read_parquet(file, &uri, &opts)
+            out.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
+            super::parquet::read_parquet(out, &uri, &opts)
         }
     };
     stream_to_blocking(body, parse).await.map_err(|e| read_err(SourceError::task("reader", &e)))?

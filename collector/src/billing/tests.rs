@@ -20,7 +20,7 @@ fn day(s: &str) -> NaiveDate {
 }
 
 fn read(text: &str, skip_malformed: bool) -> Result<FileCosts, BillingError> {
-    read_csv(text.as_bytes(), "mem.csv", false, &ReadOptions { skip_malformed })
+    read_csv(text.as_bytes(), "mem.csv", false, &ReadOptions { skip_malformed, ..ReadOptions::default() })
 }
 
 const FOCUS_HEADER: &str = "BilledCost,EffectiveCost,ListCost,ChargePeriodStart,ProviderName,BillingAccountId,\
@@ -316,8 +316,13 @@ fn gzip_reads_like_plain() {
     let zipped = read_csv(bytes.as_slice(), "a.csv.gz", true, &opts).unwrap();
     assert_eq!((plain.rows_read, plain.to_vec()), (zipped.rows_read, zipped.to_vec()));
     // A truncated archive is an error, never a shorter month.
-    let err =
-        read_csv(&bytes[..bytes.len() - 12], "a.csv.gz", true, &ReadOptions { skip_malformed: true }).unwrap_err();
+    let err = read_csv(
+        &bytes[..bytes.len() - 12],
+        "a.csv.gz",
+        true,
+        &ReadOptions { skip_malformed: true, ..ReadOptions::default() },
+    )
+    .unwrap_err();
     assert!(matches!(err, BillingError::Read { .. }), "{err}");
 }
 
@@ -398,4 +403,79 @@ fn a_broken_download_is_a_read_error_naming_the_call() {
     assert_eq!(err, BillingError::Read { uri: "s3://b/a.csv".into(), error: broke });
     assert_eq!(err.to_string(), "s3://b/a.csv: cannot read: GetObject: download failed: connection reset");
     assert_eq!(err.as_kind(), "read");
+}
+
+fn with_limits(limits: Limits) -> ReadOptions {
+    ReadOptions { skip_malformed: true, limits }
+}
+
+fn row_of(i: usize) -> String {
+    format!("1.00,1.00,1.00,2024-09-01 00:00:00,AWS,B1,A1,Amazon EC2,i-{i},us-east-1,Usage,USD,NULL")
+}
+
+#[test]
+fn an_unterminated_quote_fails_its_file_with_the_line_where_it_began() {
+    let limits = Limits { max_record_bytes: 4096, ..Limits::default() };
+    // A short file: the record runs to the end of the file.
+    let mut rows: Vec<String> = (0..3).map(row_of).collect();
+    rows.push(r#"1.00,1.00,1.00,2024-09-01 00:00:00,AWS,B1,A1,"Amazon EC2,i-x,us-east-1,Usage,USD,NULL"#.into());
+    rows.extend((0..200).map(row_of));
+    let text = focus(&rows.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = read_csv(text.as_bytes(), "mem.csv", false, &with_limits(limits)).unwrap_err();
+    assert_eq!(
+        err,
+        BillingError::Limit { uri: "mem.csv".into(), what: LimitBreach::Record { line: 5, max: 4096 } },
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "mem.csv: line 5: a record longer than 4096 bytes (an unterminated quote?); the file is not loaded"
+    );
+    assert_eq!(err.as_kind(), "limit");
+    // A long one: reading stops soon after the bound, long before the end of the file (skip_malformed or not).
+    rows.extend((0..20_000).map(row_of));
+    let text = focus(&rows.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let packed = gz.finish().unwrap();
+    for skip in [false, true] {
+        let opts = ReadOptions { skip_malformed: skip, limits };
+        let err = read_csv(&packed[..], "big.csv.gz", true, &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "big.csv.gz: line 5: a record longer than 4096 bytes (an unterminated quote?); the file is not loaded"
+        );
+    }
+    // Under a bound the record fits in, the file reads: one malformed row, the one the quote swallowed.
+    let roomy = ReadOptions { skip_malformed: true, limits: Limits { max_record_bytes: 8 << 20, ..limits } };
+    let read = read_csv(&packed[..], "big.csv.gz", true, &roomy).unwrap();
+    assert_eq!((read.rows_read, read.rows_skipped), (4, 1));
+}
+
+#[test]
+fn a_file_that_decompresses_past_its_bound_fails() {
+    let rows: Vec<String> = (0..20_000).map(|i| row_of(i % 10)).collect();
+    let text = focus(&rows.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(text.len() > 1 << 20);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(text.as_bytes()).unwrap();
+    let packed = gz.finish().unwrap();
+    let limits = Limits { max_decompressed_bytes: 1 << 20, ..Limits::default() };
+    let err = read_csv(&packed[..], "bomb.csv.gz", true, &with_limits(limits)).unwrap_err();
+    assert_eq!(err.to_string(), "bomb.csv.gz: more than 1048576 bytes once decompressed; the file is not loaded");
+    // Plain files count too; within the bound, the file reads.
+    assert!(read_csv(text.as_bytes(), "plain.csv", false, &with_limits(limits)).is_err());
+    let ok = read_csv(&packed[..], "bomb.csv.gz", true, &with_limits(Limits::default())).unwrap();
+    assert_eq!((ok.rows_read, ok.rolled_up.len()), (20_000, 10));
+}
+
+#[test]
+fn a_file_with_too_many_keys_fails() {
+    let rows: Vec<String> = (0..50).map(row_of).collect();
+    let text = focus(&rows.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = read_csv(text.as_bytes(), "keys.csv", false, &with_limits(Limits { max_keys: 20, ..Limits::default() }))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "keys.csv: more than 20 distinct daily cost keys; the file is not loaded");
+    let ok = read_csv(text.as_bytes(), "keys.csv", false, &with_limits(Limits { max_keys: 50, ..Limits::default() }));
+    assert_eq!(ok.unwrap().rolled_up.len(), 50);
 }

@@ -1,0 +1,13 @@
+//! The Parquet billing reader, on a file holding the input (Parquet needs random access).
+#![no_main]
+
+use collector::billing::{read_path, FileFormat, ReadOptions};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    if std::io::Write::write_all(&mut file, data).is_err() {
+        return;
+    }
+    let _ = read_path(file.path(), "fuzz.parquet", FileFormat::Parquet, &ReadOptions::default());
+});
