@@ -23,9 +23,31 @@ async fn load_local(sources: &[&str]) -> LoadReport {
     common::aws_test_env();
     let ctx = AwsContext::new(&AwsSettings::default()).await;
     let sources: Vec<StateSource> = sources.iter().map(|s| source(s)).collect();
-    let report = terraform::load(&ctx, &ctx.accounts[0], "eu-west-1", &sources).await;
+    let report =
+        terraform::load(&ctx, &ctx.accounts[0], "eu-west-1", &sources, terraform::DEFAULT_MAX_STATE_BYTES).await;
     assert_eq!(ctx.stats.total(), 0, "local sources make no AWS call");
     report
+}
+
+#[tokio::test]
+async fn a_state_over_the_size_bound_is_not_read() {
+    common::aws_test_env();
+    let ctx = AwsContext::new(&AwsSettings::default()).await;
+    let prod = fixture("prod/app.tfstate");
+    let size = std::fs::metadata(&prod).unwrap().len();
+    let sources = vec![source(&prod), source(&fixture("staging/app.tfstate"))];
+    // Exactly its size: read. One byte less: refused, the other state still read.
+    let report = terraform::load(&ctx, &ctx.accounts[0], "eu-west-1", &sources, size.max(1024)).await;
+    assert!(report.states.iter().any(|s| s.origin == prod), "{:?}", failures(&report));
+    let staging = std::fs::metadata(fixture("staging/app.tfstate")).unwrap().len();
+    let bound = size - 1;
+    assert!(staging <= bound, "the staging fixture is the smaller one");
+    let report = terraform::load(&ctx, &ctx.accounts[0], "eu-west-1", &sources, bound).await;
+    assert_eq!(
+        failures(&report),
+        [(prod.clone(), format!("{prod}: larger than {bound} bytes (max_state_bytes); not read"))]
+    );
+    assert_eq!(report.states.len(), 1);
 }
 
 fn failures(report: &LoadReport) -> Vec<(String, String)> {
@@ -173,8 +195,28 @@ async fn s3_objects_and_prefixes() {
     .iter()
     .map(|s| source(s))
     .collect();
+    // An object over the bound is not downloaded past it.
+    let prod_size = std::fs::metadata(fixture("prod/app.tfstate")).unwrap().len();
+    let small = terraform::load(
+        &ctx,
+        account,
+        "us-east-1",
+        &[source("s3://acme-terraform-state/prod/app.tfstate")],
+        prod_size - 1,
+    )
+    .await;
+    assert_eq!(
+        failures(&small),
+        [(
+            "s3://acme-terraform-state/prod/app.tfstate".to_string(),
+            format!(
+                "s3://acme-terraform-state/prod/app.tfstate: larger than {} bytes (max_state_bytes); not read",
+                prod_size - 1
+            )
+        )]
+    );
     let before = ctx.stats.snapshot();
-    let report = terraform::load(&ctx, account, "us-east-1", &sources).await;
+    let report = terraform::load(&ctx, account, "us-east-1", &sources, terraform::DEFAULT_MAX_STATE_BYTES).await;
     let calls = collector::aws::calls::calls_between(&before, &ctx.stats.snapshot());
 
     let origins: Vec<&str> = report.states.iter().map(|s| s.origin.as_str()).collect();
@@ -217,7 +259,14 @@ async fn s3_objects_and_prefixes() {
     assert_eq!((count("ListObjectsV2"), count("GetObject")), (3, 4), "{calls:?}");
 
     // A bucket that does not exist fails its source alone.
-    let report = terraform::load(&ctx, account, "us-east-1", &[source("s3://acme-missing-bucket/prod/")]).await;
+    let report = terraform::load(
+        &ctx,
+        account,
+        "us-east-1",
+        &[source("s3://acme-missing-bucket/prod/")],
+        terraform::DEFAULT_MAX_STATE_BYTES,
+    )
+    .await;
     assert!(report.states.is_empty());
     let got = failures(&report);
     assert_eq!(got.len(), 1);
@@ -234,7 +283,14 @@ async fn s3_objects_and_prefixes() {
         .await;
     put("many/zz/app.tfstate", "staging/app.tfstate").await;
     let before = ctx.stats.snapshot();
-    let report = terraform::load(&ctx, account, "us-east-1", &[source("s3://acme-terraform-state/many/")]).await;
+    let report = terraform::load(
+        &ctx,
+        account,
+        "us-east-1",
+        &[source("s3://acme-terraform-state/many/")],
+        terraform::DEFAULT_MAX_STATE_BYTES,
+    )
+    .await;
     let calls = collector::aws::calls::calls_between(&before, &ctx.stats.snapshot());
     assert_eq!(failures(&report), []);
     let origins: Vec<&str> = report.states.iter().map(|s| s.origin.as_str()).collect();

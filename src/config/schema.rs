@@ -501,6 +501,8 @@ pub struct TerraformSection {
     pub region: Option<String>,
     /// Region assumed for resources whose attributes do not say. Default: `region`.
     pub default_region: Option<String>,
+    /// A state larger than this many bytes is not read (default 256 MiB).
+    pub max_state_bytes: Option<u64>,
     /// Run every this many seconds (default 900). Exclusive with `cron`.
     pub interval_secs: Option<u64>,
     /// Run on a cron schedule instead, in UTC.

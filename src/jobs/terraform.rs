@@ -43,6 +43,8 @@ pub struct TerraformSettings {
     pub region: String,
     /// Region assumed for resources whose attributes do not say (ARNs are built with it).
     pub default_region: String,
+    /// A state larger than this is not read.
+    pub max_state_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -61,7 +63,7 @@ async fn run(ctx: &JobContext, s: &TerraformSettings) -> JobOutput {
         Err(e) => return JobOutput::failed(e),
     };
     let report = tokio::select! {
-        r = terraform::load(&ctx.aws, account, &s.region, &s.sources) => r,
+        r = terraform::load(&ctx.aws, account, &s.region, &s.sources, s.max_state_bytes) => r,
         _ = ctx.cancel.cancelled() => return JobOutput::cancelled(),
     };
     let failures: Vec<ScopeFailure> = report
@@ -114,9 +116,14 @@ pub(crate) fn check(
     }
     let region = s.region.clone().unwrap_or_else(|| shared.home_region.to_string());
     let schedule = cx.schedule(&base, s.interval_secs, s.cron.as_deref(), 900)?;
+    let max_state_bytes = s.max_state_bytes.unwrap_or(terraform::DEFAULT_MAX_STATE_BYTES);
+    if max_state_bytes < 1024 {
+        cx.error(&key(&base, "max_state_bytes"), "must be at least 1024");
+    }
     let settings = TerraformSettings {
         sources,
         account: account?,
+        max_state_bytes,
         default_region: s.default_region.clone().unwrap_or_else(|| region.clone()),
         region,
     };

@@ -78,11 +78,25 @@ pub(crate) async fn get_object(
     Ok(out.body)
 }
 
-/// One whole object in memory: for objects that are read whole anyway.
-pub(crate) async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, SourceError> {
-    let body = get_object(client, bucket, key, None).await?;
-    let bytes = body.collect().await.map_err(|e| download_failed(&e))?;
-    Ok(bytes.into_bytes().to_vec())
+/// One whole object in memory, for objects that are read whole anyway: at most `max` bytes of it (the
+/// download stops there).
+pub(crate) async fn read_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    max: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let mut body = get_object(client, bucket, key, None).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| download_failed(&e))?;
+        let room = usize::try_from(max.saturating_sub(out.len() as u64)).unwrap_or(usize::MAX);
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() as u64 >= max {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// An object's body that broke off while downloading.

@@ -45,7 +45,13 @@ pub enum TfStateError {
     MissingField { origin: String, path: String },
     #[error("{origin}: {path}: expected {expected}")]
     WrongType { origin: String, path: String, expected: &'static str },
+    /// Larger than the configured bound on one state; not read.
+    #[error("{origin}: larger than {max} bytes (max_state_bytes); not read")]
+    TooLarge { origin: String, max: u64 },
 }
+
+/// The default bound on one state's size: 256 MiB.
+pub const DEFAULT_MAX_STATE_BYTES: u64 = 256 << 20;
 
 impl TfStateError {
     /// The bounded kind of the error, for metric labels.
@@ -60,6 +66,7 @@ impl TfStateError {
             TfStateError::UnsupportedVersion { .. } => "unsupported_version",
             TfStateError::MissingField { .. } => "missing_field",
             TfStateError::WrongType { .. } => "wrong_type",
+            TfStateError::TooLarge { .. } => "too_large",
         }
     }
 
@@ -74,7 +81,8 @@ impl TfStateError {
             | TfStateError::InvalidJson { origin, .. }
             | TfStateError::UnsupportedVersion { origin, .. }
             | TfStateError::MissingField { origin, .. }
-            | TfStateError::WrongType { origin, .. } => origin,
+            | TfStateError::WrongType { origin, .. }
+            | TfStateError::TooLarge { origin, .. } => origin,
         }
     }
 }
@@ -113,9 +121,15 @@ impl LoadReport {
 
 /// Reads every source: files, glob matches (sorted) and S3 objects, these through one S3 client for
 /// `account` in `region` whose calls are counted like every other. A file or object reached through two
-/// sources is read once.
-pub async fn load(ctx: &AwsContext, account: &AccountConfig, region: &str, sources: &[StateSource]) -> LoadReport {
-    let report = source::load(ctx, account, region, sources).await;
+/// sources is read once. A state larger than `max_bytes` is not read (nor downloaded past the bound).
+pub async fn load(
+    ctx: &AwsContext,
+    account: &AccountConfig,
+    region: &str,
+    sources: &[StateSource],
+    max_bytes: u64,
+) -> LoadReport {
+    let report = source::load(ctx, account, region, sources, max_bytes).await;
     for f in &report.failures {
         warn!(origin = %f.origin, error = %f.error, "terraform state not read");
     }

@@ -112,19 +112,34 @@ async fn list_states(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) ->
 
 /// Reads and parses one file or object. Blocking work (file reads, parsing a large state) runs off the async
 /// threads.
-async fn read_target(s3: Option<&aws_sdk_s3::Client>, target: Target) -> Result<StateFile, TfStateError> {
+async fn read_target(
+    s3: Option<&aws_sdk_s3::Client>,
+    target: Target,
+    max_bytes: u64,
+) -> Result<StateFile, TfStateError> {
     let origin = target.origin();
     let read_error = |error: SourceError| TfStateError::Read { origin: origin.clone(), error };
+    // One byte past the bound tells a state that is too large from one that fits exactly.
     let bytes = match target {
-        Target::File(path) => tokio::task::spawn_blocking(move || std::fs::read(path))
-            .await
-            .map_err(|e| read_error(SourceError::task("reader", &e)))?
-            .map_err(|e| read_error(SourceError::io(&e)))?,
+        Target::File(path) => tokio::task::spawn_blocking(move || {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::fs::File::open(path)?, max_bytes + 1),
+                &mut bytes,
+            )?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .map_err(|e| read_error(SourceError::task("reader", &e)))?
+        .map_err(|e| read_error(SourceError::io(&e)))?,
         Target::Object(object) => {
             let client = s3.expect("an S3 client when there is an S3 source");
-            read_object(client, &object.bucket, &object.key).await.map_err(read_error)?
+            read_object(client, &object.bucket, &object.key, max_bytes + 1).await.map_err(read_error)?
         }
     };
+    if bytes.len() as u64 > max_bytes {
+        return Err(TfStateError::TooLarge { origin, max: max_bytes });
+    }
     let parse_origin = origin.clone();
     tokio::task::spawn_blocking(move || parse_state(&parse_origin, &bytes))
         .await
@@ -136,6 +151,7 @@ pub(super) async fn load(
     account: &AccountConfig,
     region: &str,
     sources: &[StateSource],
+    max_bytes: u64,
 ) -> LoadReport {
     let needs_s3 = sources.iter().any(|s| matches!(s, StateSource::S3 { .. }));
     let s3 = needs_s3.then(|| client!(aws_sdk_s3, ctx, account, region));
@@ -184,7 +200,7 @@ pub(super) async fn load(
     let results: Vec<Result<StateFile, TfStateError>> = stream::iter(targets)
         .map(|t| async move {
             match t {
-                Ok(target) => read_target(s3, target).await,
+                Ok(target) => read_target(s3, target, max_bytes).await,
                 Err(e) => Err(e),
             }
         })

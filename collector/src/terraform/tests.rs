@@ -375,4 +375,9 @@ fn state_errors_display_and_kind() {
         "a.tfstate: serial: expected a non-negative integer",
         "wrong_type",
     );
+    check(
+        TfStateError::TooLarge { origin: "a.tfstate".into(), max: 1024 },
+        "a.tfstate: larger than 1024 bytes (max_state_bytes); not read",
+        "too_large",
+    );
 }
