@@ -37,7 +37,8 @@ pub enum Command {
         #[arg(long, short, env = "CLOUDWARDEN_CONFIG", default_value = "cloudwarden.toml")]
         config: PathBuf,
     },
-    /// Run every enabled collector once (or only `--collector`), store the results, print summaries.
+    /// Run every enabled collector once (or only `--collector`), store the results, print summaries. The
+    /// weekly report's delivery and the retention prune run only when `--collector` names them.
     Collect {
         /// Accepted and ignored: `collect` always runs each job once and exits (the daemon is `run`).
         #[arg(long, hide = true)]
@@ -264,8 +265,16 @@ pub fn main() -> ExitCode {
                     Ok(d) => d,
                     Err(e) => return fatal(e),
                 };
-                let jobs: Vec<_> =
-                    daemon.jobs().into_iter().filter(|name| collector.as_deref().is_none_or(|c| c == *name)).collect();
+                // Delivering the weekly report and pruning history are the daemon's: they run here only when
+                // named with --collector.
+                let jobs: Vec<_> = daemon
+                    .jobs()
+                    .into_iter()
+                    .filter(|name| match collector.as_deref() {
+                        Some(c) => c == *name,
+                        None => !DAEMON_ONLY.contains(name),
+                    })
+                    .collect();
                 if jobs.is_empty() {
                     eprintln!(
                         "{}",
@@ -315,6 +324,9 @@ fn fatal(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     ExitCode::FAILURE
 }
+
+/// Jobs `collect` runs only when `--collector` names them.
+const DAEMON_ONLY: [&str; 2] = [crate::jobs::weekly_report::NAME, crate::jobs::retention::NAME];
 
 /// The summary `collect --once` prints for one run.
 pub fn human_summary(s: &CycleSummary) -> String {

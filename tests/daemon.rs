@@ -234,7 +234,7 @@ fn the_binary_collects_once_and_shuts_down_gracefully() {
     for want in ["run finished", "SIGTERM received", "stopped"] {
         assert!(messages.contains(&want), "{want:?} not in {messages:?}");
     }
-    let cycle = events.iter().find(|e| e["message"] == "run finished").unwrap();
+    let cycle = events.iter().find(|e| e["message"] == "run finished" && e["collector"] == "inventory").unwrap();
     assert_eq!(cycle["collector"], "inventory");
     assert_eq!(cycle["outcome"], "success");
     assert_eq!(cycle["level"], "INFO");

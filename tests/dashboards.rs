@@ -310,6 +310,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         last_success: Some(t),
     }
     .render(&mut out);
+    cloudwarden::jobs::retention::RetentionView(BTreeMap::from([("findings", 3)])).render(&mut out);
     let rendered = out.finish();
     let text = String::from_utf8(rendered.openmetrics.to_vec()).unwrap();
     let mut families = BTreeMap::<String, BTreeSet<String>>::new();
@@ -333,6 +334,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
         include_str!("../src/jobs/rules.rs"),
         include_str!("../src/jobs/cleanup.rs"),
         include_str!("../src/jobs/weekly_report.rs"),
+        include_str!("../src/jobs/retention.rs"),
     ];
     let registered: Vec<&str> = sources
         .iter()

@@ -218,6 +218,16 @@ async fn suite(url: &str) {
         ["2026-W45", "2026-W44", "2026-W44", "2026-W44"]
     );
     assert!(store.report_deliveries("monthly", None).await.unwrap().is_empty());
+
+    // Retention batches on this backend: every table's statement runs; of the runs, all but each job's newest
+    // go, a batch at a time.
+    let far = t1 + Duration::days(3650);
+    assert_eq!(store.prune_batch(cloudwarden::store::Pruned::Runs, far, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_batch(cloudwarden::store::Pruned::Runs, far, 1).await.unwrap(), 0);
+    assert_eq!(store.runs("inventory", 10).await.unwrap().len(), 1);
+    for what in cloudwarden::store::Pruned::ALL {
+        assert_eq!(store.prune_batch(what, far, 1000).await.unwrap(), 0, "{what:?}");
+    }
     store.close().await;
 }
 
@@ -320,4 +330,60 @@ async fn an_unusable_database_gives_a_clear_error() {
     let err = Store::connect("postgres://nobody:secret@127.0.0.1:1/none", 1).await.unwrap_err().to_string();
     assert!(err.starts_with("cannot open database postgres://nobody:***@127.0.0.1:1/none: "), "{err}");
     assert!(!err.contains("secret"));
+}
+
+/// Retention through the daemon: the FOCUS sample (September 2024) loaded by the billing files job, then the
+/// retention job at two times: within `retention_days` nothing goes, past it every billing day does, along
+/// with the resolved findings and the finished runs; open findings and each job's newest run stay.
+#[tokio::test]
+async fn retention_prunes_old_history_and_keeps_what_is_current() {
+    use cloudwarden::daemon::Daemon;
+    use cloudwarden::jobs::retention::RetentionRun;
+    use cloudwarden::runtime::Clock;
+
+    common::aws_test_env();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[database]\nurl = \"sqlite://{}\"\nretention_days = 60\n\n[collectors.billing_files]\nsources = [\"{}\"]\n",
+        dir.path().join("cw.db").display(),
+        common::repo_root().join("tests/data/focus/focus_sample_1000.csv").display()
+    );
+    let config = cloudwarden::config::parse("cw.toml", &text, &|_| None).unwrap();
+    assert_eq!(config.database.retention_days, 60);
+    let t0: DateTime<Utc> = "2024-10-15T08:00:00Z".parse().unwrap();
+    let clock = Clock::manual(t0);
+    let daemon = Daemon::with_clock(config, clock.clone()).await.unwrap();
+    assert!(daemon.runtime.names().contains(&"retention"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    assert_eq!(daemon.run_job("billing_files", t0, &cancel).await.outcome, RunOutcome::Success);
+    let store = &daemon.store;
+    // A resolved finding (resolved at t0) and an open one.
+    let kinds = [FindingKind::Tagging];
+    store.record_findings(&kinds, &findings(FindingKind::Tagging, 2), t0 - Duration::days(1)).await.unwrap();
+    store.record_findings(&kinds, &findings(FindingKind::Tagging, 1), t0).await.unwrap();
+    let first_day = store.oldest_billing_day().await.unwrap();
+    assert_eq!(first_day.map(|d| d.to_string()).as_deref(), Some("2024-09-01"));
+
+    // Within 60 days of September: nothing goes.
+    let run = daemon.run_job("retention", t0, &cancel).await;
+    assert_eq!(run.outcome, RunOutcome::Success, "{run:?}");
+    assert_eq!(run.items, 0, "{:?}", run.detail::<RetentionRun>());
+    // Four months later: every billing day of September and the finding resolved at t0; the runs of
+    // October, except each job's newest.
+    let later = t0 + Duration::days(120);
+    store.record_findings(&kinds, &findings(FindingKind::Tagging, 1), later).await.unwrap();
+    let run = daemon.run_job("retention", later, &cancel).await;
+    let detail = run.detail::<RetentionRun>().unwrap().clone();
+    assert_eq!(run.outcome, RunOutcome::Success, "{run:?}");
+    assert_eq!(store.oldest_billing_day().await.unwrap(), None);
+    assert!(detail.deleted["billing_costs"] > 0, "{detail:?}");
+    assert_eq!(detail.deleted["findings"], 1, "{detail:?}");
+    let open = store.findings(cloudwarden::store::FindingFilter::default()).await.unwrap();
+    assert_eq!(open.len(), 1, "the open finding stays");
+    // The billing job's only run is its newest: kept. The first retention run is older and not the newest.
+    assert_eq!(store.runs("billing_files", 10).await.unwrap().len(), 1);
+    assert_eq!(detail.deleted["collection_runs"], 1, "{detail:?}");
+    let metrics = daemon.state.metrics();
+    assert!(metrics.contains("cloudwarden_retention_deleted_rows_total{table=\"findings\"} 1"), "{metrics}");
+    assert!(metrics.contains("cloudwarden_retention_deleted_rows_total{table=\"compliance_days\"} 0"));
 }

@@ -121,6 +121,8 @@ impl fmt::Debug for ApiToken {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// History older than this many days is pruned.
+    pub retention_days: u32,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -129,6 +131,7 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &crate::store::redact(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }

@@ -78,11 +78,23 @@ pub struct DatabaseSection {
     /// Connections in the pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// History older than this many days is deleted (default 400): resolved findings, finished runs,
+    /// billing and Cost Explorer cost days, tag compliance days. At least 35.
+    #[serde(default = "default_database_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_database_retention_days() -> u32 {
+    400
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { url: default_database_url(), max_connections: default_max_connections() }
+        DatabaseSection {
+            url: default_database_url(),
+            max_connections: default_max_connections(),
+            retention_days: default_database_retention_days(),
+        }
     }
 }
 

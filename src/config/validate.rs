@@ -84,6 +84,12 @@ pub fn parse(
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         cx.error(&db_path, "expected a sqlite://PATH or postgres://... URL");
     }
+    if database.retention_days < 35 {
+        cx.error(
+            &[Seg::Key("database"), Seg::Key("retention_days")],
+            "must be at least 35 (reports and budgets read the month and the five weeks before)",
+        );
+    }
     if database.max_connections == 0 {
         cx.error(&[Seg::Key("database"), Seg::Key("max_connections")], "must be at least 1");
     }
@@ -224,7 +230,11 @@ pub fn parse(
     Ok(Config {
         listen: listen.expect("validated"),
         server: server_settings,
-        database: DatabaseConfig { url, max_connections: database.max_connections },
+        database: DatabaseConfig {
+            url,
+            max_connections: database.max_connections,
+            retention_days: database.retention_days,
+        },
         log_format: log.format,
         aws: AwsSettings {
             endpoint_url,

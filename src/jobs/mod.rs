@@ -15,6 +15,7 @@ pub mod cost_explorer;
 pub mod inventory;
 pub mod logs;
 pub mod metric_anomaly;
+pub mod retention;
 pub mod rules;
 pub mod terraform;
 pub mod weekly_report;
@@ -54,6 +55,7 @@ pub fn registered(config: &Config) -> Vec<Registration> {
         rules::register(config),
         cleanup::register(config),
         weekly_report::register(config),
+        retention::register(config),
     ]
     .into_iter()
     .flatten()

@@ -13,6 +13,7 @@ mod findings;
 mod inventory;
 mod logs;
 mod reports;
+mod retention;
 mod runs;
 mod terraform;
 
@@ -33,6 +34,7 @@ pub use findings::{FindingCount, FindingFilter, FindingsWrite, RuleResource, Sto
 pub use inventory::{InventoryWrite, LiveResource, ScopeCount, StoredResource};
 pub use logs::PatternCount;
 pub use reports::{DeliveryRecord, DeliveryState};
+pub use retention::Pruned;
 pub use runs::{RunOutcome, RunRow, ABANDONED_AFTER, HEARTBEAT};
 pub use terraform::StoredTfResource;
 
