@@ -16,7 +16,7 @@ use cloudwarden::runtime::Clock;
 use cloudwarden::server::{app, serve, with_request_timeout, AppState, ServerSettings};
 use cloudwarden::store::Store;
 use http_body_util::BodyExt;
-use rules::finding::{Finding, FindingKind, Severity};
+use rules::finding::{Finding, FindingKind};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -184,18 +184,7 @@ async fn tls_from_the_configuration() {
 }
 
 fn finding(kind: FindingKind, i: usize) -> Finding {
-    Finding {
-        kind,
-        rule: "rule".into(),
-        subject: format!("arn:aws:ec2:eu-west-1:111111111111:volume/vol-{i:05}").into(),
-        account_id: Some("111111111111".into()),
-        region: Some("eu-west-1".into()),
-        resource_type: Some("ec2:volume".into()),
-        severity: Severity::Warning,
-        message: "a finding".into(),
-        monthly_usd: None,
-        details: serde_json::json!({}).into(),
-    }
+    common::volume_finding(kind, &format!("{i:05}"))
 }
 
 async fn page(state: &AppState, uri: &str) -> (StatusCode, Option<String>, Value) {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use cloudwarden::store::{DeliveryState, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
-use rules::finding::{Finding, FindingKind, Severity};
+use rules::finding::{Finding, FindingKind};
 use sqlx::{Connection, Executor};
 
 fn resource(arn: &str, account: &str, region: &str, resource_type: &str, tags: &[(&str, &str)]) -> Resource {
@@ -256,20 +256,7 @@ async fn postgres_store() {
 
 /// `n` findings of `kind`, one per subject.
 fn findings(kind: FindingKind, n: usize) -> Vec<Finding> {
-    (0..n)
-        .map(|i| Finding {
-            kind,
-            rule: "rule".into(),
-            subject: format!("arn:aws:ec2:eu-west-1:111111111111:volume/vol-{i}").into(),
-            account_id: Some(A.into()),
-            region: Some("eu-west-1".into()),
-            resource_type: Some("ec2:volume".into()),
-            severity: Severity::Warning,
-            message: "a finding".into(),
-            monthly_usd: None,
-            details: serde_json::json!({}).into(),
-        })
-        .collect()
+    (0..n).map(|i| common::volume_finding(kind, &i.to_string())).collect()
 }
 
 /// Writers at once: every write succeeds. On SQLite each writer takes the write lock when it begins and

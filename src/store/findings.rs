@@ -81,6 +81,23 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
 
+const FINDING_COLUMNS: &str = "id, kind, rule, subject, account_id, region, resource_type, severity, message, \
+     monthly_usd, details, first_seen_ms, last_seen_ms, resolved_at_ms";
+
+impl FindingFilter {
+    /// The SQL conditions of the filter; the kind, when there is one, is the parameter `$first`.
+    fn conditions(&self, first: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.include_resolved {
+            out.push("resolved_at_ms IS NULL".to_string());
+        }
+        if self.kind.is_some() {
+            out.push(format!("kind = ${first}"));
+        }
+        out
+    }
+}
+
 /// A finding row as stored.
 fn stored_finding(r: &sqlx::any::AnyRow) -> Result<StoredFinding, StoreError> {
     const WHAT: &str = "list findings";
@@ -251,16 +268,9 @@ impl Store {
     /// Stored findings, ordered by kind (in [`FindingKind::ALL`] order), rule, subject and first sighting.
     pub async fn findings(&self, filter: FindingFilter) -> Result<Vec<StoredFinding>, StoreError> {
         const WHAT: &str = "list findings";
-        let mut conditions = Vec::new();
-        if !filter.include_resolved {
-            conditions.push("resolved_at_ms IS NULL".to_string());
-        }
-        if filter.kind.is_some() {
-            conditions.push("kind = $1".to_string());
-        }
+        let conditions = filter.conditions(1);
         let sql = format!(
-            "SELECT id, kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, details, \
-             first_seen_ms, last_seen_ms, resolved_at_ms FROM findings{} ORDER BY kind, rule, subject, first_seen_ms, id",
+            "SELECT {FINDING_COLUMNS} FROM findings{} ORDER BY kind, rule, subject, first_seen_ms, id",
             if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) }
         );
         let mut query = sqlx::query(&sql);
@@ -286,15 +296,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredFinding>, StoreError> {
         let mut conditions = vec!["id > $1".to_string()];
-        if !filter.include_resolved {
-            conditions.push("resolved_at_ms IS NULL".to_string());
-        }
-        if filter.kind.is_some() {
-            conditions.push("kind = $2".to_string());
-        }
+        conditions.extend(filter.conditions(2));
         let sql = format!(
-            "SELECT id, kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, details, \
-             first_seen_ms, last_seen_ms, resolved_at_ms FROM findings WHERE {} ORDER BY id LIMIT {}",
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE {} ORDER BY id LIMIT {}",
             conditions.join(" AND "),
             limit
         );

@@ -250,3 +250,19 @@ pub fn ce_result(group: &str, days: &[CeDay], next_page: Option<&str>) -> serde_
     }
     v
 }
+
+/// A warning finding of `kind` about the EBS volume `vol-{id}` of account 111111111111 in eu-west-1.
+pub fn volume_finding(kind: rules::finding::FindingKind, id: &str) -> rules::finding::Finding {
+    rules::finding::Finding {
+        kind,
+        rule: "rule".into(),
+        subject: format!("arn:aws:ec2:eu-west-1:111111111111:volume/vol-{id}").into(),
+        account_id: Some("111111111111".into()),
+        region: Some("eu-west-1".into()),
+        resource_type: Some("ec2:volume".into()),
+        severity: rules::finding::Severity::Warning,
+        message: "a finding".into(),
+        monthly_usd: None,
+        details: serde_json::json!({}).into(),
+    }
+}
