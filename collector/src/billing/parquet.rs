@@ -134,7 +134,25 @@ fn int64_time(t: &Type) -> Int64Time {
 }
 
 /// Reads a Parquet billing file. Blocking: call it from a blocking thread.
+///
+/// The parquet crate panics on some malformed files instead of returning an error (fuzzing found a page whose
+/// run-length header is too long: `Num of bytes exceed MAX_VLQ_BYTE_LEN`). Such a panic is this file's decode
+/// error: the file fails, the reader's thread and the daemon go on.
 pub(crate) fn read_parquet(file: File, uri: &str, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet_file(file, uri, opts))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(BillingError::Decode { uri: uri.to_string(), message: format!("the Parquet decoder failed: {text}") })
+        }
+    }
+}
+
+fn read_parquet_file(file: File, uri: &str, opts: &ReadOptions) -> Result<FileCosts, BillingError> {
     let read_err =
         |e: ::parquet::errors::ParquetError| BillingError::Decode { uri: uri.to_string(), message: e.to_string() };
     let reader = SerializedFileReader::new(file).map_err(read_err)?;

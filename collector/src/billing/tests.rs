@@ -479,3 +479,16 @@ fn a_file_with_too_many_keys_fails() {
     let ok = read_csv(text.as_bytes(), "keys.csv", false, &with_limits(Limits { max_keys: 50, ..Limits::default() }));
     assert_eq!(ok.unwrap().rolled_up.len(), 50);
 }
+
+/// Fuzzing found a Parquet file on which the parquet crate panics (a run-length header longer than 10
+/// bytes: `MAX_VLQ_BYTE_LEN` in release builds, a shift overflow in debug ones); reading it is a decode error
+/// of that file, not a panic.
+#[test]
+fn a_parquet_file_the_decoder_panics_on_fails_alone() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/billing/testdata/fuzz-parquet-vlq-panic.parquet");
+    let err = read_path(&path, "fuzz.parquet", FileFormat::Parquet, &ReadOptions::default()).unwrap_err();
+    assert_eq!(err.as_kind(), "read");
+    let text = err.to_string();
+    assert!(text.starts_with("fuzz.parquet: cannot read: the Parquet decoder failed: "), "{text}");
+}
