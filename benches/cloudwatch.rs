@@ -79,7 +79,7 @@ fn groups_for(config: &str, shards: usize) -> Vec<Group> {
 fn config_text(endpoint: &str, db_url: &str, groups: &[Group]) -> String {
     let list = |items: &[&str]| items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{db_url}\"\n\n[aws]\nendpoint_url = \"{endpoint}\"\n\
+        "[server]\nlisten = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{db_url}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{endpoint}\"\n\
          call_timeout_secs = 300\n\n[[accounts]]\nname = \"main\"\n\n[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n",
         common::free_port()
     );

@@ -29,6 +29,7 @@ listen = "$LISTEN"
 
 [database]
 url = "sqlite://.testbed/demo.db"
+create_if_missing = true
 
 [aws]
 endpoint_url = "http://127.0.0.1:$PORT"

@@ -23,7 +23,7 @@ pub async fn plan(config: &Config, now: DateTime<Utc>) -> anyhow::Result<(String
     let Some(cleanup) = &config.cleanup else {
         anyhow::bail!("cleanup is not enabled in the configuration (no [cleanup] section, or enabled = false)");
     };
-    let store = Store::connect(&config.database.url, 2).await?;
+    let store = Store::open_configured(&config.database, 2).await?;
     let plans = store.plans(&PlanFilter::active()).await?;
     store.close().await;
     let s = &cleanup.settings;
@@ -74,7 +74,7 @@ pub async fn plan(config: &Config, now: DateTime<Utc>) -> anyhow::Result<(String
 
 /// The newest `limit` audit rows (of one plan when given), oldest first.
 pub async fn history(config: &Config, plan: Option<i64>, limit: i64) -> anyhow::Result<(String, Vec<AuditRow>)> {
-    let store = Store::connect(&config.database.url, 2).await?;
+    let store = Store::open_configured(&config.database, 2).await?;
     // The newest rows: page through to the end, keeping the last `limit`.
     let mut rows: Vec<AuditRow> = Vec::new();
     let mut after = None;

@@ -316,7 +316,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+    crate::memory::runtime().expect("cannot start the tokio runtime")
 }
 
 fn fatal(e: anyhow::Error) -> ExitCode {

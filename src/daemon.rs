@@ -37,7 +37,7 @@ impl Daemon {
 
     /// [`Daemon::new`] on another clock (tests run schedules on tokio's paused time).
     pub async fn with_clock(config: Config, clock: Clock) -> anyhow::Result<Daemon> {
-        let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+        let store = Store::open_configured(&config.database, config.database.max_connections).await?;
         let closed = store.close_abandoned_runs(clock.now()).await?;
         if closed > 0 {
             warn!(runs = closed, "closed runs left open by an earlier process as failed");
@@ -47,7 +47,7 @@ impl Daemon {
         let api_store = if config.api.tokens.is_empty() {
             store.clone()
         } else {
-            Store::connect(&config.database.url, API_CONNECTIONS).await?
+            Store::open_configured(&config.database, API_CONNECTIONS).await?
         };
         let state = AppState::default().with_api(api_store, config.api.tokens.clone(), clock.clone());
         Daemon::assemble(config, store, aws, state, jobs::registered, clock).await

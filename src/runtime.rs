@@ -26,34 +26,66 @@ use crate::metrics::{self, Exposition};
 use crate::server::AppState;
 use crate::store::{RunOutcome, Store};
 
-/// The source of the current time: the system clock in production; in tests, a manual clock that moves only
-/// when the test moves it, so hours of schedules, retries and restarts take milliseconds and every time is
-/// exact.
+/// The source of the current time: the system clock in production. In tests, either tokio's clock, which a
+/// scheduler test pauses (`#[tokio::test(start_paused = true)]`) so that it moves only when the test advances
+/// it: hours of schedules, retries and restarts take milliseconds and every time is exact; or a manual clock
+/// for tests that place single runs at chosen times on a multi-threaded runtime (moto, child processes), where
+/// tokio's clock cannot be paused.
 #[derive(Clone)]
-pub struct Clock(Option<Arc<watch::Sender<DateTime<Utc>>>>);
+pub struct Clock(Source);
+
+#[derive(Clone)]
+enum Source {
+    System,
+    /// `start` at tokio's instant `origin`, moving as tokio's clock moves.
+    Tokio {
+        start: DateTime<Utc>,
+        origin: tokio::time::Instant,
+    },
+    /// Standing where the test last set it.
+    Manual(Arc<watch::Sender<DateTime<Utc>>>),
+}
 
 impl Clock {
     pub fn system() -> Clock {
-        Clock(None)
+        Clock(Source::System)
+    }
+
+    /// A clock that reads `start` now and then moves with tokio's clock: in real time on a normal runtime, only
+    /// through `tokio::time::advance` (or tokio's auto-advance) on a paused one. Made inside a tokio runtime.
+    pub fn tokio(start: DateTime<Utc>) -> Clock {
+        Clock(Source::Tokio { start, origin: tokio::time::Instant::now() })
     }
 
     /// A clock standing at `start` until [`Clock::set`] or [`Clock::advance`] moves it.
     pub fn manual(start: DateTime<Utc>) -> Clock {
-        Clock(Some(Arc::new(watch::channel(start).0)))
+        Clock(Source::Manual(Arc::new(watch::channel(start).0)))
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         match &self.0 {
-            None => Utc::now(),
-            Some(t) => *t.borrow(),
+            Source::System => Utc::now(),
+            Source::Tokio { start, origin } => chrono::Duration::from_std(origin.elapsed())
+                .ok()
+                .and_then(|d| start.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            Source::Manual(t) => *t.borrow(),
         }
     }
 
-    /// Sleeps until `t` on this clock.
+    /// Sleeps until `t` on this clock (returns at once for a time already past; never for one beyond tokio's
+    /// range).
     pub async fn sleep_until(&self, t: DateTime<Utc>) {
         match &self.0 {
-            None => tokio::time::sleep((t - Utc::now()).to_std().unwrap_or_default()).await,
-            Some(clock) => {
+            Source::System => tokio::time::sleep((t - Utc::now()).to_std().unwrap_or_default()).await,
+            Source::Tokio { start, origin } => {
+                let after = (t - *start).to_std().unwrap_or_default();
+                match origin.checked_add(after) {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            }
+            Source::Manual(clock) => {
                 let mut rx = clock.subscribe();
                 // The sender lives as long as this clock.
                 let _ = rx.wait_for(|now| *now >= t).await;
@@ -61,9 +93,9 @@ impl Clock {
         }
     }
 
-    /// Moves a manual clock to `t` (never backwards); the system clock ignores it.
+    /// Moves a manual clock to `t` (never backwards); the other clocks ignore it.
     pub fn set(&self, t: DateTime<Utc>) {
-        if let Some(clock) = &self.0 {
+        if let Source::Manual(clock) = &self.0 {
             clock.send_modify(|now| *now = (*now).max(t));
         }
     }
@@ -414,7 +446,10 @@ impl Runtime {
             for p in &published {
                 p.render(&mut out);
             }
-            out.finish()
+            let rendered = out.finish();
+            // What the run and the rendering freed goes back to the system now, on every thread.
+            crate::memory::release_freed();
+            rendered
         })
         .await;
         match rendered {
@@ -520,8 +555,9 @@ impl Runtime {
     /// Until `shutdown`: every [`crate::store::HEARTBEAT`], marks this process's open runs alive, and closes
     /// the runs of processes that stopped beating (a daemon killed while another one shares the database).
     async fn beat(store: Store, clock: Clock, shutdown: CancellationToken) {
+        let period = chrono::Duration::from_std(crate::store::HEARTBEAT).unwrap_or_default();
+        let mut next = clock.now() + period;
         loop {
-            let next = clock.now() + chrono::Duration::from_std(crate::store::HEARTBEAT).unwrap_or_default();
             tokio::select! {
                 _ = clock.sleep_until(next) => {}
                 _ = shutdown.cancelled() => return,
@@ -534,6 +570,12 @@ impl Runtime {
                 Ok(0) => {}
                 Ok(closed) => warn!(runs = closed, "closed runs whose process stopped as failed"),
                 Err(error) => warn!(%error, "cannot close abandoned runs"),
+            }
+            // At a fixed rate, so beats do not drift by the time their writes take; after a stall (a suspended
+            // machine) the next beat is a period from now, not a burst catching up.
+            next += period;
+            if next < clock.now() {
+                next = clock.now() + period;
             }
         }
     }

@@ -237,7 +237,7 @@ async fn amounts_beyond_one_quadrillion_are_malformed_and_never_crash_the_window
 
 fn config(dir: &Path, extra: &str) -> cloudwarden::config::Config {
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.billing_files]\nsources = [\"{}/*.csv\"]\ntag_keys = [\"team\"]\n{extra}",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[[accounts]]\nname = \"main\"\n\n[collectors.billing_files]\nsources = [\"{}/*.csv\"]\ntag_keys = [\"team\"]\n{extra}",
         dir.join("cw.db").display(),
         dir.join("exports").display()
     );

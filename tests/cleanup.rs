@@ -119,6 +119,7 @@ listen = "127.0.0.1:{port}"
 
 [database]
 url = "sqlite://{db}"
+create_if_missing = true
 
 [aws]
 endpoint_url = "{endpoint}"

@@ -1,5 +1,5 @@
 //! Cleanup survives `kill -9` at its two dangerous points: between the action row and the AWS call, and
-//! between the call and its verification. The daemon binary is stopped there (`CLOUDWARDEN_CLEANUP_PAUSE_AT`)
+//! between the call and its verification. The daemon binary is stopped there (`CLOUDWARDEN_PAUSE_AT`)
 //! and killed; after each restart no action happens twice and the plan converges to `done`.
 
 mod common;
@@ -105,6 +105,7 @@ listen = "127.0.0.1:{port}"
 
 [database]
 url = "sqlite://{db}"
+create_if_missing = true
 
 [aws]
 endpoint_url = "{endpoint}"

@@ -109,7 +109,7 @@ for i in range(0, len(data), 500):
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n",
         dir.path().join("cw.db").display(),
         moto.endpoint()
     );
@@ -191,7 +191,7 @@ async fn metric_anomalies_are_scored_once_per_point_and_open_and_resolve_finding
 
     let db = dir.path().join("cw.db");
     let mut text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.cloudwatch]\nregions = [\"us-east-1\"]\n",
         db.display(),
         moto.endpoint()
     );

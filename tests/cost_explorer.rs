@@ -156,7 +156,7 @@ async fn every_page_is_read() {
     .await;
     let db = format!("sqlite://{}", dir.path().join("cw.db").display());
     let text = format!(
-        "[database]\nurl = \"{db}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"payer\"\n\n[collectors.cost_explorer]\nlookback_days = 30\n",
+        "[database]\nurl = \"{db}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"payer\"\n\n[collectors.cost_explorer]\nlookback_days = 30\n",
         moto.endpoint()
     );
     let daemon = Daemon::new(config::parse("t.toml", &text, &|_| None).unwrap()).await.unwrap();

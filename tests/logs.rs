@@ -58,7 +58,7 @@ async fn pattern_counters_count_each_event_once() {
         ],
     );
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.inventory]\nregions = [\"us-east-1\"]\n\n[collectors.logs]\ndelay_secs = 60\ninitial_lookback_secs = 3600\n\n[[collectors.logs.patterns]]\nlog_group = \"/app/api\"\nname = \"errors\"\npattern = \"ERROR\"\n\n[[collectors.logs.patterns]]\nlog_group = \"/app/api\"\nname = \"disk_full\"\npattern = \"\\\"disk full\\\"\"\n\n[[collectors.logs.patterns]]\nlog_group = \"/not/there\"\nname = \"errors\"\npattern = \"ERROR\"\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.inventory]\nregions = [\"us-east-1\"]\n\n[collectors.logs]\ndelay_secs = 60\ninitial_lookback_secs = 3600\n\n[[collectors.logs.patterns]]\nlog_group = \"/app/api\"\nname = \"errors\"\npattern = \"ERROR\"\n\n[[collectors.logs.patterns]]\nlog_group = \"/app/api\"\nname = \"disk_full\"\npattern = \"\\\"disk full\\\"\"\n\n[[collectors.logs.patterns]]\nlog_group = \"/not/there\"\nname = \"errors\"\npattern = \"ERROR\"\n",
         dir.path().join("cw.db").display(),
         moto.endpoint()
     );

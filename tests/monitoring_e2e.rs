@@ -851,7 +851,7 @@ async fn the_bundle_turns_the_seeded_scenario_into_alerts_at_the_webhook() {
     .unwrap();
     let billing_listen = format!("127.0.0.1:{}", free_port());
     let billing_config = format!(
-        "[server]\nlisten = \"{billing_listen}\"\n\n[database]\nurl = \"sqlite://{}\"\n\n\
+        "[server]\nlisten = \"{billing_listen}\"\n\n[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n\
          [aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"{management}\"\n\n\
          [collectors.billing_files]\nsources = [\"{}\"]\ntag_keys = [\"team\"]\nresource_costs = true\ninterval_secs = 20\n",
         dir.path().join("billing.db").display(),

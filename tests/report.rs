@@ -98,7 +98,7 @@ fn config(dir: &Path, file: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[database]\nurl = \"sqlite://{}\"\n\n[collectors.billing_files]\nsources = [\"{}\"]\n\n\
+            "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[collectors.billing_files]\nsources = [\"{}\"]\n\n\
              [reports.weekly]\ncost_source = \"billing_files\"\ntag_keys = [{}]\n",
             dir.join("cw.db").display(),
             file.display(),

@@ -88,6 +88,7 @@ listen = "127.0.0.1:{port}"
 
 [database]
 url = "sqlite://{db}"
+create_if_missing = true
 
 [aws]
 endpoint_url = "{endpoint}"
@@ -356,6 +357,7 @@ listen = "127.0.0.1:{port}"
 
 [database]
 url = "sqlite://{db}"
+create_if_missing = true
 
 [collectors.billing_files]
 sources = ["{sample}"]

@@ -194,6 +194,7 @@ async fn record(store: &Store, resources: Vec<Resource>, at: DateTime<Utc>) {
         complete_scopes: scopes,
         failures: vec![],
         accounts: vec![("main".into(), A.into())],
+        tagging_complete: vec![],
     };
     store.record_inventory(&report, &BTreeMap::from([("main".to_string(), None)]), at).await.unwrap();
 }
@@ -215,7 +216,7 @@ min_days = 0
 
 fn daemon_config(dir: &Path) -> cloudwarden::config::Config {
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[rules]\nfiles = [\"{}/rules/*.toml\"]\ninterval_secs = 60\n\n[api]\ntokens = [\"${{CW_TOKEN}}\"]\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[rules]\nfiles = [\"{}/rules/*.toml\"]\ninterval_secs = 60\n\n[api]\ntokens = [\"${{CW_TOKEN}}\"]\n",
         dir.join("cw.db").display(),
         dir.display()
     );
@@ -603,7 +604,7 @@ async fn a_rules_run_alone_does_not_make_a_collecting_daemon_ready() {
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\n\
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\n\
          [collectors.inventory]\nregions = [\"us-east-1\"]\n\n[rules]\nfiles = [\"{}/rules/*.toml\"]\n",
         dir.path().join("cw.db").display(),
         dir.path().display()

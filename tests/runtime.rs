@@ -1,7 +1,9 @@
-//! The job runtime on a manual clock: schedules, supervision of a job that panics, `/status`, the panic
+//! The job runtime on tokio's paused clock: schedules, supervision of a job that panics, `/status`, the panic
 //! counter and the run rows in a real SQLite database, and a restart that neither repeats nor misses a
 //! scheduled run. Each test takes milliseconds although it covers hours of schedule: time moves only when the
 //! test moves it, to the next run the job's status announces.
+
+mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -58,7 +60,7 @@ impl Job for Flaky {
 
 fn config(db: &str) -> Config {
     let text = format!(
-        "[database]\nurl = \"sqlite://{db}\"\nmax_connections = 1\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n"
+        "[database]\nurl = \"sqlite://{db}\"\ncreate_if_missing = true\nmax_connections = 1\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n"
     );
     cloudwarden::config::parse("test.toml", &text, &|_| None).expect("valid configuration")
 }
@@ -67,14 +69,14 @@ fn t0() -> DateTime<Utc> {
     "2026-12-07T10:00:00Z".parse().unwrap()
 }
 
-/// A daemon whose only job is `job`, every 5 minutes, on a manual clock standing at `start`.
+/// A daemon whose only job is `job`, every 5 minutes, on tokio's clock reading `start` now.
 async fn daemon(db: &str, job: Flaky, start: DateTime<Utc>) -> Daemon {
     let config = config(db);
     let store = Store::connect(&config.database.url, 1).await.unwrap();
     let aws = AwsContext::new(&config.aws).await;
     let every5 = Schedule::Every(Duration::from_secs(300));
     let register = move |_: &Config| vec![Registration::new(every5, job)];
-    Daemon::assemble(config, store, aws, AppState::default(), register, Clock::manual(start)).await.unwrap()
+    Daemon::assemble(config, store, aws, AppState::default(), register, Clock::tokio(start)).await.unwrap()
 }
 
 /// The next run the job's status announces.
@@ -87,7 +89,7 @@ async fn run_until(d: &Daemon, finished: &mut tokio::sync::watch::Receiver<u64>,
     while *finished.borrow_and_update() < n {
         // Before its first run a job on a fresh database has no next run: it runs at once.
         if let Some(t) = d.runtime.status()[0].next_run {
-            d.runtime.clock().set(t);
+            common::advance_to(d.runtime.clock(), t).await;
         }
         finished.changed().await.unwrap();
     }
@@ -99,8 +101,9 @@ async fn get(state: &AppState, path: &str) -> (u16, String) {
     (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_job_that_panics_twice_is_recorded_counted_retried_with_backoff_and_recovers() {
+    let _hold = common::hold_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cw.db").display().to_string();
     let runs = Arc::new(AtomicU32::new(0));
@@ -172,8 +175,9 @@ async fn a_job_that_panics_twice_is_recorded_counted_retried_with_backoff_and_re
     task.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_restart_repeats_no_run_and_misses_none() {
+    let _hold = common::hold_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cw.db").display().to_string();
     let runs = Arc::new(AtomicU32::new(0));
@@ -184,7 +188,7 @@ async fn a_restart_repeats_no_run_and_misses_none() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(d.runtime.clone().run(shutdown.clone()));
     run_until(&d, &mut finished, 2).await;
-    d.runtime.clock().advance(Duration::from_secs(60));
+    tokio::time::advance(Duration::from_secs(60)).await;
     shutdown.cancel();
     task.await.unwrap();
     d.store.close().await;
@@ -226,8 +230,9 @@ async fn a_restart_repeats_no_run_and_misses_none() {
 
 /// A run the process died in did not happen: after a restart the job runs at once (its scheduled time has
 /// come), not an interval after the dead run started.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_run_the_process_died_in_is_run_again_at_the_restart() {
+    let _hold = common::hold_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cw.db").display().to_string();
     let runs = Arc::new(AtomicU32::new(0));
@@ -248,9 +253,12 @@ async fn a_run_the_process_died_in_is_run_again_at_the_restart() {
     let mut finished = d.runtime.finished_runs();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(d.runtime.clone().run(shutdown.clone()));
-    // The clock stands still: a job scheduled for t0 + 10 min would never run.
-    let ran = tokio::time::timeout(Duration::from_secs(20), finished.wait_for(|n| *n >= 1)).await;
-    assert!(ran.is_ok(), "the job did not run at the restart: {:?}", d.runtime.status()[0].next_run);
+    // The clock stands still: due now, not at t0 + 10 min.
+    wait_until_scheduled(&d).await;
+    let next = next_run(&d);
+    // Due now, or, if that run has already finished, five minutes after it; never at t0 + 10 min.
+    assert!(next == start || next == start + chrono::Duration::minutes(5), "the job is not run at the restart: {next}");
+    finished.wait_for(|n| *n >= 1).await.unwrap();
     shutdown.cancel();
     task.await.unwrap();
     let rows = d.store.runs("flaky", 10).await.unwrap();
@@ -288,8 +296,9 @@ impl Job for Stuck {
 /// A second process started against the database of a live daemon (`collect --once`, a second instance)
 /// leaves the live daemon's open run alone, however long it takes, because the daemon keeps it beating; the
 /// run of a daemon that stopped beating is closed as abandoned, by the next process or the live one.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_second_process_never_closes_a_live_daemons_run() {
+    let _hold = common::hold_time();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cw.db").display().to_string();
     let (started, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
@@ -298,7 +307,7 @@ async fn a_second_process_never_closes_a_live_daemons_run() {
     let aws = AwsContext::new(&config.aws).await;
     let job = Stuck { started: started.clone(), release: release.clone() };
     let register = move |_: &Config| vec![Registration::new(Schedule::Every(Duration::from_secs(300)), job)];
-    let clock = Clock::manual(t0());
+    let clock = Clock::tokio(t0());
     let live = Daemon::assemble(config, store, aws, AppState::default(), register, clock.clone()).await.unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(live.runtime.clone().run(shutdown.clone()));
@@ -310,8 +319,11 @@ async fn a_second_process_never_closes_a_live_daemons_run() {
 
     // Ten minutes into the run, in 30-second steps: the live daemon beats all along.
     for _ in 0..20 {
-        clock.advance(Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let now = clock.now();
+        while live.store.runs("stuck", 1).await.unwrap()[0].heartbeat != Some(now) {
+            tokio::task::yield_now().await;
+        }
     }
     // A second process starts now: the daemon's run is alive.
     let other = Store::connect(&format!("sqlite://{db}"), 1).await.unwrap();
@@ -320,7 +332,6 @@ async fn a_second_process_never_closes_a_live_daemons_run() {
 
     // The daemon stops beating (its process is gone, the run never ends): 90 s later the run is abandoned.
     shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(other.close_abandoned_runs(clock.now() + chrono::Duration::seconds(60)).await.unwrap(), 0);
     assert_eq!(other.close_abandoned_runs(clock.now() + chrono::Duration::seconds(100)).await.unwrap(), 1);
     let rows = other.runs("stuck", 10).await.unwrap();

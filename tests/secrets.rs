@@ -47,6 +47,7 @@ metrics_token = "${{METRICS_TOKEN}}"
 
 [database]
 url = "{database}"
+create_if_missing = true
 
 [aws]
 endpoint_url = "{endpoint}"

@@ -85,22 +85,137 @@ async fn tokens_timeouts_and_the_connection_cap() {
     let mut idle = TcpStream::connect(addr).await.unwrap();
     assert!(closed_within(&mut idle, Duration::from_secs(5)).await, "an idle client is disconnected");
 
-    // Three connections held open fill the cap: a fourth is closed at once, without an answer.
+    // Three idle connections fill the cap: a fourth takes the place of the oldest, which is closed, and is
+    // answered.
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut over = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = exchange(addr, &get("/healthz", None), Duration::from_millis(900)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "at the cap, a new request is answered: {answer:?}");
+    assert!(closed_within(&mut held[0], Duration::from_millis(500)).await, "the oldest idle one made room");
+    drop(held);
+
+    // Three connections each receiving a large body they do not read are serving requests: a fourth is closed
+    // at once, without an answer, and none of the three is cut off.
+    let big = AppState::default();
+    big.set_metrics(cloudwarden::metrics::Rendered::of(format!("# TYPE x gauge\n{}# EOF\n", "x 1\n".repeat(4 << 20))));
+    let settings = ServerSettings { max_connections: 3, ..ServerSettings::default() };
+    let (big_addr, big_server) = serve("127.0.0.1:0".parse().unwrap(), big, settings, shutdown.clone()).await.unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(big_addr).await.unwrap();
+        s.write_all(get("/metrics", None).as_bytes()).await.unwrap();
+        readers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = TcpStream::connect(big_addr).await.unwrap();
     let _ = over.write_all(get("/healthz", None).as_bytes()).await;
     assert!(closed_within(&mut over, Duration::from_millis(900)).await, "over the cap: closed before the timeout");
-    // When they time out, their slots are free again.
-    drop(held);
+    for s in &mut readers {
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+    }
+    drop(readers);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(exchange(addr, &get("/healthz", None), wait).await.starts_with("HTTP/1.1 200"));
+    assert!(exchange(big_addr, &get("/healthz", None), wait).await.starts_with("HTTP/1.1 200"));
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), big_server).await.unwrap().unwrap().unwrap();
+}
+
+/// The file descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Raises this process' soft limit on open files to its hard limit (the test holds thousands of sockets).
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// 2,000 hostile clients at once, half of them idle and half sending their headers a byte at a time
+/// (slowloris), against a server capped at 64 connections: every scrape of `/metrics` meanwhile is answered
+/// within a second, the attackers are closed as scrapes need their places, and the server never holds more
+/// than its cap of sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_and_slow_clients_never_lock_out_a_scrape() {
+    const ATTACKERS: usize = 2000;
+    const CAP: usize = 64;
+    let limit = raise_fd_limit();
+    assert!(limit >= 2 * ATTACKERS as u64 + 256, "the test needs about 4,300 open files; the hard limit is {limit}");
+    let settings = ServerSettings { max_connections: CAP, ..ServerSettings::default() };
+    let shutdown = CancellationToken::new();
+    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), state(), settings, shutdown.clone()).await.unwrap();
+    let baseline = open_fds();
+
+    let mut attackers = Vec::with_capacity(ATTACKERS);
+    for i in 0..ATTACKERS {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 1 {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await;
+        }
+        attackers.push(s);
+    }
+    // The slow half goes on dripping a byte of its header every 200 ms.
+    let (slow, idle): (Vec<_>, Vec<_>) = attackers.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    let mut slow: Vec<TcpStream> = slow.into_iter().map(|(_, s)| s).collect();
+    let mut idle: Vec<TcpStream> = idle.into_iter().map(|(_, s)| s).collect();
+    let stop = CancellationToken::new();
+    let drip = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                for s in &mut slow {
+                    let _ = s.write_all(b"a").await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            slow
+        })
+    };
+
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let answer = exchange(addr, &get("/metrics", Some(TOKEN)), Duration::from_secs(5)).await;
+        let took = t.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("x 1\n# EOF\n"), "{answer:?}");
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?} under 2,000 hostile connections");
+        slowest = slowest.max(took);
+        // The server's sockets: the process' descriptors less the attackers' own and this scrape's.
+        let server_side = open_fds().saturating_sub(baseline + ATTACKERS);
+        assert!(server_side <= CAP + 8, "{server_side} server sockets for a cap of {CAP}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("slowest scrape under {ATTACKERS} hostile connections: {slowest:?}");
+    stop.cancel();
+    let slow = drip.await.unwrap();
+
+    // Most attackers were closed by the server (a read sees the end), the rest still hold their places.
+    let mut closed = 0;
+    idle.extend(slow);
+    for s in &mut idle {
+        if closed_within(s, Duration::from_millis(1)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= ATTACKERS - CAP, "only {closed} of {ATTACKERS} hostile connections were closed");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -57,6 +57,7 @@ fn report(resources: Vec<Resource>, complete: Vec<Scope>) -> InventoryReport {
         complete_scopes: complete,
         failures: vec![],
         accounts: vec![("main".into(), A.into())],
+        tagging_complete: vec![],
     }
 }
 
@@ -143,6 +144,34 @@ async fn suite(url: &str) {
     assert_eq!((again.first_seen, again.last_seen, again.gone_at), (t1, t3, None));
     assert_eq!(again.tags.get("env").map(String::as_str), Some("prod"));
 
+    // Types only the Tagging API lists, in eu-west-2: where it answered fully, one not listed is gone, even the
+    // last of its type; where it failed, nothing changes; a described type there waits for its own scope.
+    let queue = resource("arn:aws:sqs:eu-west-2:111111111111:jobs", A, "eu-west-2", "sqs:queue", &[("team", "web")]);
+    let machine = resource(
+        "arn:aws:states:eu-west-2:111111111111:stateMachine:etl",
+        A,
+        "eu-west-2",
+        "states:stateMachine",
+        &[("team", "data")],
+    );
+    let volume = resource("arn:aws:ec2:eu-west-2:111111111111:volume/vol-w2", A, "eu-west-2", "ec2:volume", &[]);
+    let tagged_in = |resources: Vec<Resource>, answered: bool| InventoryReport {
+        tagging_complete: if answered { vec![(A.to_string(), "eu-west-2".to_string())] } else { vec![] },
+        ..report(resources, vec![])
+    };
+    let at = |s: i64| t3 + Duration::seconds(s);
+    let gone = |w: cloudwarden::store::InventoryWrite| w.gone;
+    let all = [queue.clone(), machine.clone(), volume.clone()].to_vec();
+    assert_eq!(gone(store.record_inventory(&tagged_in(all, true), &roles, at(10)).await.unwrap()), 0);
+    assert_eq!(gone(store.record_inventory(&tagged_in(vec![machine.clone()], true), &roles, at(20)).await.unwrap()), 1);
+    assert_eq!(gone(store.record_inventory(&tagged_in(vec![], false), &roles, at(30)).await.unwrap()), 0);
+    assert_eq!(gone(store.record_inventory(&tagged_in(vec![], true), &roles, at(40)).await.unwrap()), 1);
+    let by_arn: BTreeMap<String, _> =
+        store.resources().await.unwrap().into_iter().map(|r| (r.arn.clone(), r)).collect();
+    assert_eq!(by_arn[&queue.arn].gone_at, Some(at(20)));
+    assert_eq!(by_arn[&machine.arn].gone_at, Some(at(40)));
+    assert_eq!(by_arn[&volume.arn].gone_at, None);
+
     // A large write goes through in chunks.
     let many: Vec<Resource> = (0..1234)
         .map(|i| {
@@ -219,6 +248,89 @@ async fn suite(url: &str) {
     );
     assert!(store.report_deliveries("monthly", None).await.unwrap().is_empty());
 
+    // Cost Explorer pages that repeat a key (day, dimension, group, metric) in one fetch: each statement sends a
+    // key once (PostgreSQL refuses an upsert touching one row twice), and the last one fetched wins.
+    use collector::aws::costexplorer::{CostFetch, CostMetric, CostRow};
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let row = |d: &str, key: &str, amount: &str| CostRow {
+        day: day(d),
+        dimension: "service".into(),
+        key: key.into(),
+        metric: CostMetric::Unblended,
+        amount: amount.parse().unwrap(),
+        unit: "USD".into(),
+        estimated: false,
+    };
+    let fetch = CostFetch {
+        rows: vec![
+            row("2026-11-01", "Amazon EC2", "1.00"),
+            row("2026-11-01", "Amazon S3", "2.00"),
+            row("2026-11-01", "Amazon EC2", "3.00"),
+            row("2026-11-02", "Amazon EC2", "4.00"),
+            row("2026-11-01", "Amazon EC2", "5.00"),
+        ],
+        requests: 2,
+        account_names: BTreeMap::new(),
+    };
+    store.record_costs(&fetch, &["service".into()], day("2026-11-01"), day("2026-11-03"), t5).await.unwrap();
+    let stored: Vec<_> = store
+        .cost_days(CostMetric::Unblended, day("2026-11-01"), day("2026-11-03"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.day.to_string(), c.key, c.amount.to_string()))
+        .collect();
+    let want = [
+        ("2026-11-01", "Amazon EC2", "5.00"),
+        ("2026-11-01", "Amazon S3", "2.00"),
+        ("2026-11-02", "Amazon EC2", "4.00"),
+    ];
+    assert_eq!(stored, want.map(|(d, k, a)| (d.to_string(), k.to_string(), a.to_string())));
+
+    // Findings: an evaluation that changes nothing rewrites no row, yet a finding's last sighting and its
+    // evaluations in a row follow its kind's evaluations; a change rewrites the row; a row left alone (its scope
+    // unreadable) stops following, with its values as they were; a resolved one keeps its last sighting.
+    let kinds = [FindingKind::Cleanup];
+    let volume = common::volume_finding(FindingKind::Cleanup, "1");
+    let e = |n: i64| t5 + Duration::minutes(10 * n);
+    let stored = || async {
+        let row = sqlx::query(
+            "SELECT last_seen_ms, evaluations FROM findings WHERE kind = 'cleanup' AND resolved_at_ms IS NULL",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        use sqlx::Row;
+        (row.try_get::<i64, _>(0).unwrap(), row.try_get::<i64, _>(1).unwrap())
+    };
+    let now = || async {
+        let filter = cloudwarden::store::FindingFilter { kind: Some(FindingKind::Cleanup), include_resolved: true };
+        let f = store.findings(filter).await.unwrap();
+        let c = store.cleanup_candidates().await.unwrap();
+        let evaluations = c.iter().find(|c| c.arn == *volume.subject).map(|c| c.evaluations);
+        (f.iter().map(|f| (f.last_seen, f.resolved_at)).collect::<Vec<_>>(), evaluations)
+    };
+    for n in 1..=3 {
+        store.record_findings(&kinds, std::slice::from_ref(&volume), e(n)).await.unwrap();
+    }
+    assert_eq!(stored().await, (e(1).timestamp_millis(), 1), "unchanged: the row was written once");
+    assert_eq!(now().await, (vec![(e(3), None)], Some(3)));
+    let mut changed = volume.clone();
+    changed.message = "changed".into();
+    store.record_findings(&kinds, std::slice::from_ref(&changed), e(4)).await.unwrap();
+    assert_eq!(stored().await, (e(4).timestamp_millis(), 4), "changed: rewritten");
+    let unreadable = [(A.to_string(), "eu-west-1".to_string())];
+    for n in 5..=6 {
+        let w = store.record_findings_except(&kinds, &unreadable, &[], e(n)).await.unwrap();
+        assert_eq!((w.opened, w.refreshed, w.resolved), (0, 0, 0));
+    }
+    assert_eq!(now().await, (vec![(e(4), None)], Some(4)), "left alone: as it was");
+    store.record_findings(&kinds, std::slice::from_ref(&changed), e(7)).await.unwrap();
+    assert_eq!(now().await, (vec![(e(7), None)], Some(5)));
+    store.record_findings(&kinds, std::slice::from_ref(&changed), e(8)).await.unwrap();
+    store.record_findings(&kinds, &[], e(9)).await.unwrap();
+    assert_eq!(now().await, (vec![(e(8), Some(e(9)))], None), "resolved: last seen at the evaluation before");
+
     // Retention batches on this backend: every table's statement runs; of the runs, all but each job's newest
     // go, a batch at a time.
     let far = t1 + Duration::days(3650);
@@ -226,7 +338,13 @@ async fn suite(url: &str) {
     assert_eq!(store.prune_batch(cloudwarden::store::Pruned::Runs, far, 1).await.unwrap(), 0);
     assert_eq!(store.runs("inventory", 10).await.unwrap().len(), 1);
     for what in cloudwarden::store::Pruned::ALL {
-        assert_eq!(store.prune_batch(what, far, 1000).await.unwrap(), 0, "{what:?}");
+        // The three Cost Explorer days above are the only other history.
+        let old = match what {
+            cloudwarden::store::Pruned::CostExplorerCosts => 3,
+            cloudwarden::store::Pruned::Findings => 1,
+            _ => 0,
+        };
+        assert_eq!(store.prune_batch(what, far, 1000).await.unwrap(), old, "{what:?}");
     }
     store.close().await;
 }
@@ -319,6 +437,52 @@ async fn an_unusable_database_gives_a_clear_error() {
     assert!(!err.contains("secret"));
 }
 
+/// A configured SQLite file that is missing (deleted, moved, mistyped) is an error that says so and how to
+/// create one on purpose; the default path of a new deployment, or a configured one with `create_if_missing`,
+/// is created. Nothing is created by the refusal.
+#[tokio::test]
+async fn a_configured_database_file_that_vanished_is_an_error_not_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cw.db");
+    let configured = format!("[database]\nurl = \"sqlite://{}\"\n", path.display());
+    let config = cloudwarden::config::parse("cw.toml", &configured, &|_| None).unwrap();
+    assert!(!config.database.create_if_missing);
+    let err = cloudwarden::daemon::Daemon::new(config).await.err().expect("a missing configured file is refused");
+    let err = format!("{err:#}");
+    assert!(err.contains(&format!("the SQLite database {} does not exist", path.display())), "{err}");
+    assert!(err.contains("create_if_missing = true"), "{err}");
+    assert!(!path.exists(), "nothing was created");
+
+    // Told to create it: created, migrated; from then on the configuration without the flag opens it.
+    let creating = format!("{configured}create_if_missing = true\n");
+    let config = cloudwarden::config::parse("cw.toml", &creating, &|_| None).unwrap();
+    assert!(config.database.create_if_missing);
+    let store = Store::open_configured(&config.database, 1).await.unwrap();
+    store.close().await;
+    assert!(path.exists());
+    let config = cloudwarden::config::parse("cw.toml", &configured, &|_| None).unwrap();
+    let store = Store::open_configured(&config.database, 1).await.unwrap();
+    assert!(store.runs("inventory", 1).await.unwrap().is_empty());
+    store.close().await;
+
+    // The file vanishes under a configuration that worked: an error again, not a fresh empty database.
+    std::fs::remove_file(&path).unwrap();
+    let err = Store::open_configured(&config.database, 1).await.unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!path.exists());
+
+    // The default path (no `url`) is a new deployment's: created when missing.
+    let config = cloudwarden::config::parse("cw.toml", "[database]\nmax_connections = 2\n", &|_| None).unwrap();
+    assert_eq!(config.database.url, "sqlite://cloudwarden.db");
+    assert!(config.database.create_if_missing);
+    let written = "[database]\nurl = \"sqlite://cloudwarden.db\"\n";
+    assert!(cloudwarden::config::parse("cw.toml", written, &|_| None).unwrap().database.create_if_missing);
+    // PostgreSQL URLs are opened as they are: the flag only concerns SQLite files.
+    let pg =
+        cloudwarden::config::parse("cw.toml", "[database]\nurl = \"postgres://cw@127.0.0.1/cw\"\n", &|_| None).unwrap();
+    assert!(!pg.database.create_if_missing);
+}
+
 /// Retention through the daemon: the FOCUS sample (September 2024) loaded by the billing files job, then the
 /// retention job at two times: within `retention_days` nothing goes, past it every billing day does, along
 /// with the resolved findings and the finished runs; open findings and each job's newest run stay.
@@ -331,7 +495,7 @@ async fn retention_prunes_old_history_and_keeps_what_is_current() {
     common::aws_test_env();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\nretention_days = 60\n\n[collectors.billing_files]\nsources = [\"{}\"]\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\nretention_days = 60\n\n[collectors.billing_files]\nsources = [\"{}\"]\n",
         dir.path().join("cw.db").display(),
         common::repo_root().join("tests/data/focus/focus_sample_1000.csv").display()
     );

@@ -311,7 +311,7 @@ async fn the_daemon_keeps_each_origin_until_it_reads_it_again() {
     std::fs::copy(fixture("prod/app.tfstate"), states.join("prod.tfstate")).unwrap();
     std::fs::copy(fixture("staging/app.tfstate"), states.join("staging.tfstate")).unwrap();
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.terraform]\nsources = [\"{}/*.tfstate\"]\nregion = \"eu-west-1\"\n",
+        "[database]\nurl = \"sqlite://{}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{}\"\n\n[[accounts]]\nname = \"main\"\n\n[collectors.terraform]\nsources = [\"{}/*.tfstate\"]\nregion = \"eu-west-1\"\n",
         dir.path().join("cw.db").display(),
         moto.endpoint(),
         states.display()

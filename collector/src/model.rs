@@ -108,4 +108,9 @@ pub struct InventoryReport {
     pub failures: Vec<ScopeFailure>,
     /// (configured name, account id) of every account that could be reached.
     pub accounts: Vec<(String, String)>,
+    /// (account id, region) where the Tagging API answered every page: there, every type no describe call
+    /// covers ([`crate::aws::inventory::DESCRIBED`]) was listed completely, so such a resource not listed is
+    /// gone, even the last of its type.
+    #[serde(default)]
+    pub tagging_complete: Vec<(String, String)>,
 }

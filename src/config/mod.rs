@@ -120,6 +120,8 @@ impl fmt::Debug for ApiToken {
 #[derive(Clone, PartialEq)]
 pub struct DatabaseConfig {
     pub url: String,
+    /// Create a missing SQLite file (the default path, or when configured so).
+    pub create_if_missing: bool,
     pub max_connections: u32,
     /// History older than this many days is pruned.
     pub retention_days: u32,
@@ -130,6 +132,7 @@ impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseConfig")
             .field("url", &crate::store::redact(&self.url))
+            .field("create_if_missing", &self.create_if_missing)
             .field("max_connections", &self.max_connections)
             .field("retention_days", &self.retention_days)
             .finish()

@@ -71,10 +71,13 @@ fn default_listen() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
-    /// `sqlite://PATH` (created on first run) or `postgres://user:pass@host/db`. `${VAR}` is replaced by the
-    /// environment variable VAR, so passwords need not be written in the file.
-    #[serde(default = "default_database_url")]
-    pub url: String,
+    /// `sqlite://PATH` or `postgres://user:pass@host/db` (default `sqlite://cloudwarden.db`). `${VAR}` is
+    /// replaced by the environment variable VAR, so passwords need not be written in the file.
+    pub url: Option<String>,
+    /// Create the SQLite file when it does not exist. Default: true for the default path
+    /// `sqlite://cloudwarden.db` (a new deployment), false for any other, so a database file that vanished is an error rather than a silent empty
+    /// database; set it for a new deployment at a path of its own. PostgreSQL databases are never created.
+    pub create_if_missing: Option<bool>,
     /// Connections in the pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -91,14 +94,15 @@ fn default_database_retention_days() -> u32 {
 impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection {
-            url: default_database_url(),
+            url: None,
+            create_if_missing: None,
             max_connections: default_max_connections(),
             retention_days: default_database_retention_days(),
         }
     }
 }
 
-fn default_database_url() -> String {
+pub(crate) fn default_database_url() -> String {
     "sqlite://cloudwarden.db".into()
 }
 

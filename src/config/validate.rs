@@ -80,7 +80,14 @@ pub fn parse(
     let server_settings = crate::server::listen::check(&mut cx, &server, base);
 
     let db_path = [Seg::Key("database"), Seg::Key("url")];
-    let url = cx.expand_url(&db_path, &database.url);
+    let url = match &database.url {
+        Some(url) => cx.expand_url(&db_path, url),
+        None => super::schema::default_database_url(),
+    };
+    // A new deployment's default path is created (whether or not the file names it); another file only when
+    // told.
+    let default_url = super::schema::default_database_url();
+    let create_if_missing = database.create_if_missing.unwrap_or(url == default_url);
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         cx.error(&db_path, "expected a sqlite://PATH or postgres://... URL");
     }
@@ -232,6 +239,7 @@ pub fn parse(
         server: server_settings,
         database: DatabaseConfig {
             url,
+            create_if_missing,
             max_connections: database.max_connections,
             retention_days: database.retention_days,
         },

@@ -43,10 +43,11 @@ pub const NAME: &str = "cleanup";
 /// The actor of what the job does, in the audit trail.
 pub const SCHEDULER: &str = "scheduler";
 
-/// The environment variable that makes the job stop at a named point and wait to be killed: how the crash
-/// tests put a `kill -9` exactly between the action row and the call, or between the call and its
-/// verification. Points: `after-action-row`, `after-call`.
-pub const PAUSE_ENV: &str = "CLOUDWARDEN_CLEANUP_PAUSE_AT";
+use crate::crash::pause_point;
+/// The crash points of the job ([`crate::crash`]): how the crash tests put a `kill -9` exactly between the
+/// action row and the call, or between the call and its verification. Points: `after-action-row`,
+/// `after-call`.
+pub use crate::crash::PAUSE_ENV;
 
 pub fn register(config: &Config) -> Option<Registration> {
     let j = config.cleanup.as_ref()?;
@@ -1155,14 +1156,6 @@ fn keep_hint(rule: &str, protect: &str) -> String {
     match rule {
         "untagged" => format!("add your team's tags, or the tag {protect} to keep it as it is"),
         _ => format!("fix what the rule found, or add the tag {protect} (any value) to keep it as it is"),
-    }
-}
-
-/// With [`PAUSE_ENV`] naming `point`, waits here until the process is killed (crash tests only).
-async fn pause_point(point: &str) {
-    if std::env::var(PAUSE_ENV).is_ok_and(|v| v == point) {
-        warn!(job = NAME, point, "paused at {point} ({PAUSE_ENV}): waiting to be killed");
-        std::future::pending::<()>().await;
     }
 }
 

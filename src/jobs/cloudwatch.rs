@@ -598,7 +598,13 @@ async fn run(job: &mut CloudWatch, ctx: &JobContext) -> JobOutput {
     if outcome != RunOutcome::Failed {
         series.extend(info);
         // Encoding hundreds of thousands of series takes a while: off the runtime's threads.
-        match tokio::task::spawn_blocking(move || PassThrough::encode(series)).await {
+        let encode = move || {
+            let encoded = PassThrough::encode(series);
+            // The series freed here were this thread's (the encoder's buffers) or a runtime thread's.
+            crate::memory::collect();
+            encoded
+        };
+        match tokio::task::spawn_blocking(encode).await {
             Ok(encoded) => job.series = encoded,
             Err(e) => match e.try_into_panic() {
                 // A panic is the run's (the runtime counts it as a failed run).

@@ -227,7 +227,7 @@ pub async fn weekly(config: &crate::config::Config, week: Week, now: DateTime<Ut
         Some(r) => Some(read_rules(r.settings.sources.clone()).await?),
         None => None,
     };
-    let store = crate::store::Store::connect(&config.database.url, 2).await?;
+    let store = crate::store::Store::open_configured(&config.database, 2).await?;
     let report = from_store(&store, week, &settings, rules.as_ref(), config.cleanup.is_some(), now).await;
     store.close().await;
     report

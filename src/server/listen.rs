@@ -1,16 +1,21 @@
 //! Accepting connections: the limits that keep a careless or hostile client from holding the server, the
 //! optional TLS, and the shutdown deadline. Each connection is HTTP/1.1 served by hyper:
 //!
-//! - at most `max_connections` at once; a connection over the cap is closed as soon as it is accepted, so the
-//!   daemon's file descriptors stay bounded;
+//! - at most `max_connections` at once, so the daemon's file descriptors stay bounded. At the cap, a new
+//!   connection takes the place of the oldest one that is not serving a request (a client that connected and
+//!   sends nothing, or sends its headers a byte at a time, or idles between requests); only when every
+//!   connection is serving a request is the new one closed. So idle and slow clients can never lock
+//!   Prometheus out;
 //! - the TLS handshake and each request's headers must arrive within `header_read_timeout` (a slow or idle
 //!   client is disconnected);
 //! - a request that takes longer than `request_timeout` is answered `503`;
 //! - at shutdown the listener closes, idle connections are closed, and requests in flight get
 //!   `shutdown_grace` to finish before the rest are dropped.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +23,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -161,6 +165,88 @@ pub(crate) fn check(cx: &mut Checker<'_>, s: &ServerSection, base_dir: &std::pat
     }
 }
 
+/// The open connections, oldest first: whether each is serving a request, and how to close it.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: BTreeMap<u64, (Arc<AtomicUsize>, CancellationToken)>,
+}
+
+impl Connections {
+    /// Makes room for one more within `cap`: closes the oldest connection serving no request. False when every
+    /// connection is serving one.
+    fn make_room(&mut self, cap: usize) -> bool {
+        if self.open.len() < cap {
+            return true;
+        }
+        let idle = self.open.iter().find(|(_, (busy, _))| busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some((_, close)) => {
+                close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Takes a connection out of the registry when its task ends.
+struct Registered(Arc<Mutex<Connections>>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.0).open.remove(&self.1);
+    }
+}
+
+fn lock(m: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts a request as being served until its response body has been sent (or dropped).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn start(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The router as one connection's hyper service, counting the requests it is serving.
+#[derive(Clone)]
+struct Tracked {
+    inner: TowerToHyperService<Router>,
+    busy: Arc<AtomicUsize>,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let busy = Busy::start(&self.busy);
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            // Busy until the body is sent: the guard lives in the body.
+            Ok(response.map(|body| {
+                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                    let _serving = &busy;
+                    frame
+                }))
+            }))
+        })
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown`, within `settings`' limits. Returns when every connection
 /// has ended, or when the shutdown grace has passed.
 pub async fn serve_on(
@@ -169,10 +255,10 @@ pub async fn serve_on(
     settings: ServerSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let connections = Arc::new(Mutex::new(Connections::default()));
     let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut refused: u64 = 0;
+    let (mut refused, mut evicted): (u64, u64) = (0, 0);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -186,39 +272,68 @@ pub async fn serve_on(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            refused += 1;
-            if refused.is_power_of_two() {
-                warn!(refused, max = settings.max_connections, "too many connections: closing new ones");
+        let (busy, close, registered) = {
+            let mut open = lock(&connections);
+            let full = open.open.len() >= settings.max_connections;
+            if !open.make_room(settings.max_connections) {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    warn!(
+                        refused,
+                        max = settings.max_connections,
+                        "every connection is serving a request: closing new ones"
+                    );
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
+            if full {
+                evicted += 1;
+                if evicted.is_power_of_two() {
+                    warn!(
+                        evicted,
+                        max = settings.max_connections,
+                        "at the connection cap: closing the oldest idle ones"
+                    );
+                }
+            }
+            let id = open.next;
+            open.next += 1;
+            let (busy, close) = (Arc::new(AtomicUsize::new(0)), CancellationToken::new());
+            open.open.insert(id, (busy.clone(), close.clone()));
+            (busy, close, Registered(connections.clone(), id))
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = Tracked { inner: TowerToHyperService::new(router.clone()), busy };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout).keep_alive(true);
         let watcher = graceful.watcher();
         let handshake = settings.header_read_timeout;
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let result = match acceptor {
-                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
-                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
+            let _registered = registered;
+            let serve = async move {
+                match acceptor {
+                    None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                    Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    },
+                }
             };
-            if let Err(e) = result {
-                debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                result = serve => if let Err(e) = result {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                },
+                // Made room for a newer connection: dropping the connection closes it.
+                _ = close.cancelled() => debug!(%peer, "idle at the connection cap: closed"),
             }
         });
     }

@@ -166,6 +166,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("delete billing costs"))?;
+        crate::crash::pause_point("billing-write").await;
         let chunk = self.backend().insert_chunk();
         let mut costs = read.costs().peekable();
         while costs.peek().is_some() {

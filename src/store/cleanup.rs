@@ -357,18 +357,17 @@ impl Store {
     /// Open cleanup findings of live resources, oldest first, with the resource's id, name and tags.
     pub async fn cleanup_candidates(&self) -> Result<Vec<CleanupCandidate>, StoreError> {
         const W: &str = "cleanup candidates";
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT f.id AS finding_id, f.rule AS rule, f.subject AS arn, r.account_id AS account_id, \
              r.region AS region, r.resource_type AS resource_type, r.resource_id AS resource_id, r.name AS name, \
-             r.state AS state, r.tags AS tags, f.monthly_usd AS monthly_usd, f.message AS message, f.evaluations AS evaluations, \
-             f.first_seen_ms AS first_seen_ms \
+             r.state AS state, r.tags AS tags, f.monthly_usd AS monthly_usd, f.message AS message, \
+             {} AS evaluations, f.first_seen_ms AS first_seen_ms \
              FROM findings f JOIN resources r ON r.arn = f.subject \
              WHERE f.kind = 'cleanup' AND f.resolved_at_ms IS NULL AND r.gone_at_ms IS NULL \
              ORDER BY f.id",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(q(W))?;
+            super::findings::EVALUATIONS_NOW
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(q(W))?;
         rows.iter()
             .map(|r| {
                 let tags: String = r.try_get("tags").map_err(q(W))?;

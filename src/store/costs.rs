@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use collector::aws::costexplorer::{CostFetch, CostMetric};
+use collector::aws::costexplorer::{CostFetch, CostMetric, CostRow};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;
@@ -40,6 +40,22 @@ fn day(s: &str) -> Result<NaiveDate, StoreError> {
         .map_err(|e| StoreError::Corrupt { what: "cost day", detail: format!("{s:?}: {e}") })
 }
 
+/// The rows to write, one per key (day, dimension, group, metric), the last one fetched winning, in the order
+/// fetched. Pages of a fetch may repeat a key (keys that collide once parsed), and PostgreSQL refuses an upsert
+/// that touches one row twice in a statement ("ON CONFLICT DO UPDATE command cannot affect row a second
+/// time"); SQLite would take the last. Deduplicated here, every statement sends each key once on both.
+fn last_per_key(rows: &[CostRow]) -> Vec<&CostRow> {
+    let mut last = std::collections::HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        last.insert((r.day, r.dimension.as_str(), r.key.as_str(), r.metric.as_str()), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, r)| last[&(r.day, r.dimension.as_str(), r.key.as_str(), r.metric.as_str())] == *i)
+        .map(|(_, r)| r)
+        .collect()
+}
+
 impl Store {
     /// Replaces the days `[start, end)` of every fetched dimension with what the fetch returned, in one
     /// transaction, and logs the fetch.
@@ -63,7 +79,7 @@ impl Store {
                 .map_err(q("replace cost window"))?;
         }
         let mut written = 0;
-        for chunk in fetch.rows.chunks(CHUNK) {
+        for chunk in last_per_key(&fetch.rows).chunks(CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO ce_costs (day, dimension, group_key, metric, amount, unit, estimated, fetched_at_ms) VALUES ",
             );
@@ -84,13 +100,12 @@ impl Store {
                     b + 8
                 ));
             }
-            // Several pages may repeat a (day, group) when keys collide after parsing; the last one wins.
             sql.push_str(
                 " ON CONFLICT (day, dimension, group_key, metric) DO UPDATE SET amount = excluded.amount, \
                  unit = excluded.unit, estimated = excluded.estimated, fetched_at_ms = excluded.fetched_at_ms",
             );
             let mut query = sqlx::query(&sql);
-            for r in chunk {
+            for &r in chunk {
                 query = query
                     .bind(r.day.format("%Y-%m-%d").to_string())
                     .bind(&r.dimension)

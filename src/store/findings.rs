@@ -5,12 +5,22 @@
 //! evaluation refreshes the open rows it produced again, opens rows for new ones, and resolves the open rows
 //! of the kinds it evaluated that it did not produce, all in one transaction. A finding that comes back after
 //! being resolved opens a new row with a new first sighting.
+//!
+//! An evaluation rewrites only the rows that changed. `finding_evaluations` counts each kind's evaluations
+//! (`seq`) and keeps the time of the last one; an open row with `seen_seq` set was produced, unchanged, by
+//! every evaluation of its kind since it was last written (at evaluation `seen_seq`), so its last sighting is
+//! its kind's last evaluation and its count of evaluations in a row grows with its kind's, without a write.
+//! A row is written when it is new, changed (severity, message, money, details, scope), resolved, or left
+//! open without being produced (a scope the evaluation could not read: it stops following its kind, with its
+//! sighting and count as they were). The open rows are read and compared before the write lock is taken, so
+//! an evaluation that changes little holds the lock for little.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use collector::Resource;
+use futures::TryStreamExt;
 use rules::finding::{Finding, FindingKind, Severity};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -19,7 +29,7 @@ use sqlx::Row;
 use super::{from_ms, insert_values, ms, q, Backend, Store, StoreError};
 
 /// Parameters per `findings` row.
-const COLUMNS: usize = 13;
+const COLUMNS: usize = 14;
 /// Ids per `IN (...)` list.
 const ID_CHUNK: usize = 500;
 
@@ -81,8 +91,44 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
 
-const FINDING_COLUMNS: &str = "id, kind, rule, subject, account_id, region, resource_type, severity, message, \
-     monthly_usd, details, first_seen_ms, last_seen_ms, resolved_at_ms";
+/// A finding row's last sighting as of now, for the row aliased `f`: its kind's last evaluation while the row
+/// follows its kind (`seen_seq` set), else what the row says.
+pub(crate) const LAST_SEEN_NOW: &str = "CASE WHEN f.seen_seq IS NULL THEN f.last_seen_ms ELSE \
+     COALESCE((SELECT e.at_ms FROM finding_evaluations e WHERE e.kind = f.kind), f.last_seen_ms) END";
+
+/// A finding row's count of evaluations in a row as of now, for the row aliased `f`.
+pub(crate) const EVALUATIONS_NOW: &str = "CASE WHEN f.seen_seq IS NULL THEN f.evaluations ELSE f.evaluations + \
+     COALESCE((SELECT e.seq FROM finding_evaluations e WHERE e.kind = f.kind), f.seen_seq) - f.seen_seq END";
+
+/// The stored columns of a finding row aliased `f`, `last_seen_ms` as of now.
+fn finding_columns_now() -> String {
+    format!(
+        "f.id AS id, f.kind AS kind, f.rule AS rule, f.subject AS subject, f.account_id AS account_id,          f.region AS region, f.resource_type AS resource_type, f.severity AS severity, f.message AS message,          f.monthly_usd AS monthly_usd, f.details AS details, f.first_seen_ms AS first_seen_ms,          {LAST_SEEN_NOW} AS last_seen_ms, f.resolved_at_ms AS resolved_at_ms"
+    )
+}
+
+/// Freezes the rows listed (ids from parameter `$first` on, or `?`) at their values as of now and stops them
+/// following their kind; `resolve` also resolves them at parameter 1.
+fn freeze_sql(ids: usize, resolve: bool, backend: Backend) -> String {
+    let (first, resolved) = if resolve {
+        let at = match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => "$1".to_string(),
+        };
+        (2, format!("resolved_at_ms = {at}, "))
+    } else {
+        (1, String::new())
+    };
+    // `f` is the row itself: the expressions read its values before the update.
+    let now = |expr: &str| expr.replace("f.", "findings.");
+    format!(
+        "UPDATE findings SET {resolved}last_seen_ms = {}, evaluations = {}, seen_seq = NULL \
+         WHERE resolved_at_ms IS NULL AND id IN ({})",
+        now(LAST_SEEN_NOW),
+        now(EVALUATIONS_NOW),
+        in_list(ids, first, backend)
+    )
+}
 
 impl FindingFilter {
     /// The SQL conditions of the filter; the kind, when there is one, is the parameter `$first`.
@@ -128,17 +174,21 @@ fn stored_finding(r: &sqlx::any::AnyRow) -> Result<StoredFinding, StoreError> {
 fn insert_sql(rows: usize, backend: Backend) -> String {
     let mut sql = insert_values(
         "INSERT INTO findings (kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
-         details, first_seen_ms, last_seen_ms, resolved_at_ms) VALUES ",
+         details, first_seen_ms, last_seen_ms, resolved_at_ms, seen_seq) VALUES ",
         rows,
         COLUMNS,
         backend,
     );
-    // Only open rows are in the partial unique index: a resolved identity never conflicts.
+    // Only open rows are in the partial unique index: a resolved identity never conflicts. A row that followed
+    // its kind counts the evaluations since it was written (the kind's count before this one, which is
+    // `excluded.seen_seq - 1`), plus this one.
     sql.push_str(
         " ON CONFLICT (kind, rule, subject) WHERE resolved_at_ms IS NULL DO UPDATE SET \
          account_id = excluded.account_id, region = excluded.region, resource_type = excluded.resource_type, \
          severity = excluded.severity, message = excluded.message, monthly_usd = excluded.monthly_usd, \
-         details = excluded.details, last_seen_ms = excluded.last_seen_ms, evaluations = findings.evaluations + 1",
+         details = excluded.details, last_seen_ms = excluded.last_seen_ms, \
+         evaluations = CASE WHEN findings.seen_seq IS NULL OR excluded.seen_seq IS NULL THEN findings.evaluations \
+         ELSE findings.evaluations + excluded.seen_seq - 1 - findings.seen_seq END + 1, seen_seq = excluded.seen_seq",
     );
     sql
 }
@@ -179,53 +229,132 @@ impl Store {
     ) -> Result<FindingsWrite, StoreError> {
         let backend = self.backend();
         let at = ms(now);
-        let mut tx = self.begin_write("begin findings write").await?;
 
-        // The open rows of the evaluated kinds, by identity: their id, and whether they are left alone.
-        let mut open: HashMap<(String, String, String), (i64, bool)> = HashMap::new();
+        // The produced findings by identity, the first of duplicates kept, with their stored text.
+        let mut unique: Vec<(&Finding, String)> = Vec::with_capacity(produced.len());
+        let mut by_key: HashMap<(FindingKind, &str, &str), usize> = HashMap::with_capacity(produced.len());
+        for f in produced {
+            if let std::collections::hash_map::Entry::Vacant(v) = by_key.entry(f.key()) {
+                v.insert(unique.len());
+                let details =
+                    serde_json::to_string(&f.details).map_err(|e| corrupt("finding details")(e.to_string()))?;
+                unique.push((f, details));
+            }
+        }
+
+        // The open rows of the evaluated kinds, compared with what was produced before the write lock is
+        // taken: only one job evaluates a kind, and the job runs one evaluation at a time.
+        let mut matched = vec![false; unique.len()];
+        let mut write_rows: Vec<usize> = Vec::new();
+        let (mut resolve, mut freeze) = (Vec::new(), Vec::new());
+        let mut write = FindingsWrite::default();
         if !kinds.is_empty() {
             let sql = format!(
-                "SELECT id, kind, rule, subject, account_id, region FROM findings WHERE resolved_at_ms IS NULL AND kind IN ({})",
+                "SELECT id, kind, rule, subject, account_id, region, resource_type, severity, message, monthly_usd, \
+                 details, seen_seq FROM findings WHERE resolved_at_ms IS NULL AND kind IN ({})",
                 in_list(kinds.len(), 1, backend)
             );
             let mut query = sqlx::query(&sql);
             for k in kinds {
                 query = query.bind(k.as_str());
             }
-            for r in query.fetch_all(&mut *tx).await.map_err(q("open findings"))? {
-                let scope: (Option<String>, Option<String>) = (
-                    r.try_get("account_id").map_err(q("open findings"))?,
-                    r.try_get("region").map_err(q("open findings"))?,
-                );
-                let keep = match scope {
-                    (Some(account), Some(region)) => left_alone.iter().any(|(a, g)| *a == account && *g == region),
-                    _ => false,
-                };
-                let key = (
-                    r.try_get("kind").map_err(q("open findings"))?,
-                    r.try_get("rule").map_err(q("open findings"))?,
-                    r.try_get("subject").map_err(q("open findings"))?,
-                );
-                open.insert(key, (r.try_get("id").map_err(q("open findings"))?, keep));
+            const WHAT: &str = "open findings";
+            let mut rows = query.fetch(self.pool());
+            while let Some(r) = rows.try_next().await.map_err(q(WHAT))? {
+                let id: i64 = r.try_get("id").map_err(q(WHAT))?;
+                let kind: String = r.try_get("kind").map_err(q(WHAT))?;
+                let rule: String = r.try_get("rule").map_err(q(WHAT))?;
+                let subject: String = r.try_get("subject").map_err(q(WHAT))?;
+                let account: Option<String> = r.try_get("account_id").map_err(q(WHAT))?;
+                let region: Option<String> = r.try_get("region").map_err(q(WHAT))?;
+                let following = r.try_get::<Option<i64>, _>("seen_seq").map_err(q(WHAT))?.is_some();
+                let found = FindingKind::parse(&kind).and_then(|k| by_key.get(&(k, rule.as_str(), subject.as_str())));
+                match found {
+                    Some(&i) => {
+                        matched[i] = true;
+                        write.refreshed += 1;
+                        let (f, details) = &unique[i];
+                        let same = following
+                            && account.as_deref() == f.account_id.as_deref()
+                            && region.as_deref() == f.region.as_deref()
+                            && r.try_get::<Option<String>, _>("resource_type").map_err(q(WHAT))?.as_deref()
+                                == f.resource_type.as_deref()
+                            && r.try_get::<String, _>("severity").map_err(q(WHAT))? == f.severity.as_str()
+                            && r.try_get::<String, _>("message").map_err(q(WHAT))? == *f.message
+                            && r.try_get::<Option<String>, _>("monthly_usd").map_err(q(WHAT))?
+                                == f.monthly_usd.map(|d| d.to_string())
+                            && r.try_get::<String, _>("details").map_err(q(WHAT))? == *details;
+                        if !same {
+                            write_rows.push(i);
+                        }
+                    }
+                    None => {
+                        let left = match (&account, &region) {
+                            (Some(a), Some(g)) => left_alone.iter().any(|(la, lg)| la == a && lg == g),
+                            _ => false,
+                        };
+                        if !left {
+                            resolve.push(id);
+                        } else if following {
+                            freeze.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        for (i, m) in matched.iter().enumerate() {
+            if !m {
+                write.opened += 1;
+                write_rows.push(i);
+            }
+        }
+        write_rows.sort_unstable();
+
+        let mut tx = self.begin_write("begin findings write").await?;
+        // Each evaluated kind's count of evaluations, before this one.
+        let mut seq: HashMap<FindingKind, i64> = kinds.iter().map(|k| (*k, 0)).collect();
+        if !kinds.is_empty() {
+            let sql = format!(
+                "SELECT kind, seq FROM finding_evaluations WHERE kind IN ({})",
+                in_list(kinds.len(), 1, backend)
+            );
+            let mut query = sqlx::query(&sql);
+            for k in kinds {
+                query = query.bind(k.as_str());
+            }
+            for r in query.fetch_all(&mut *tx).await.map_err(q("finding evaluations"))? {
+                let kind: String = r.try_get("kind").map_err(q("finding evaluations"))?;
+                if let Some(k) = FindingKind::parse(&kind) {
+                    seq.insert(k, r.try_get("seq").map_err(q("finding evaluations"))?);
+                }
             }
         }
 
-        let mut seen: HashSet<(FindingKind, &str, &str)> = HashSet::new();
-        let unique: Vec<&Finding> = produced.iter().filter(|f| seen.insert(f.key())).collect();
-        let mut write = FindingsWrite::default();
-        for f in &unique {
-            if open.remove(&(f.kind.as_str().to_string(), f.rule.to_string(), f.subject.to_string())).is_some() {
-                write.refreshed += 1;
-            } else {
-                write.opened += 1;
+        // Resolved, and left open without being produced: frozen as of the last evaluation.
+        for (ids, resolving) in [(&resolve, true), (&freeze, false)] {
+            for chunk in ids.chunks(ID_CHUNK) {
+                let sql = freeze_sql(chunk.len(), resolving, backend);
+                let mut query = sqlx::query(&sql);
+                if resolving {
+                    query = query.bind(at);
+                }
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                let done = query.execute(&mut *tx).await.map_err(q("resolve findings"))?.rows_affected();
+                if resolving {
+                    write.resolved += done;
+                }
             }
         }
-        for rows in unique.chunks(backend.insert_chunk()) {
+
+        crate::crash::pause_point("findings-write").await;
+        // New and changed rows, written as of this evaluation.
+        for rows in write_rows.chunks(backend.insert_chunk()) {
             let sql = insert_sql(rows.len(), backend);
             let mut query = sqlx::query(&sql);
-            for f in rows {
-                let details =
-                    serde_json::to_string(&f.details).map_err(|e| corrupt("finding details")(e.to_string()))?;
+            for &i in rows {
+                let (f, details) = &unique[i];
                 query = query
                     .bind(f.kind.as_str())
                     .bind(f.rule.to_string())
@@ -236,30 +365,27 @@ impl Store {
                     .bind(f.severity.as_str())
                     .bind(f.message.to_string())
                     .bind(f.monthly_usd.map(|d| d.to_string()))
-                    .bind(details)
+                    .bind(details.clone())
                     .bind(at)
                     .bind(at)
-                    .bind(None::<i64>);
+                    .bind(None::<i64>)
+                    .bind(seq.get(&f.kind).map(|s| s + 1));
             }
             query.execute(&mut *tx).await.map_err(q("upsert findings"))?;
         }
 
-        // What is still in `open` was not produced again.
-        let gone: Vec<i64> = open.into_values().filter(|(_, keep)| !keep).map(|(id, _)| id).collect();
-        for ids in gone.chunks(ID_CHUNK) {
-            let sql = format!(
-                "UPDATE findings SET resolved_at_ms = {} WHERE resolved_at_ms IS NULL AND id IN ({})",
-                match backend {
-                    Backend::Sqlite => "?".to_string(),
-                    Backend::Postgres => "$1".to_string(),
-                },
-                in_list(ids.len(), 2, backend)
-            );
-            let mut query = sqlx::query(&sql).bind(at);
-            for id in ids {
-                query = query.bind(*id);
-            }
-            write.resolved += query.execute(&mut *tx).await.map_err(q("resolve findings"))?.rows_affected();
+        // This evaluation, for every row that follows its kind.
+        for k in kinds {
+            sqlx::query(
+                "INSERT INTO finding_evaluations (kind, seq, at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms",
+            )
+            .bind(k.as_str())
+            .bind(seq[k] + 1)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("count the evaluation"))?;
         }
         tx.commit().await.map_err(q("commit findings write"))?;
         Ok(write)
@@ -270,7 +396,8 @@ impl Store {
         const WHAT: &str = "list findings";
         let conditions = filter.conditions(1);
         let sql = format!(
-            "SELECT {FINDING_COLUMNS} FROM findings{} ORDER BY kind, rule, subject, first_seen_ms, id",
+            "SELECT {} FROM findings f{} ORDER BY kind, rule, subject, first_seen_ms, id",
+            finding_columns_now(),
             if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) }
         );
         let mut query = sqlx::query(&sql);
@@ -298,7 +425,8 @@ impl Store {
         let mut conditions = vec!["id > $1".to_string()];
         conditions.extend(filter.conditions(2));
         let sql = format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE {} ORDER BY id LIMIT {}",
+            "SELECT {} FROM findings f WHERE {} ORDER BY id LIMIT {}",
+            finding_columns_now(),
             conditions.join(" AND "),
             limit
         );

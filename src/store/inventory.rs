@@ -112,6 +112,7 @@ impl Store {
             write.upserted += done.rows_affected();
         }
 
+        crate::crash::pause_point("inventory-write").await;
         for scope in &report.complete_scopes {
             let done = match &scope.region {
                 Some(region) => sqlx::query(
@@ -133,6 +134,22 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("mark gone"))?;
+            write.gone += done.rows_affected();
+        }
+        // Where the Tagging API answered fully, the types only it lists are complete too, including a type whose
+        // last resource disappeared (no scope of it was listed this cycle).
+        let described = collector::aws::inventory::DESCRIBED;
+        let others = (0..described.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE resources SET gone_at_ms = $1 WHERE gone_at_ms IS NULL AND last_seen_ms < $1 \
+             AND account_id = $2 AND region = $3 AND resource_type NOT IN ({others})"
+        );
+        for (account_id, region) in &report.tagging_complete {
+            let mut query = sqlx::query(&sql).bind(now).bind(account_id).bind(region);
+            for t in described {
+                query = query.bind(t);
+            }
+            let done = query.execute(&mut *tx).await.map_err(q("mark gone"))?;
             write.gone += done.rows_affected();
         }
         tx.commit().await.map_err(q("commit inventory write"))?;

@@ -89,6 +89,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot open database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    #[error(
+        "the SQLite database {path} does not exist: a configured database file is never created silently (it may \
+         have been deleted, moved or mistyped); for a new deployment at this path set `[database] create_if_missing = true`"
+    )]
+    Missing { path: String },
     #[error("cannot apply migrations to {url}: {source}")]
     Migrate { url: String, source: sqlx::migrate::MigrateError },
     #[error("database query failed ({what}): {source}")]
@@ -164,18 +169,39 @@ pub fn redact(url: &str) -> String {
 }
 
 impl Store {
-    /// Opens (and for SQLite creates) the database, then applies pending migrations.
+    /// Opens (and for SQLite creates when missing) the database, then applies pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::open(url, max_connections, true).await
+    }
+
+    /// Opens the database of the configuration: a missing SQLite file is created only when
+    /// `create_if_missing` (the default path, or configured so), else it is [`StoreError::Missing`].
+    pub async fn open_configured(
+        db: &crate::config::DatabaseConfig,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        Store::open(&db.url, max_connections, db.create_if_missing).await
+    }
+
+    /// Opens the database, creating a missing SQLite file when `create`, then applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32, create: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(url);
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            // Create the file on first run unless the URL chose a mode itself.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            let in_memory = path.is_empty() || path.starts_with(":memory:");
+            if !create && !in_memory && !rest.contains("mode=") && !std::path::Path::new(path).exists() {
+                return Err(StoreError::Missing { path: path.to_string() });
+            }
+            // Create the file (when allowed) unless the URL chose a mode itself.
+            let mode = if create { "rwc" } else { "rw" };
             let url = if rest.contains("mode=") {
                 url.to_string()
             } else if rest.contains('?') {
-                format!("{url}&mode=rwc")
+                format!("{url}&mode={mode}")
             } else {
-                format!("{url}?mode=rwc")
+                format!("{url}?mode={mode}")
             };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -57,6 +57,8 @@ pub struct RunRow {
     pub api_calls: i64,
     pub items: i64,
     pub error: Option<String>,
+    /// When the process running it last said it was alive (open runs only).
+    pub heartbeat: Option<DateTime<Utc>>,
 }
 
 /// The error of a run the process died in.
@@ -150,7 +152,7 @@ impl Store {
     /// The newest runs of a collector, newest first.
     pub async fn runs(&self, collector: &str, limit: i64) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, collector, started_at_ms, ended_at_ms, outcome, api_calls, items, error \
+            "SELECT id, collector, started_at_ms, ended_at_ms, outcome, api_calls, items, error, heartbeat_ms \
              FROM collection_runs WHERE collector = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(collector)
@@ -171,6 +173,7 @@ impl Store {
                     api_calls: r.try_get("api_calls").map_err(q("list runs"))?,
                     items: r.try_get("items").map_err(q("list runs"))?,
                     error: r.try_get("error").map_err(q("list runs"))?,
+                    heartbeat: r.try_get::<Option<i64>, _>("heartbeat_ms").map_err(q("list runs"))?.map(from_ms),
                 })
             })
             .collect()

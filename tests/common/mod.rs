@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod channels;
+pub mod pg;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ impl Truth {
     /// A configuration for the daemon against this test-bed, every account and region of the truth.
     pub fn config(&self, endpoint: &str, db_url: &str, extra_inventory: &str) -> String {
         let mut s = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{db_url}\"\n\n[aws]\nendpoint_url = \"{endpoint}\"\nmax_attempts = 2\ncall_timeout_secs = 3\nconnect_timeout_secs = 2\n\n",
+            "[server]\nlisten = \"127.0.0.1:{}\"\n\n[database]\nurl = \"{db_url}\"\ncreate_if_missing = true\n\n[aws]\nendpoint_url = \"{endpoint}\"\nmax_attempts = 2\ncall_timeout_secs = 3\nconnect_timeout_secs = 2\n\n",
             free_port()
         );
         for a in &self.accounts {
@@ -264,5 +265,34 @@ pub fn volume_finding(kind: rules::finding::FindingKind, id: &str) -> rules::fin
         message: "a finding".into(),
         monthly_usd: None,
         details: serde_json::json!({}).into(),
+    }
+}
+
+/// Holds tokio's paused clock still while it lives. Tokio moves a paused clock by itself to the next timer
+/// whenever the runtime waits for nothing else, but not while a blocking task runs; a SQLite query or an HTTP
+/// call is such a wait, and the jump would fire schedules and timeouts early. This guard keeps one blocking
+/// task parked, so the clock moves only when the test calls [`advance_to`] (or `tokio::time::advance`).
+pub struct TimeHold(Option<std::sync::mpsc::Sender<()>>);
+
+/// Starts holding tokio's clock still; call it first in a `#[tokio::test(start_paused = true)]`.
+pub fn hold_time() -> TimeHold {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    TimeHold(Some(tx))
+}
+
+impl Drop for TimeHold {
+    fn drop(&mut self) {
+        // Ends the parked task, so the runtime can shut down.
+        self.0.take();
+    }
+}
+
+/// Moves tokio's paused clock, and so `clock`, forward to `t` (never backwards).
+pub async fn advance_to(clock: &cloudwarden::runtime::Clock, t: chrono::DateTime<chrono::Utc>) {
+    if let Ok(d) = (t - clock.now()).to_std() {
+        tokio::time::advance(d).await;
     }
 }

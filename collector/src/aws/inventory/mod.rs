@@ -67,7 +67,8 @@ fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::
 }
 
 /// The types the describe calls list completely; the Tagging API only adds tags to these.
-const DESCRIBED: [&str; 7] =
+/// The types a describe call lists; every other type is known only through the Tagging API.
+pub const DESCRIBED: [&str; 7] =
     ["ec2:instance", "ec2:volume", "ec2:snapshot", "ec2:elastic-ip", "rds:db", "logs:log-group", "s3:bucket"];
 
 /// What one unit produced.
@@ -76,6 +77,8 @@ struct Partial {
     described: Vec<Resource>,
     tagged: Vec<(String, BTreeMap<String, String>)>,
     complete: Vec<Scope>,
+    /// (account id, region) when the Tagging API answered fully.
+    tagging_complete: Option<(String, String)>,
     failures: Vec<ScopeFailure>,
 }
 
@@ -149,6 +152,7 @@ async fn collect_region(ctx: &AwsContext, account: &AccountConfig, unit: Unit) -
             types.sort();
             types.dedup();
             p.complete.extend(types.iter().map(|t| scope(t)));
+            p.tagging_complete = Some((unit.account_id.clone(), unit.region.clone()));
             p.tagged = t;
         }
         Err(error) => {
@@ -218,6 +222,7 @@ pub async fn collect(ctx: &AwsContext, settings: &InventorySettings) -> Inventor
         }
         tagged.extend(p.tagged);
         report.complete_scopes.extend(p.complete);
+        report.tagging_complete.extend(p.tagging_complete);
         report.failures.extend(p.failures);
     }
     merge_tagged(&mut by_arn, tagged);
@@ -225,6 +230,7 @@ pub async fn collect(ctx: &AwsContext, settings: &InventorySettings) -> Inventor
     report.resources.sort_by(|a, b| a.arn.cmp(&b.arn));
     report.complete_scopes.sort();
     report.complete_scopes.dedup();
+    report.tagging_complete.sort();
     report
 }
 
