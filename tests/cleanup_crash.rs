@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, DurationRound, Utc};
 use cloudwarden::daemon::Daemon;
-use cloudwarden::jobs::cleanup::PAUSE_ENV;
 use cloudwarden::runtime::Clock;
 use cloudwarden::store::{Audit, PlanChange, PlanFilter, PlanState, Store};
+use common::process::start;
 use common::{aws_test_env, free_port, repo_root, Moto};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -30,60 +28,6 @@ fn bed(moto: &Moto, args: &[&str]) -> Value {
         .expect("run cleanup_bed.py");
     assert!(out.status.success(), "cleanup_bed.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-/// The daemon binary, its stderr lines on a channel.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-fn start(config: &std::path::Path, pause: Option<&str>) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudwarden"));
-    cmd.args(["run", "--config"]).arg(config).stderr(Stdio::piped()).stdout(Stdio::null());
-    cmd.envs([
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ("RUST_LOG", "info"),
-    ]);
-    match pause {
-        Some(p) => cmd.env(PAUSE_ENV, p),
-        None => cmd.env_remove(PAUSE_ENV),
-    };
-    let mut child = cmd.spawn().expect("start the daemon");
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Running { child, lines }
-}
-
-impl Running {
-    /// Waits for a log line containing `needle`; fails after `secs`, showing what was logged.
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + StdDuration::from_secs(secs);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(StdDuration::from_millis(200)) {
-                Ok(l) if l.contains(needle) => return,
-                Ok(l) => seen.push(l),
-                Err(_) => {}
-            }
-        }
-        panic!("no log line with {needle:?} within {secs}s:\n{}", seen.join("\n"));
-    }
-
-    fn kill9(mut self) {
-        assert!(Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap().success());
-        self.child.wait().unwrap();
-    }
 }
 
 fn snapshots_of(state: &Value, volume: &str) -> usize {

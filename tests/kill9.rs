@@ -7,79 +7,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use cloudwarden::crash::PAUSE_ENV;
 use cloudwarden::store::{FindingFilter, RunOutcome, Store};
+use common::process::start;
 use common::Moto;
 use sqlx::{Connection, Executor};
 
 const KILLS: usize = 50;
 const JOBS: [&str; 3] = ["inventory", "rules", "billing_files"];
-
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-fn start(config: &Path, pause: Option<&str>) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudwarden"));
-    cmd.args(["run", "--config"]).arg(config).stderr(Stdio::piped()).stdout(Stdio::null());
-    cmd.envs([
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ("RUST_LOG", "info"),
-    ]);
-    match pause {
-        Some(p) => cmd.env(PAUSE_ENV, p),
-        None => cmd.env_remove(PAUSE_ENV),
-    };
-    let mut child = cmd.spawn().expect("start the daemon");
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Running { child, lines }
-}
-
-impl Running {
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) if l.contains(needle) => return,
-                Ok(l) => seen.push(l),
-                Err(_) => {}
-            }
-        }
-        panic!("no log line with {needle:?} within {secs}s:\n{}", seen.join("\n"));
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the daemon stopped with {status}");
-    }
-}
 
 /// A small deterministic generator, so a failing campaign can be replayed.
 struct Rng(u64);

@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod pg;
+pub mod process;
 pub mod proxy;
 
 use std::collections::BTreeMap;
