@@ -64,7 +64,7 @@ async fn outcome(store: &Store) -> Outcome {
 
 /// Waits until, in runs started at or after `since`, the inventory and the billing files job have succeeded,
 /// and the rules have succeeded in a run started after the inventory's first success ended (so they read it).
-async fn settled(store: &Store, since: chrono::DateTime<Utc>, secs: u64) {
+async fn settled(store: &Store, daemon: &common::process::Running, since: chrono::DateTime<Utc>, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let ok = |runs: Vec<cloudwarden::store::RunRow>| -> Vec<cloudwarden::store::RunRow> {
@@ -78,9 +78,26 @@ async fn settled(store: &Store, since: chrono::DateTime<Utc>, secs: u64) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "the jobs did not all succeed within {secs}s");
+        if Instant::now() >= deadline {
+            let mut said = String::new();
+            for job in JOBS {
+                for r in store.runs(job, 5).await.unwrap() {
+                    said.push_str(&format!("{job}: {} {:?} {:?}\n", r.started_at, r.outcome, r.error));
+                }
+            }
+            panic!("the jobs did not all succeed within {secs}s; newest runs:\n{said}{}", daemon.log());
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The configuration with `[server] listen` on port 0.
+fn any_port(text: &str) -> String {
+    text.lines()
+        .map(|l| if l.starts_with("listen = \"127.0.0.1:") { "listen = \"127.0.0.1:0\"" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 struct Bed {
@@ -111,6 +128,9 @@ impl Bed {
             self.billing.display(),
             common::repo_root().display()
         );
+        // Any free port: the daemon is restarted 50 times, and a port chosen once could be taken meanwhile by
+        // an outgoing connection of the other campaign.
+        let text = any_port(&text);
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path
@@ -124,7 +144,7 @@ async fn campaign(bed: &Bed, clean_url: &str, killed_url: &str, seed: u64) {
     let since = Utc::now();
     let daemon = start(&clean_config, None);
     let store = Store::connect(clean_url, 1).await.unwrap();
-    settled(&store, since, 120).await;
+    settled(&store, &daemon, since, 120).await;
     daemon.stop();
     let clean = outcome(&store).await;
     store.close().await;
@@ -167,7 +187,7 @@ async fn campaign(bed: &Bed, clean_url: &str, killed_url: &str, seed: u64) {
     let since = Utc::now();
     let daemon = start(&config, None);
     let store = Store::connect(killed_url, 1).await.unwrap();
-    settled(&store, since, 120).await;
+    settled(&store, &daemon, since, 120).await;
     daemon.stop();
     let recovered = outcome(&store).await;
     assert_eq!(recovered, clean, "after {KILLS} kills the results differ from a clean run's");

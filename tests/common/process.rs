@@ -42,6 +42,16 @@ pub fn start(config: &Path, pause: Option<&str>) -> Running {
 }
 
 impl Running {
+    /// What the daemon has logged and nobody has read yet.
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        while let Ok(l) = self.lines.try_recv() {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+
     /// Waits for a log line containing `needle`; fails after `secs`, showing what was logged.
     pub fn wait_for(&self, needle: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
