@@ -14,7 +14,7 @@ use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use cloudwarden::billing::{load_billing, FileStatus, LoadReport};
 use cloudwarden::store::{BillingGroup, Store};
 use collector::billing::{BillingSource, Decimal, ReadOptions};
@@ -24,7 +24,6 @@ use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use sqlx::{Connection, Executor};
 
 // ---------------------------------------------------------------------------------------------------------
 // The sample, read independently of the code under test.
@@ -303,21 +302,6 @@ fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}", dir.join(name).display())
 }
 
-/// A fresh PostgreSQL database for one test, dropped by [`drop_postgres`].
-async fn fresh_postgres(base: &str) -> (sqlx::PgConnection, String, String) {
-    let (prefix, query) = base.split_once('?').map_or((base, ""), |(p, q)| (p, q));
-    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let name = format!("cloudwarden_billing_{}_{}", std::process::id(), Utc::now().timestamp_micros());
-    let mut admin = sqlx::PgConnection::connect(base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-    (admin, name, url)
-}
-
-async fn drop_postgres(mut admin: sqlx::PgConnection, name: String) {
-    admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The store suite: totals, idempotence, replacement, atomic failure, skipping.
 
@@ -431,10 +415,9 @@ async fn sqlite_billing_files() {
 
 #[tokio::test]
 async fn postgres_billing_files() {
-    let Some(base) = common::postgres_url() else { return };
-    let (admin, name, url) = fresh_postgres(&base).await;
-    suite(&url).await;
-    drop_postgres(admin, name).await;
+    let Some(db) = common::pg::TempDatabase::create("billing").await else { return };
+    suite(&db.url).await;
+    db.drop().await;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         // SAFETY: no arguments, no state.
-        if unsafe { libc::geteuid() } != 0 {
+        if !common::is_root() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true but the disk-full test needs root to mount a tmpfs"

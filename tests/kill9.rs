@@ -14,7 +14,6 @@ use chrono::Utc;
 use cloudwarden::store::{FindingFilter, RunOutcome, Store};
 use common::process::start;
 use common::Moto;
-use sqlx::{Connection, Executor};
 
 const KILLS: usize = 50;
 const JOBS: [&str; 3] = ["inventory", "rules", "billing_files"];
@@ -212,19 +211,10 @@ async fn fifty_kills_on_sqlite_leave_what_a_clean_run_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_kills_on_postgres_leave_what_a_clean_run_leaves() {
     let Some(base) = common::postgres_url() else { return };
-    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
-    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let stamp = format!("{}_{}", std::process::id(), Utc::now().timestamp_micros());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
-    let url =
-        |name: &str| if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-    let (clean, killed) = (format!("cloudwarden_clean_{stamp}"), format!("cloudwarden_killed_{stamp}"));
-    for name in [&clean, &killed] {
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    }
+    let clean = common::pg::TempDatabase::on(&base, "clean").await;
+    let killed = common::pg::TempDatabase::on(&base, "killed").await;
     let bed = bed();
-    campaign(&bed, &url(&clean), &url(&killed), 0x5eed_0002).await;
-    for name in [&clean, &killed] {
-        admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
-    }
+    campaign(&bed, &clean.url, &killed.url, 0x5eed_0002).await;
+    clean.drop().await;
+    killed.drop().await;
 }

@@ -18,7 +18,6 @@ use cloudwarden::store::{FindingFilter, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
 use http_body_util::BodyExt;
 use rules::finding::{Finding, FindingKind, Severity};
-use sqlx::{Connection, Executor};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -141,15 +140,9 @@ async fn sqlite_findings() {
 
 #[tokio::test]
 async fn postgres_findings() {
-    let Some(base) = common::postgres_url() else { return };
-    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
-    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let name = format!("cloudwarden_findings_{}_{}", std::process::id(), Utc::now().timestamp_micros());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-    findings_suite(&url).await;
-    admin.execute(format!("DROP DATABASE {name}").as_str()).await.unwrap();
+    let Some(db) = common::pg::TempDatabase::create("findings").await else { return };
+    findings_suite(&db.url).await;
+    db.drop().await;
 }
 
 const TOKEN: &str = "s3cret-token-0123456789";

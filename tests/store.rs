@@ -9,7 +9,6 @@ use chrono::{DateTime, Duration, Utc};
 use cloudwarden::store::{DeliveryState, RunOutcome, Store};
 use collector::{Details, InventoryReport, Resource, Scope};
 use rules::finding::{Finding, FindingKind};
-use sqlx::{Connection, Executor};
 
 fn resource(arn: &str, account: &str, region: &str, resource_type: &str, tags: &[(&str, &str)]) -> Resource {
     Resource {
@@ -361,15 +360,9 @@ async fn sqlite_store() {
 
 #[tokio::test]
 async fn postgres_store() {
-    let Some(base) = common::postgres_url() else { return };
-    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
-    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let name = format!("cloudwarden_test_{}_{}", std::process::id(), Utc::now().timestamp_micros());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-    suite(&url).await;
-    admin.execute(format!("DROP DATABASE {name}").as_str()).await.unwrap();
+    let Some(db) = common::pg::TempDatabase::create("test").await else { return };
+    suite(&db.url).await;
+    db.drop().await;
 }
 
 /// `n` findings of `kind`, one per subject.
@@ -415,15 +408,9 @@ async fn sqlite_writers_at_once_never_find_the_database_locked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_writers_at_once() {
-    let Some(base) = common::postgres_url() else { return };
-    let (prefix, query) = base.split_once('?').map_or((base.as_str(), ""), |(p, q)| (p, q));
-    let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
-    let name = format!("cloudwarden_writers_{}_{}", std::process::id(), Utc::now().timestamp_micros());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-    concurrent_writers(&url).await;
-    admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+    let Some(db) = common::pg::TempDatabase::create("writers").await else { return };
+    concurrent_writers(&db.url).await;
+    db.drop().await;
 }
 
 #[tokio::test]
@@ -435,6 +422,28 @@ async fn an_unusable_database_gives_a_clear_error() {
     let err = Store::connect("postgres://nobody:secret@127.0.0.1:1/none", 1).await.unwrap_err().to_string();
     assert!(err.starts_with("cannot open database postgres://nobody:***@127.0.0.1:1/none: "), "{err}");
     assert!(!err.contains("secret"));
+}
+
+/// Processes that open a new SQLite file at once (the daemon starting while a CLI command reads): each
+/// waits for the one migrating, then finds the schema in place. sqlx takes no lock around SQLite
+/// migrations, so without the store's own lock the later ones failed on "table accounts already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opening_a_new_sqlite_file_at_once_all_migrate_it() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cw.db").display());
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::connect(&url, 1).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(store.runs("inventory", 1).await.unwrap().is_empty());
+            store.close().await;
+        }
+    }
 }
 
 /// A configured SQLite file that is missing (deleted, moved, mistyped) is an error that says so and how to

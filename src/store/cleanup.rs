@@ -365,7 +365,7 @@ impl Store {
              FROM findings f JOIN resources r ON r.arn = f.subject \
              WHERE f.kind = 'cleanup' AND f.resolved_at_ms IS NULL AND r.gone_at_ms IS NULL \
              ORDER BY f.id",
-            super::findings::EVALUATIONS_NOW
+            super::findings::evaluations_now("f")
         );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(q(W))?;
         rows.iter()

@@ -91,19 +91,31 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { what, detail }
 }
 
-/// A finding row's last sighting as of now, for the row aliased `f`: its kind's last evaluation while the row
-/// follows its kind (`seen_seq` set), else what the row says.
-pub(crate) const LAST_SEEN_NOW: &str = "CASE WHEN f.seen_seq IS NULL THEN f.last_seen_ms ELSE \
-     COALESCE((SELECT e.at_ms FROM finding_evaluations e WHERE e.kind = f.kind), f.last_seen_ms) END";
+/// A finding row's last sighting as of now, for the row named `row` (a table name or alias): its kind's last
+/// evaluation while the row follows its kind (`seen_seq` set), else what the row says.
+pub(crate) fn last_seen_now(row: &str) -> String {
+    format!(
+        "CASE WHEN {row}.seen_seq IS NULL THEN {row}.last_seen_ms ELSE \
+         COALESCE((SELECT e.at_ms FROM finding_evaluations e WHERE e.kind = {row}.kind), {row}.last_seen_ms) END"
+    )
+}
 
-/// A finding row's count of evaluations in a row as of now, for the row aliased `f`.
-pub(crate) const EVALUATIONS_NOW: &str = "CASE WHEN f.seen_seq IS NULL THEN f.evaluations ELSE f.evaluations + \
-     COALESCE((SELECT e.seq FROM finding_evaluations e WHERE e.kind = f.kind), f.seen_seq) - f.seen_seq END";
+/// A finding row's count of evaluations in a row as of now, for the row named `row`.
+pub(crate) fn evaluations_now(row: &str) -> String {
+    format!(
+        "CASE WHEN {row}.seen_seq IS NULL THEN {row}.evaluations ELSE {row}.evaluations + \
+         COALESCE((SELECT e.seq FROM finding_evaluations e WHERE e.kind = {row}.kind), {row}.seen_seq) - {row}.seen_seq END"
+    )
+}
 
 /// The stored columns of a finding row aliased `f`, `last_seen_ms` as of now.
 fn finding_columns_now() -> String {
     format!(
-        "f.id AS id, f.kind AS kind, f.rule AS rule, f.subject AS subject, f.account_id AS account_id,          f.region AS region, f.resource_type AS resource_type, f.severity AS severity, f.message AS message,          f.monthly_usd AS monthly_usd, f.details AS details, f.first_seen_ms AS first_seen_ms,          {LAST_SEEN_NOW} AS last_seen_ms, f.resolved_at_ms AS resolved_at_ms"
+        "f.id AS id, f.kind AS kind, f.rule AS rule, f.subject AS subject, f.account_id AS account_id, \
+         f.region AS region, f.resource_type AS resource_type, f.severity AS severity, f.message AS message, \
+         f.monthly_usd AS monthly_usd, f.details AS details, f.first_seen_ms AS first_seen_ms, \
+         {} AS last_seen_ms, f.resolved_at_ms AS resolved_at_ms",
+        last_seen_now("f")
     )
 }
 
@@ -119,13 +131,12 @@ fn freeze_sql(ids: usize, resolve: bool, backend: Backend) -> String {
     } else {
         (1, String::new())
     };
-    // `f` is the row itself: the expressions read its values before the update.
-    let now = |expr: &str| expr.replace("f.", "findings.");
+    // The expressions read the row's values before the update.
     format!(
         "UPDATE findings SET {resolved}last_seen_ms = {}, evaluations = {}, seen_seq = NULL \
          WHERE resolved_at_ms IS NULL AND id IN ({})",
-        now(LAST_SEEN_NOW),
-        now(EVALUATIONS_NOW),
+        last_seen_now("findings"),
+        evaluations_now("findings"),
         in_list(ids, first, backend)
     )
 }

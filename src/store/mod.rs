@@ -96,6 +96,8 @@ pub enum StoreError {
     Missing { path: String },
     #[error("cannot apply migrations to {url}: {source}")]
     Migrate { url: String, source: sqlx::migrate::MigrateError },
+    #[error("cannot lock the SQLite database {path} to apply its migrations: {source}")]
+    MigrationLock { path: String, source: std::io::Error },
     #[error("database query failed ({what}): {source}")]
     Query { what: &'static str, source: sqlx::Error },
     #[error("stored value is invalid ({what}): {detail}")]
@@ -168,6 +170,16 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// Takes an exclusive lock on the file at `path`, waiting for it; released when the returned file is dropped.
+async fn lock_file(path: String) -> Result<std::fs::File, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let locked = std::fs::File::open(&path).and_then(|f| f.lock().map(|()| f));
+        locked.map_err(|source| StoreError::MigrationLock { path, source })
+    })
+    .await
+    .map_err(|e| StoreError::MigrationLock { path: String::new(), source: std::io::Error::other(e.to_string()) })?
+}
+
 impl Store {
     /// Opens (and for SQLite creates when missing) the database, then applies pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
@@ -187,10 +199,14 @@ impl Store {
     pub async fn open(url: &str, max_connections: u32, create: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(url);
+        let mut file = None;
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             let path = path.split_once('?').map_or(path, |(p, _)| p);
-            let in_memory = path.is_empty() || path.starts_with(":memory:");
+            let in_memory = path.is_empty() || path.starts_with(":memory:") || rest.contains("mode=memory");
+            if !in_memory {
+                file = Some(path.to_string());
+            }
             if !create && !in_memory && !rest.contains("mode=") && !std::path::Path::new(path).exists() {
                 return Err(StoreError::Missing { path: path.to_string() });
             }
@@ -235,6 +251,14 @@ impl Store {
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // sqlx takes no lock around SQLite migrations: two processes opening a new file at once (the daemon
+        // and a CLI command, say) would both apply the first migration, and the second would fail on "table
+        // already exists". An exclusive OS lock on the database file (flock, which SQLite's own byte-range
+        // locks do not see) makes the second wait, then find every migration applied.
+        let _lock = match file {
+            Some(path) => Some(lock_file(path).await?),
+            None => None,
         };
         migrator.run(&pool).await.map_err(|source| StoreError::Migrate { url: shown, source })?;
         Ok(Store { pool, backend, instance: instance_name() })

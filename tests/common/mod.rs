@@ -6,6 +6,7 @@ pub mod channels;
 pub mod pg;
 pub mod process;
 pub mod proxy;
+pub mod soak;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -192,6 +193,12 @@ pub fn postgres_url() -> Option<String> {
             None
         }
     }
+}
+
+/// Whether the tests run as root (a tmpfs can be mounted; PostgreSQL must be run as another user).
+pub fn is_root() -> bool {
+    // SAFETY: no arguments, no state.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Waits for `cond` to hold, checking every 50 ms, failing after `secs` seconds.

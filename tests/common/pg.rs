@@ -5,6 +5,41 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use sqlx::{Connection, Executor};
+
+/// A database of its own for one test on the shared test server (`CLOUDWARDEN_TEST_POSTGRES_URL`), named
+/// after `label`, the process and the time; dropped (connections and all) by [`TempDatabase::drop`].
+pub struct TempDatabase {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// The new database's URL: the server's URL with its database name replaced, its options kept.
+    pub url: String,
+}
+
+impl TempDatabase {
+    /// `None` when no test server is configured (see [`super::postgres_url`]).
+    pub async fn create(label: &str) -> Option<TempDatabase> {
+        let base = super::postgres_url()?;
+        Some(TempDatabase::on(&base, label).await)
+    }
+
+    /// A new database on the server of `base`.
+    pub async fn on(base: &str, label: &str) -> TempDatabase {
+        let (prefix, query) = base.split_once('?').unwrap_or((base, ""));
+        let server = &prefix[..prefix.rfind('/').expect("postgres URL with a database")];
+        let stamp = chrono::Utc::now().timestamp_micros();
+        let name = format!("cloudwarden_{label}_{}_{stamp}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(base).await.expect("connect to CLOUDWARDEN_TEST_POSTGRES_URL");
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
+        TempDatabase { admin, name, url }
+    }
+
+    pub async fn drop(mut self) {
+        self.admin.execute(format!("DROP DATABASE {} WITH (FORCE)", self.name).as_str()).await.unwrap();
+    }
+}
+
 /// Where `initdb` and `pg_ctl` are: on the PATH, or in the newest `/usr/lib/postgresql/<version>/bin`.
 fn pg_bin() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -28,11 +63,6 @@ pub struct PrivatePostgres {
     _dir: tempfile::TempDir,
 }
 
-fn is_root() -> bool {
-    // SAFETY: no arguments, no state.
-    unsafe { libc::geteuid() == 0 }
-}
-
 impl PrivatePostgres {
     /// Initialises and starts a server; `None` (with the reason printed) when PostgreSQL's server programs are
     /// not installed, which fails under `CI=true`.
@@ -47,7 +77,7 @@ impl PrivatePostgres {
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        if is_root() {
+        if super::is_root() {
             // The server's user must own its folder and be able to reach it.
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(status.success(), "chown the temporary folder to postgres");
@@ -62,7 +92,7 @@ impl PrivatePostgres {
 
     fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
-        let mut cmd = if is_root() {
+        let mut cmd = if super::is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(path);
             c
