@@ -1,4 +1,5 @@
-//! `cloudwarden anomaly score`: the I/O around the metric anomaly detector of the `rules` crate.
+//! `cloudwarden anomaly score` and `cloudwarden anomaly evaluate`: the I/O around the metric anomaly detector
+//! and the NAB evaluation of the `rules` crate.
 //!
 //! Reads a `timestamp,value` CSV file (NAB's format: a header line, then one point per line, in time order),
 //! scores every point with [`rules::anomaly::metric::detector::Detector`] and writes
@@ -13,7 +14,9 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rules::anomaly::metric::detector::{Detector, DetectorConfig};
+use rules::anomaly::metric::detector::{score_series, Detector, DetectorConfig};
+use rules::anomaly::metric::evaluate::{evaluate, Candidate, Evaluation, LabelledSeries};
+use rules::anomaly::metric::nab::{windows_by_time, NabScorer};
 
 /// What can go wrong reading, scoring or writing a series file.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,14 @@ pub enum AnomalyCliError {
         /// 1-based line number.
         line: usize,
         /// What is wrong with the line.
+        message: String,
+    },
+    /// The labels file is not NAB's windows JSON, or does not fit the data.
+    #[error("{}: {message}", path.display())]
+    Labels {
+        /// The labels file.
+        path: PathBuf,
+        /// What is wrong.
         message: String,
     },
     /// The output cannot be written.
@@ -136,6 +147,149 @@ pub fn run(input: &Path, output: Option<&Path>) -> Result<usize, AnomalyCliError
         }
     }
     Ok(rows.len())
+}
+
+/// One file's labelled windows as NAB writes them: `[start, end]` timestamps, inclusive.
+type LabelFile = std::collections::BTreeMap<String, Vec<(String, String)>>;
+
+fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()
+}
+
+/// The corpus named by a NAB labels file (`category/file.csv` → windows) under `data`: every file's values and
+/// windows as point indices. A label key that leaves `data`, a file that is missing or malformed, a timestamp
+/// that is not `YYYY-MM-DD HH:MM:SS[.f]` and a window that covers no point are errors naming file and place.
+pub fn load_corpus(data: &Path, labels: &Path) -> Result<Vec<(LabelledSeries, Vec<f64>)>, AnomalyCliError> {
+    let text = std::fs::read_to_string(labels)
+        .map_err(|source| AnomalyCliError::Read { path: labels.to_path_buf(), source })?;
+    let bad = |message: String| AnomalyCliError::Labels { path: labels.to_path_buf(), message };
+    let entries: LabelFile = serde_json::from_str(&text).map_err(|e| {
+        bad(format!(
+            "line {}: not a NAB windows file (`{{\"category/file.csv\": [[start, end], ...]}}`): {e}",
+            e.line()
+        ))
+    })?;
+    if entries.is_empty() {
+        return Err(bad("no files are labelled".to_string()));
+    }
+    let mut corpus = Vec::with_capacity(entries.len());
+    for (name, limits) in entries {
+        let relative = Path::new(&name);
+        let inside = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let category = match name.split_once('/') {
+            Some((c, f)) if inside && !c.is_empty() && !f.is_empty() => c.to_string(),
+            _ => return Err(bad(format!("{name:?}: a key must be `category/file.csv` inside the data folder"))),
+        };
+        let path = data.join(relative);
+        let rows = read_series(&path)?;
+        let mut times = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let t = parse_time(&row.timestamp).ok_or_else(|| AnomalyCliError::Parse {
+                path: path.clone(),
+                line: i + 2,
+                message: format!("timestamp {:?} is not `YYYY-MM-DD HH:MM:SS`", row.timestamp),
+            })?;
+            times.push(t);
+        }
+        let mut windows = Vec::with_capacity(limits.len());
+        for (start, end) in &limits {
+            let (Some(a), Some(b)) = (parse_time(start), parse_time(end)) else {
+                return Err(bad(format!(
+                    "{name}: window [{start:?}, {end:?}]: a timestamp is not `YYYY-MM-DD HH:MM:SS`"
+                )));
+            };
+            match windows_by_time(&times, &[(a, b)]).first() {
+                Some(w) => windows.push(*w),
+                None => {
+                    return Err(bad(format!("{name}: window [{start}, {end}] covers no point of {}", path.display())))
+                }
+            }
+        }
+        let values = rows.iter().map(|r| r.value).collect();
+        corpus.push((LabelledSeries { name, category, windows }, values));
+    }
+    Ok(corpus)
+}
+
+fn figure(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The evaluation as Markdown tables: the whole-set score, each category at the whole-set threshold, and the
+/// leave-one-category-out folds with their pooled, mean and worst held-out scores.
+pub fn render_evaluation(e: &Evaluation, files: usize, points: usize) -> String {
+    let mut out = String::new();
+    let windows: usize = e.categories.iter().map(|c| c.windows).sum();
+    let _ = writeln!(
+        out,
+        "NAB 1.1, standard profile: {files} files, {} categories, {windows} windows, {points} points\n",
+        e.categories.len()
+    );
+    let _ = writeln!(
+        out,
+        "Whole set (configuration `{}` and threshold chosen on every file): {:.2} at threshold {}\n",
+        e.whole_candidate, e.whole, e.whole_threshold
+    );
+    out.push_str(
+        "| category | files | windows | detected | missed | false positives | score at the whole-set threshold |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for c in &e.categories {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.category,
+            c.files,
+            c.windows,
+            c.detected,
+            c.missed,
+            c.false_positives,
+            figure(c.normalized)
+        );
+    }
+    if e.folds.is_empty() {
+        out.push_str("\nLeave one category out: needs at least two categories.\n");
+        return out;
+    }
+    out.push_str("\nLeave one category out (configuration and threshold chosen on the other categories):\n\n");
+    out.push_str("| held out | configuration | threshold | score on the others | held-out score | detected | missed | false positives |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for f in &e.folds {
+        let h = &f.held_out;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+            h.category,
+            f.candidate,
+            f.threshold,
+            f.training,
+            figure(h.normalized),
+            h.detected,
+            h.missed,
+            h.false_positives
+        );
+    }
+    let worst = e.worst.as_ref().map_or_else(|| "n/a".to_string(), |(c, s)| format!("{s:.2} ({c})"));
+    let _ = writeln!(
+        out,
+        "\nHeld-out score, pooled over every file: {}; mean of the categories with windows: {}; worst: {worst}",
+        figure(e.pooled),
+        figure(e.mean)
+    );
+    out
+}
+
+/// `cloudwarden anomaly evaluate`: scores every labelled file under `data` with the default detector and
+/// evaluates it (whole set, per category, leave one category out). Returns the report.
+pub fn evaluate_command(data: &Path, labels: &Path) -> Result<String, AnomalyCliError> {
+    let corpus = load_corpus(data, labels)?;
+    let config = DetectorConfig::default();
+    let points = corpus.iter().map(|(_, v)| v.len()).sum();
+    let scores: Vec<Vec<f64>> = corpus.iter().map(|(_, values)| score_series(&config, values)).collect();
+    let series: Vec<LabelledSeries> = corpus.into_iter().map(|(s, _)| s).collect();
+    let candidates = [Candidate { name: "default".to_string(), scores }];
+    let evaluation = evaluate(&NabScorer::default(), &series, &candidates);
+    Ok(render_evaluation(&evaluation, series.len(), points))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `collect`, `cleanup plan|history`, `anomaly score`, `--version`.
+//! The command line: `run`, `check-config`, `collect`, `cleanup plan|history`, `anomaly score|evaluate`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,6 +126,16 @@ pub enum AnomalyCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Score every file of a labelled corpus (NAB's layout) and print its NAB score: the whole set, each
+    /// category, and leave one category out (the configuration and threshold chosen without the category).
+    Evaluate {
+        /// The corpus folder: `category/file.csv` files of `timestamp,value`.
+        #[arg(long)]
+        data: PathBuf,
+        /// NAB's windows JSON (`labels/combined_windows.json`): `{"category/file.csv": [[start, end], ...]}`.
+        #[arg(long)]
+        labels: PathBuf,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -143,6 +153,18 @@ pub fn main() -> ExitCode {
         Command::Anomaly { command: AnomalyCommand::Score { input, output } } => {
             match crate::anomaly_cli::run(&input, output.as_deref()) {
                 Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Anomaly { command: AnomalyCommand::Evaluate { data, labels } } => {
+            match crate::anomaly_cli::evaluate_command(&data, &labels) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

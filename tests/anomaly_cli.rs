@@ -111,3 +111,133 @@ fn malformed_input_fails_naming_file_and_line() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("cannot read") && stderr.contains("missing.csv"), "{stderr:?}");
 }
+
+/// The repository's nine CloudWatch files laid out as a corpus of two categories (`ec2/` and `other/`) under
+/// `dir`, with their labels rewritten to the new keys; returns the labels file.
+fn two_category_corpus(dir: &Path) -> PathBuf {
+    let nab = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab");
+    let labels: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(nab.join("labels_windows.json")).unwrap()).unwrap();
+    let mut rewritten = serde_json::Map::new();
+    for (key, windows) in labels {
+        let file = key.strip_prefix("realAWSCloudwatch/").unwrap();
+        let category = if file.starts_with("ec2_") { "ec2" } else { "other" };
+        std::fs::create_dir_all(dir.join(category)).unwrap();
+        std::fs::copy(nab.join(&key), dir.join(category).join(file)).unwrap();
+        rewritten.insert(format!("{category}/{file}"), windows);
+    }
+    let path = dir.join("labels.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&rewritten).unwrap()).unwrap();
+    path
+}
+
+/// The cells of the leave-one-category-out table's row that starts with `| first |`.
+fn row<'a>(report: &'a str, first: &str) -> Vec<&'a str> {
+    let line = report
+        .lines()
+        .skip_while(|l| !l.starts_with("Leave one category out"))
+        .find(|l| l.starts_with(&format!("| {first} |")))
+        .unwrap_or_else(|| panic!("no row {first}: {report}"));
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+#[test]
+fn evaluates_a_corpus_whole_per_category_and_leaving_each_category_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = two_category_corpus(dir.path());
+    let run = cloudwarden(&[
+        "anomaly",
+        "evaluate",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "stderr: {}", String::from_utf8_lossy(&run.stderr));
+    let report = String::from_utf8(run.stdout).unwrap();
+    println!("{report}");
+    assert!(report.starts_with("NAB 1.1, standard profile: 9 files, 2 categories, 14 windows, 37575 points"));
+    // The whole set is the nine files the detector's own test scores (72.7 at its best threshold).
+    let whole = report.lines().find(|l| l.starts_with("Whole set")).unwrap();
+    assert!(whole.contains(": 72.66 at threshold"), "{whole}");
+
+    // Each fold, recomputed from the series with the library: the held-out category scored at the threshold
+    // the report says was chosen on the other one, and that threshold the other category's best.
+    let corpus = cloudwarden::anomaly_cli::load_corpus(dir.path(), &labels).unwrap();
+    let config = rules::anomaly::metric::detector::DetectorConfig::default();
+    let scores: Vec<Vec<f64>> =
+        corpus.iter().map(|(_, v)| rules::anomaly::metric::detector::score_series(&config, v)).collect();
+    let scorer = rules::anomaly::metric::nab::NabScorer::default();
+    let category = |c: &str| -> Vec<rules::anomaly::metric::nab::ScoredFile<'_>> {
+        corpus
+            .iter()
+            .zip(&scores)
+            .filter(|((s, _), _)| s.category == c)
+            .map(|((s, _), sc)| rules::anomaly::metric::nab::ScoredFile {
+                name: &s.name,
+                scores: sc,
+                windows: &s.windows,
+            })
+            .collect()
+    };
+    let mut pooled_raw = 0.0;
+    for (held, other) in [("ec2", "other"), ("other", "ec2")] {
+        let cells = row(&report, held);
+        // held out | configuration | threshold | score on the others | held-out score | detected | missed | fp
+        let threshold: f64 = cells[2].parse().unwrap();
+        let chosen = scorer.optimize(&category(other));
+        assert_eq!(threshold, chosen.threshold, "{held}: the threshold is the other category's best");
+        assert_eq!(cells[3], format!("{:.2}", chosen.normalized));
+        let held_out = scorer.score(&category(held), threshold);
+        assert_eq!(cells[4], format!("{:.2}", held_out.normalized), "{held}");
+        let detected: usize = held_out.files.iter().map(|f| f.true_positives).sum();
+        assert_eq!(cells[5], detected.to_string());
+        pooled_raw += held_out.raw;
+    }
+    let pooled = 100.0 * (pooled_raw + 14.0) / 28.0;
+    assert!(report.contains(&format!("Held-out score, pooled over every file: {pooled:.2};")), "{pooled:.2}");
+}
+
+#[test]
+fn evaluate_names_the_bad_file_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = two_category_corpus(dir.path());
+    let text = std::fs::read_to_string(&labels).unwrap();
+    let evaluate = |labels: &Path| {
+        let run = cloudwarden(&[
+            "anomaly",
+            "evaluate",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+        ]);
+        assert!(!run.status.success());
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let cases = [
+        (
+            "escape.json",
+            text.replace("\"ec2/ec2_network_in_257a54.csv\"", "\"../ec2_network_in_257a54.csv\""),
+            "a key must be `category/file.csv`",
+        ),
+        ("missing.json", text.replace("ec2_network_in_257a54.csv", "ec2_network_in_000000.csv"), "cannot read"),
+        ("not_json.json", "{\"a/b.csv\": [[\"2014-01-01 00:00:00\"".to_string(), "line 1: not a NAB windows file"),
+        ("nowhere.json", text.replacen("2014-", "1999-", 2), "covers no point"),
+        ("bad_time.json", text.replacen("2014-", "yesterday ", 1), "a timestamp is not"),
+    ];
+    for (name, content, message) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let stderr = evaluate(&path);
+        assert!(stderr.contains(message), "{name}: {stderr}");
+        assert!(stderr.contains(name) || stderr.contains("000000"), "{name} names the file: {stderr}");
+    }
+    // A data file with a bad timestamp: the file and line.
+    let data = dir.path().join("other/grok_asg_anomaly.csv");
+    let mut lines: Vec<String> = std::fs::read_to_string(&data).unwrap().lines().map(String::from).collect();
+    lines[5] = "05/01/2014 10:00,1.0".to_string();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let stderr = evaluate(&labels);
+    assert!(stderr.contains("grok_asg_anomaly.csv: line 6: timestamp \"05/01/2014 10:00\""), "{stderr}");
+}
