@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rules::anomaly::metric::detector::{score_series, Detector, DetectorConfig};
 use rules::anomaly::metric::evaluate::{evaluate, Candidate, Evaluation, LabelledSeries};
 use rules::anomaly::metric::nab::{windows_by_time, NabScorer};
+use rules::anomaly::metric::novelty;
 
 /// What can go wrong reading, scoring or writing a series file.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +150,44 @@ pub fn run(input: &Path, output: Option<&Path>) -> Result<usize, AnomalyCliError
     Ok(rows.len())
 }
 
+/// A series of a labelled corpus: its name, category and windows, and its points (seconds since the epoch,
+/// value).
+#[derive(Debug, Clone)]
+pub struct LoadedSeries {
+    pub labelled: LabelledSeries,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The detectors `cloudwarden anomaly evaluate` can judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DetectorChoice {
+    /// The daemon's detector: range novelty and robust deviation (`rules::anomaly::metric::detector`).
+    Range,
+    /// The candidate: range novelty over two weeks, context novelty and deviation, summed
+    /// (`rules::anomaly::metric::novelty`).
+    Novelty,
+}
+
+impl DetectorChoice {
+    /// The scores of one series with the default configuration of this detector.
+    pub fn score(self, points: &[(i64, f64)]) -> Vec<f64> {
+        match self {
+            DetectorChoice::Range => {
+                let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                score_series(&DetectorConfig::default(), &values)
+            }
+            DetectorChoice::Novelty => novelty::score_series(&novelty::NoveltyConfig::default(), points),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DetectorChoice::Range => "range",
+            DetectorChoice::Novelty => "novelty",
+        }
+    }
+}
+
 /// One file's labelled windows as NAB writes them: `[start, end]` timestamps, inclusive.
 type LabelFile = std::collections::BTreeMap<String, Vec<(String, String)>>;
 
@@ -159,7 +198,7 @@ fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
 /// The corpus named by a NAB labels file (`category/file.csv` → windows) under `data`: every file's values and
 /// windows as point indices. A label key that leaves `data`, a file that is missing or malformed, a timestamp
 /// that is not `YYYY-MM-DD HH:MM:SS[.f]` and a window that covers no point are errors naming file and place.
-pub fn load_corpus(data: &Path, labels: &Path) -> Result<Vec<(LabelledSeries, Vec<f64>)>, AnomalyCliError> {
+pub fn load_corpus(data: &Path, labels: &Path) -> Result<Vec<LoadedSeries>, AnomalyCliError> {
     let text = std::fs::read_to_string(labels)
         .map_err(|source| AnomalyCliError::Read { path: labels.to_path_buf(), source })?;
     let bad = |message: String| AnomalyCliError::Labels { path: labels.to_path_buf(), message };
@@ -205,8 +244,8 @@ pub fn load_corpus(data: &Path, labels: &Path) -> Result<Vec<(LabelledSeries, Ve
                 }
             }
         }
-        let values = rows.iter().map(|r| r.value).collect();
-        corpus.push((LabelledSeries { name, category, windows }, values));
+        let points = times.iter().zip(&rows).map(|(t, r)| (t.and_utc().timestamp(), r.value)).collect();
+        corpus.push(LoadedSeries { labelled: LabelledSeries { name, category, windows }, points });
     }
     Ok(corpus)
 }
@@ -279,15 +318,14 @@ pub fn render_evaluation(e: &Evaluation, files: usize, points: usize) -> String 
     out
 }
 
-/// `cloudwarden anomaly evaluate`: scores every labelled file under `data` with the default detector and
-/// evaluates it (whole set, per category, leave one category out). Returns the report.
-pub fn evaluate_command(data: &Path, labels: &Path) -> Result<String, AnomalyCliError> {
+/// `cloudwarden anomaly evaluate`: scores every labelled file under `data` with the default configuration of
+/// `detector` and evaluates it (whole set, per category, leave one category out). Returns the report.
+pub fn evaluate_command(data: &Path, labels: &Path, detector: DetectorChoice) -> Result<String, AnomalyCliError> {
     let corpus = load_corpus(data, labels)?;
-    let config = DetectorConfig::default();
-    let points = corpus.iter().map(|(_, v)| v.len()).sum();
-    let scores: Vec<Vec<f64>> = corpus.iter().map(|(_, values)| score_series(&config, values)).collect();
-    let series: Vec<LabelledSeries> = corpus.into_iter().map(|(s, _)| s).collect();
-    let candidates = [Candidate { name: "default".to_string(), scores }];
+    let points = corpus.iter().map(|s| s.points.len()).sum();
+    let scores: Vec<Vec<f64>> = corpus.iter().map(|s| detector.score(&s.points)).collect();
+    let series: Vec<LabelledSeries> = corpus.into_iter().map(|s| s.labelled).collect();
+    let candidates = [Candidate { name: detector.name().to_string(), scores }];
     let evaluation = evaluate(&NabScorer::default(), &series, &candidates);
     Ok(render_evaluation(&evaluation, series.len(), points))
 }

@@ -135,6 +135,9 @@ pub enum AnomalyCommand {
         /// NAB's windows JSON (`labels/combined_windows.json`): `{"category/file.csv": [[start, end], ...]}`.
         #[arg(long)]
         labels: PathBuf,
+        /// The detector to judge: `range` (the daemon's) or `novelty` (the candidate).
+        #[arg(long, value_enum, default_value = "range")]
+        detector: crate::anomaly_cli::DetectorChoice,
     },
 }
 
@@ -159,8 +162,8 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Anomaly { command: AnomalyCommand::Evaluate { data, labels } } => {
-            match crate::anomaly_cli::evaluate_command(&data, &labels) {
+        Command::Anomaly { command: AnomalyCommand::Evaluate { data, labels, detector } } => {
+            match crate::anomaly_cli::evaluate_command(&data, &labels, detector) {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS

@@ -165,18 +165,23 @@ fn evaluates_a_corpus_whole_per_category_and_leaving_each_category_out() {
     // the report says was chosen on the other one, and that threshold the other category's best.
     let corpus = cloudwarden::anomaly_cli::load_corpus(dir.path(), &labels).unwrap();
     let config = rules::anomaly::metric::detector::DetectorConfig::default();
-    let scores: Vec<Vec<f64>> =
-        corpus.iter().map(|(_, v)| rules::anomaly::metric::detector::score_series(&config, v)).collect();
+    let scores: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|s| {
+            let values: Vec<f64> = s.points.iter().map(|p| p.1).collect();
+            rules::anomaly::metric::detector::score_series(&config, &values)
+        })
+        .collect();
     let scorer = rules::anomaly::metric::nab::NabScorer::default();
     let category = |c: &str| -> Vec<rules::anomaly::metric::nab::ScoredFile<'_>> {
         corpus
             .iter()
             .zip(&scores)
-            .filter(|((s, _), _)| s.category == c)
-            .map(|((s, _), sc)| rules::anomaly::metric::nab::ScoredFile {
-                name: &s.name,
+            .filter(|(s, _)| s.labelled.category == c)
+            .map(|(s, sc)| rules::anomaly::metric::nab::ScoredFile {
+                name: &s.labelled.name,
                 scores: sc,
-                windows: &s.windows,
+                windows: &s.labelled.windows,
             })
             .collect()
     };
@@ -240,4 +245,35 @@ fn evaluate_names_the_bad_file_and_place() {
     std::fs::write(&data, lines.join("\n")).unwrap();
     let stderr = evaluate(&labels);
     assert!(stderr.contains("grok_asg_anomaly.csv: line 6: timestamp \"05/01/2014 10:00\""), "{stderr}");
+}
+
+#[test]
+fn evaluates_the_candidate_detector_with_the_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = two_category_corpus(dir.path());
+    let args = ["anomaly", "evaluate", "--data", dir.path().to_str().unwrap(), "--labels", labels.to_str().unwrap()];
+    let run = cloudwarden(&[&args[..], &["--detector", "novelty"]].concat());
+    assert!(run.status.success(), "stderr: {}", String::from_utf8_lossy(&run.stderr));
+    let report = String::from_utf8(run.stdout).unwrap();
+    // The whole-set figure, recomputed from the series and their timestamps with the library.
+    let corpus = cloudwarden::anomaly_cli::load_corpus(dir.path(), &labels).unwrap();
+    let config = rules::anomaly::metric::novelty::NoveltyConfig::default();
+    let scores: Vec<Vec<f64>> =
+        corpus.iter().map(|s| rules::anomaly::metric::novelty::score_series(&config, &s.points)).collect();
+    let files: Vec<_> = corpus
+        .iter()
+        .zip(&scores)
+        .map(|(s, sc)| rules::anomaly::metric::nab::ScoredFile {
+            name: &s.labelled.name,
+            scores: sc,
+            windows: &s.labelled.windows,
+        })
+        .collect();
+    let best = rules::anomaly::metric::nab::NabScorer::default().optimize(&files);
+    let expected =
+        format!("Whole set (configuration `novelty` and threshold chosen on every file): {:.2}", best.normalized);
+    assert!(report.contains(&expected), "{expected}\n{report}");
+    let unknown = cloudwarden(&[&args[..], &["--detector", "oracle"]].concat());
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("invalid value 'oracle'"));
 }

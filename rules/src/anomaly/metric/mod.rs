@@ -3,6 +3,7 @@
 pub mod detector;
 pub mod evaluate;
 pub mod nab;
+pub mod novelty;
 
 #[cfg(test)]
 mod tests;
