@@ -131,6 +131,12 @@ fn two_category_corpus(dir: &Path) -> PathBuf {
     path
 }
 
+/// `cloudwarden anomaly evaluate` on the corpus in `dir` with `labels`, and more arguments.
+fn evaluate(dir: &Path, labels: &Path, more: &[&str]) -> Output {
+    let args = ["anomaly", "evaluate", "--data", dir.to_str().unwrap(), "--labels", labels.to_str().unwrap()];
+    cloudwarden(&[&args[..], more].concat())
+}
+
 /// The cells of the leave-one-category-out table's row that starts with `| first |`.
 fn row<'a>(report: &'a str, first: &str) -> Vec<&'a str> {
     let line = report
@@ -145,14 +151,7 @@ fn row<'a>(report: &'a str, first: &str) -> Vec<&'a str> {
 fn evaluates_a_corpus_whole_per_category_and_leaving_each_category_out() {
     let dir = tempfile::tempdir().unwrap();
     let labels = two_category_corpus(dir.path());
-    let run = cloudwarden(&[
-        "anomaly",
-        "evaluate",
-        "--data",
-        dir.path().to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-    ]);
+    let run = evaluate(dir.path(), &labels, &[]);
     assert!(run.status.success(), "stderr: {}", String::from_utf8_lossy(&run.stderr));
     let report = String::from_utf8(run.stdout).unwrap();
     println!("{report}");
@@ -208,15 +207,8 @@ fn evaluate_names_the_bad_file_and_place() {
     let dir = tempfile::tempdir().unwrap();
     let labels = two_category_corpus(dir.path());
     let text = std::fs::read_to_string(&labels).unwrap();
-    let evaluate = |labels: &Path| {
-        let run = cloudwarden(&[
-            "anomaly",
-            "evaluate",
-            "--data",
-            dir.path().to_str().unwrap(),
-            "--labels",
-            labels.to_str().unwrap(),
-        ]);
+    let failing = |labels: &Path| {
+        let run = evaluate(dir.path(), labels, &[]);
         assert!(!run.status.success());
         String::from_utf8_lossy(&run.stderr).into_owned()
     };
@@ -234,7 +226,7 @@ fn evaluate_names_the_bad_file_and_place() {
     for (name, content, message) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
-        let stderr = evaluate(&path);
+        let stderr = failing(&path);
         assert!(stderr.contains(message), "{name}: {stderr}");
         assert!(stderr.contains(name) || stderr.contains("000000"), "{name} names the file: {stderr}");
     }
@@ -243,7 +235,7 @@ fn evaluate_names_the_bad_file_and_place() {
     let mut lines: Vec<String> = std::fs::read_to_string(&data).unwrap().lines().map(String::from).collect();
     lines[5] = "05/01/2014 10:00,1.0".to_string();
     std::fs::write(&data, lines.join("\n")).unwrap();
-    let stderr = evaluate(&labels);
+    let stderr = failing(&labels);
     assert!(stderr.contains("grok_asg_anomaly.csv: line 6: timestamp \"05/01/2014 10:00\""), "{stderr}");
 }
 
@@ -251,8 +243,7 @@ fn evaluate_names_the_bad_file_and_place() {
 fn evaluates_the_candidate_detector_with_the_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let labels = two_category_corpus(dir.path());
-    let args = ["anomaly", "evaluate", "--data", dir.path().to_str().unwrap(), "--labels", labels.to_str().unwrap()];
-    let run = cloudwarden(&[&args[..], &["--detector", "novelty"]].concat());
+    let run = evaluate(dir.path(), &labels, &["--detector", "novelty"]);
     assert!(run.status.success(), "stderr: {}", String::from_utf8_lossy(&run.stderr));
     let report = String::from_utf8(run.stdout).unwrap();
     // The whole-set figure, recomputed from the series and their timestamps with the library.
@@ -273,7 +264,7 @@ fn evaluates_the_candidate_detector_with_the_timestamps() {
     let expected =
         format!("Whole set (configuration `novelty` and threshold chosen on every file): {:.2}", best.normalized);
     assert!(report.contains(&expected), "{expected}\n{report}");
-    let unknown = cloudwarden(&[&args[..], &["--detector", "oracle"]].concat());
+    let unknown = evaluate(dir.path(), &labels, &["--detector", "oracle"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("invalid value 'oracle'"));
 }

@@ -172,7 +172,12 @@ impl SortedWindow {
 
 /// Range novelty of `x` against the range a tracker holds (0 before any point).
 fn novelty(tracker: &RangeTracker, x: f64, margin: f64) -> f64 {
-    match tracker.range() {
+    range_novelty(tracker.range(), x, margin)
+}
+
+/// Range novelty of `x` against `[lo, hi]` (0 without a range): how far it lies outside, relative to the span.
+pub(crate) fn range_novelty(range: Option<(f64, f64)>, x: f64, margin: f64) -> f64 {
+    match range {
         Some((lo, hi)) => {
             let excess = if x > hi {
                 x - hi

@@ -29,6 +29,8 @@
 
 use std::mem::size_of;
 
+use super::detector::range_novelty;
+
 /// Settings of the [`NoveltyDetector`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoveltyConfig {
@@ -132,19 +134,6 @@ impl Range {
     }
 }
 
-/// `excess / span` mapped to `[0, 1)` with `margin` scoring 0.5; a positive excess over a zero (or overflowing)
-/// span scores 1.
-fn rel_excess(excess: f64, span: f64, margin: f64) -> f64 {
-    if excess.is_nan() || excess <= 0.0 {
-        return 0.0;
-    }
-    let r = excess / span;
-    if span.is_nan() || span <= 0.0 || !r.is_finite() {
-        return 1.0;
-    }
-    r / (r + margin.max(f64::MIN_POSITIVE))
-}
-
 /// Entries of the context table: one per possible context when there are at most `2^ctx_bits` of them
 /// (`ctx_levels^ctx_len`, 36 with the defaults), else `2^ctx_bits` hashed slots.
 fn table_len(c: &NoveltyConfig) -> usize {
@@ -232,19 +221,7 @@ impl NoveltyDetector {
     fn learn_and_score(&mut self, x: f64) -> f64 {
         let c = &self.config;
         // Range novelty against the range before x.
-        let rn = match self.range.range() {
-            Some((lo, hi)) => {
-                let excess = if x > hi {
-                    x - hi
-                } else if x < lo {
-                    lo - x
-                } else {
-                    0.0
-                };
-                rel_excess(excess, hi - lo, c.range_margin)
-            }
-            None => 0.0,
-        };
+        let rn = range_novelty(self.range.range(), x, c.range_margin);
         self.range.push(x);
 
         // Context novelty: quantised in the range including x.
