@@ -33,6 +33,8 @@ pub struct Sample {
     pub day: f64,
     /// This process' resident memory (VmRSS), KiB.
     pub rss_kib: u64,
+    /// Memory SQLite holds (page caches, prepared statements, its own allocations), KiB.
+    pub sqlite_kib: u64,
     /// Series in the rendered `/metrics`.
     pub series: usize,
     /// Size of the rendered `/metrics` body, bytes.
@@ -245,25 +247,27 @@ impl Soak {
         cloudwarden::memory::collect();
         let metrics = self.daemon.state.metrics();
         let series = metrics.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
-        let resources = self.daemon.store.resources().await.unwrap();
-        let open = self
-            .daemon
-            .store
-            .findings(cloudwarden::store::FindingFilter { kind: None, include_resolved: false })
-            .await
-            .unwrap();
+        // Counts, not rows: the sample must not itself hold memory that grows with the database.
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(self.daemon.store.pool()).await.unwrap() as usize
+        };
+        let live = count("SELECT COUNT(*) FROM resources WHERE gone_at_ms IS NULL").await;
+        let resource_rows = count("SELECT COUNT(*) FROM resources").await;
+        let open_findings = count("SELECT COUNT(*) FROM findings WHERE resolved_at_ms IS NULL").await;
         let elapsed = self.daemon.runtime.clock().now() - start();
         Sample {
             cycle: self.cycle,
             day: elapsed.num_seconds() as f64 / 86_400.0,
             rss_kib: status_kib("VmRSS:"),
+            // SAFETY: a read of SQLite's global counter, valid at any time.
+            sqlite_kib: (unsafe { libsqlite3_sys::sqlite3_memory_used() }).max(0) as u64 / 1024,
             series,
             metrics_bytes: metrics.len(),
             tasks: tokio::runtime::Handle::current().metrics().num_alive_tasks(),
             fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-            live: resources.iter().filter(|r| r.gone_at.is_none()).count(),
-            resource_rows: resources.len(),
-            open_findings: open.len(),
+            live,
+            resource_rows,
+            open_findings,
             elapsed_secs: self.began.elapsed().as_secs_f64(),
         }
     }
