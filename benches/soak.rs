@@ -37,6 +37,8 @@ static GLOBAL: Counting = Counting;
 use common::soak::{Soak, CYCLES_PER_DAY};
 
 fn main() {
+    // As the daemon's `main` does.
+    cloudwarden::memory::limit_malloc_arenas();
     let days: u64 = std::env::var("SOAK_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     rt.block_on(async {

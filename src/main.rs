@@ -4,5 +4,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    cloudwarden::memory::limit_malloc_arenas();
     cloudwarden::cli::main()
 }
